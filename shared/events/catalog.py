@@ -1,0 +1,18 @@
+"""Every event type of the platform, by its wire name."""
+
+from __future__ import annotations
+
+from shared.events.envelope import Payload
+from shared.events.records import RecordIngested
+
+EVENT_TYPES: dict[str, type[Payload]] = {
+    payload.event_type: payload for payload in (RecordIngested,)
+}
+
+
+def payload_type(event_type: str) -> type[Payload]:
+    try:
+        return EVENT_TYPES[event_type]
+    except KeyError:
+        known = ", ".join(sorted(EVENT_TYPES))
+        raise KeyError(f"unknown event type {event_type!r}; known: {known}") from None

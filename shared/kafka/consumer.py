@@ -1,0 +1,226 @@
+"""The consumer runner: at-least-once delivery into handlers, dead letters for poison messages.
+
+Offsets are stored only after a message was handled (or dead-lettered) and every event its
+handler emitted was confirmed by the broker, so a crash at any point replays, never skips.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from shared.events.codec import UndecodableMessage
+from shared.events.envelope import Event
+from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.metrics import HANDLER_RETRIES, MESSAGES_DEAD_LETTERED, MESSAGES_HANDLED
+from shared.telemetry import extract_trace_context
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """Where a message came from: what lineage records and dead letters point back to."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event a handler wants published once its input is handled."""
+
+    topic: str
+    event: Event[Any]
+    key: str | None = None
+
+
+Handler = Callable[[Event[Any], MessageInfo], Iterable[Emit] | None]
+
+
+class Decoder(Protocol):
+    def decode(self, value: bytes | None) -> Event[Any]: ...
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    decoder: Decoder
+    handler: Handler
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 5.0
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.initial_backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+class HandlerFailed(Exception):
+    reason = "handler_failed"
+
+
+def dead_letter_headers(
+    info: MessageInfo, group_id: str, error: Exception
+) -> list[tuple[str, bytes]]:
+    reason = getattr(error, "reason", type(error).__name__)
+    return [
+        ("dlq.original.topic", info.topic.encode()),
+        ("dlq.original.partition", str(info.partition).encode()),
+        ("dlq.original.offset", str(info.offset).encode()),
+        ("dlq.consumer.group", group_id.encode()),
+        ("dlq.reason", str(reason).encode()),
+        ("dlq.error", str(error)[:4000].encode(errors="replace")),
+    ]
+
+
+class ConsumerRunner:
+    """Polls its subscriptions and feeds each message to its handler until asked to stop."""
+
+    def __init__(
+        self,
+        *,
+        group_id: str,
+        subscriptions: Sequence[Subscription],
+        consumer_config: dict[str, Any],
+        producer: EventProducer,
+        dead_letter_topic: str,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 500,
+        poll_timeout_s: float = 0.5,
+    ) -> None:
+        self.group_id = group_id
+        self._routes = {subscription.topic: subscription for subscription in subscriptions}
+        self._config = {**consumer_config, "group.id": group_id}
+        self._producer = producer
+        self._dead_letter_topic = dead_letter_topic
+        self._retry = retry or RetryPolicy()
+        self._batch_size = batch_size
+        self._poll_timeout_s = poll_timeout_s
+        self._consumer: Consumer | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Consumes until `stop` is set, then finishes the in-flight message and commits."""
+        consumer = Consumer(self._config)
+        self._consumer = consumer
+        consumer.subscribe(list(self._routes), on_revoke=self._commit_before_revoke)
+        try:
+            while not stop.is_set():
+                batch = consumer.consume(self._batch_size, self._poll_timeout_s)
+                self._process_batch(batch, stop)
+        finally:
+            self._commit_stored(consumer)
+            consumer.close()
+            self._consumer = None
+
+    def _process_batch(self, batch: list[Message], stop: threading.Event) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        published = 0
+        for message in batch:
+            if message.error() is not None:
+                self._on_consume_error(message.error())
+                continue
+            published += self._process(message)
+            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+            if stop.is_set():
+                break
+        if published:
+            self._producer.flush()
+        if next_offsets and self._consumer is not None:
+            self._consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+            )
+
+    def _process(self, message: Message) -> int:
+        """Handles one message and queues what it emits; returns how many messages it queued."""
+        info = MessageInfo(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            timestamp_ms=message.timestamp()[1],
+        )
+        subscription = self._routes[info.topic]
+        headers = message.headers() or []
+        with _tracer.start_as_current_span(
+            f"{info.topic} process",
+            context=extract_trace_context(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": info.topic,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.destination.partition.id": str(info.partition),
+                "messaging.kafka.offset": info.offset,
+            },
+        ) as span:
+            try:
+                event = subscription.decoder.decode(message.value())
+                span.set_attribute("messaging.message.id", event.id)
+                emitted = self._handle_with_retries(subscription, event, info)
+            except (UndecodableMessage, HandlerFailed) as error:
+                span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+                return self._producer.publish([self._dead_letter(message, info, error)])
+            MESSAGES_HANDLED.labels(info.topic, self.group_id).inc()
+            return self._producer.publish(
+                OutgoingMessage.for_event(emit.topic, emit.event, emit.key) for emit in emitted
+            )
+
+    def _handle_with_retries(
+        self, subscription: Subscription, event: Event[Any], info: MessageInfo
+    ) -> list[Emit]:
+        for attempt in range(1, self._retry.max_attempts + 1):
+            try:
+                return list(subscription.handler(event, info) or ())
+            except Exception as error:
+                if attempt == self._retry.max_attempts:
+                    raise HandlerFailed(f"{type(error).__name__}: {error}") from error
+                HANDLER_RETRIES.labels(info.topic, self.group_id).inc()
+                log.warning("handler failed on %s (attempt %d): %s", event.id, attempt, error)
+                time.sleep(self._retry.backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _dead_letter(
+        self, message: Message, info: MessageInfo, error: Exception
+    ) -> OutgoingMessage:
+        reason = getattr(error, "reason", type(error).__name__)
+        MESSAGES_DEAD_LETTERED.labels(info.topic, self.group_id, reason).inc()
+        log.warning("dead-lettering %s[%d]@%d: %s", info.topic, info.partition, info.offset, error)
+        return OutgoingMessage(
+            topic=self._dead_letter_topic,
+            value=message.value() or b"",
+            key=info.key,
+            headers=[*(message.headers() or []), *dead_letter_headers(info, self.group_id, error)],
+        )
+
+    @staticmethod
+    def _on_consume_error(error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("consumer error: %s", error.str())
+
+    def _commit_before_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit_stored(consumer)
+
+    @staticmethod
+    def _commit_stored(consumer: Consumer) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("offset commit failed: %s", error)

@@ -1,0 +1,118 @@
+"""The skeleton every service runs on: one process with a FastAPI app and its consumer loops.
+
+A service's bootstrap builds a `ServiceRuntime` (settings, producer, consumer runners,
+readiness checks) and hands it to `create_app`; `python -m services.<name>` then calls `serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from confluent_kafka.admin import AdminClient
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.kafka.config import client_config
+from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.producer import EventProducer
+from shared.settings import PlatformSettings
+from shared.telemetry import shutdown_tracing
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], None]
+"""Returns when a dependency is reachable, raises with a reason when it is not."""
+
+
+def kafka_reachable(settings: PlatformSettings) -> ReadinessCheck:
+    admin = AdminClient(client_config(settings, "readiness"))
+
+    def check() -> None:
+        admin.list_topics(timeout=2.0)
+
+    return check
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    settings: PlatformSettings
+    producer: EventProducer | None = None
+    runners: Sequence[ConsumerRunner] = ()
+    readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    crashed: list[str] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start_consumers(self) -> None:
+        for runner in self.runners:
+            thread = threading.Thread(
+                target=self._run_consumer, args=(runner,), name=f"consumer-{runner.group_id}"
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop_consumers(self, timeout_s: float = 30.0) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        if self.producer is not None:
+            self.producer.close()
+        shutdown_tracing()
+
+    def _run_consumer(self, runner: ConsumerRunner) -> None:
+        try:
+            runner.run(self.stop)
+        except Exception:
+            log.exception("consumer %s stopped on an error", runner.group_id)
+            self.crashed.append(runner.group_id)
+
+
+def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.start_consumers()
+        yield
+        runtime.stop_consumers()
+
+    app = FastAPI(title=f"mlops {runtime.name}", lifespan=lifespan)
+
+    @app.get("/live", tags=["health"])
+    def live() -> JSONResponse:
+        if runtime.crashed:
+            return JSONResponse({"status": "crashed", "consumers": runtime.crashed}, 503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready", tags=["health"])
+    def ready() -> JSONResponse:
+        failures = {}
+        for name, check in runtime.readiness_checks.items():
+            try:
+                check()
+            except Exception as error:
+                failures[name] = str(error) or type(error).__name__
+        if failures or runtime.crashed:
+            body = {"status": "not ready", "failing": failures, "crashed": runtime.crashed}
+            return JSONResponse(body, 503)
+        return JSONResponse({"status": "ready", "checks": sorted(runtime.readiness_checks)})
+
+    @app.get("/metrics", tags=["health"])
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="live,ready,metrics")
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Runs until SIGTERM/SIGINT; uvicorn's shutdown runs the lifespan exit (stops consumers)."""
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

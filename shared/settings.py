@@ -1,0 +1,48 @@
+"""Platform-wide settings, read from MLOPS_* environment variables.
+
+Settings objects are built by a service's bootstrap at start-up, never at import time,
+so tests and tools can point the same code at another broker or namespace.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STACK_ENV_FILE = ".local/stack.env"
+
+
+class PlatformSettings(BaseSettings):
+    """What every process of the platform needs to reach the shared infrastructure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_", env_file=STACK_ENV_FILE, extra="ignore", frozen=True
+    )
+
+    namespace: str = Field("mlops", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_client_extra: dict[str, str] = Field(default_factory=dict)
+    max_payload_bytes: int = Field(1_048_576, gt=0)
+    database_url: SecretStr | None = None
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_secure: bool = False
+    otlp_endpoint: str | None = None
+    jaeger_query_url: str = "http://127.0.0.1:16686"
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+
+    def database_url_or_sqlite(self, sqlite_path: str = ".local/data/mlops.sqlite") -> str:
+        """The configured database, or the embedded SQLite default."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{sqlite_path}"
+
+
+class ServiceSettings(BaseSettings):
+    """The HTTP side of one service; subclasses set env_prefix to MLOPS_<NAME>_."""
+
+    model_config = SettingsConfigDict(env_file=STACK_ENV_FILE, extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)

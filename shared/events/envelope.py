@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validat
 class Payload(BaseModel):
     """Base class of every event payload; `event_type` names it on the wire."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_type: ClassVar[str]
 

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from shared.settings import PlatformSettings
+
+@pytest.fixture(scope="session")
+def settings() -> PlatformSettings:
+    return PlatformSettings()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(settings: PlatformSettings) -> str:
+    return settings.kafka_bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def admin(bootstrap: str) -> AdminClient:
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        client.list_topics(timeout=10)
+    except Exception as error:
+        pytest.fail(f"Kafka at {bootstrap} is not reachable ({error}); start the stack: make up")
+    return client
+
+
+@pytest.fixture
+def subprocess_env(settings: PlatformSettings) -> Iterator[dict[str, str]]:
+    """The environment child processes get: this test run's MLOPS_* settings."""
+    env = dict(os.environ)
+    env["MLOPS_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env["PYTHONUNBUFFERED"] = "1"
+    yield env

@@ -1,0 +1,27 @@
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from shared.kafka.consumer import RetryPolicy
+from shared.telemetry import extract_trace_context, inject_trace_headers
+
+
+def test_trace_context_survives_a_trip_through_kafka_headers() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    headers: list[tuple[str, bytes]] = [("ce_type", b"x")]
+    with tracer.start_as_current_span("publish") as span:
+        inject_trace_headers(headers)
+        sent = span.get_span_context()
+    assert any(name == "traceparent" for name, _ in headers)
+    received = trace.get_current_span(extract_trace_context(headers)).get_span_context()
+    assert received.trace_id == sent.trace_id
+    assert received.span_id == sent.span_id
+
+
+def test_messages_without_trace_headers_start_a_fresh_trace() -> None:
+    context = extract_trace_context(None)
+    assert not trace.get_current_span(context).get_span_context().is_valid
+
+
+def test_retry_backoff_doubles_up_to_its_cap() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_backoff_s=0.1, max_backoff_s=0.3)
+    assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.3, 0.3]

@@ -3,7 +3,9 @@
 from prometheus_client import Counter
 
 MESSAGES_PUBLISHED = Counter(
-    "mlops_messages_published_total", "Messages confirmed by the broker.", ["topic"]
+    "mlops_messages_published_total",
+    "Messages handed to the producer (failures counted apart).",
+    ["topic"],
 )
 DELIVERY_FAILURES = Counter(
     "mlops_delivery_failures_total", "Messages the broker did not confirm.", ["topic"]

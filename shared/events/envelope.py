@@ -85,4 +85,4 @@ class Event(BaseModel, Generic[P]):
         )
 
     def to_json_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.__pydantic_serializer__.to_json(self)

@@ -11,11 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from shared.events.codec import UndecodableMessage
 from shared.events.envelope import Event
@@ -69,6 +70,12 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         return min(self.initial_backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+def _trace_key(message: Message) -> tuple[str, bytes | None]:
+    """Messages of one topic sent in one traced publish share a span on the way in, too."""
+    traceparent = next((v for k, v in message.headers() or () if k == "traceparent"), None)
+    return message.topic(), traceparent
 
 
 class HandlerFailed(Exception):
@@ -130,56 +137,63 @@ class ConsumerRunner:
 
     def _process_batch(self, batch: list[Message], stop: threading.Event) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
-        published = 0
-        for message in batch:
-            if message.error() is not None:
-                self._on_consume_error(message.error())
-                continue
-            published += self._process(message)
-            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+        queued = 0
+        valid = [m for m in batch if m.error() is None or self._on_consume_error(m.error())]
+        for _, run in groupby(valid, key=_trace_key):
+            queued += self._process_run(list(run), next_offsets, stop)
             if stop.is_set():
                 break
-        if published:
+        if queued:
             self._producer.flush()
         if next_offsets and self._consumer is not None:
             self._consumer.store_offsets(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
             )
 
-    def _process(self, message: Message) -> int:
-        """Handles one message and queues what it emits; returns how many messages it queued."""
-        info = MessageInfo(
-            topic=message.topic(),
-            partition=message.partition(),
-            offset=message.offset(),
-            key=message.key(),
-            timestamp_ms=message.timestamp()[1],
-        )
-        subscription = self._routes[info.topic]
-        headers = message.headers() or []
+    def _process_run(
+        self, run: list[Message], next_offsets: dict[tuple[str, int], int], stop: threading.Event
+    ) -> int:
+        """Handles consecutive messages of one topic and trace in one span; returns queued count."""
+        first = run[0]
+        topic = first.topic()
+        subscription = self._routes[topic]
+        outgoing: list[OutgoingMessage] = []
+        handled = 0
         with _tracer.start_as_current_span(
-            f"{info.topic} process",
-            context=extract_trace_context(headers),
+            f"{topic} process",
+            context=extract_trace_context(first.headers()),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": info.topic,
+                "messaging.destination.name": topic,
                 "messaging.consumer.group.name": self.group_id,
-                "messaging.destination.partition.id": str(info.partition),
-                "messaging.kafka.offset": info.offset,
+                "messaging.destination.partition.id": str(first.partition()),
+                "messaging.kafka.offset": first.offset(),
             },
         ) as span:
-            try:
-                event = subscription.decoder.decode(message.value())
-                span.set_attribute("messaging.message.id", event.id)
-                emitted = self._handle_with_retries(subscription, event, info)
-            except (UndecodableMessage, HandlerFailed) as error:
-                span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
-                return self._producer.publish([self._dead_letter(message, info, error)])
-            MESSAGES_HANDLED.labels(info.topic, self.group_id).inc()
-            return self._producer.publish(
-                OutgoingMessage.for_event(emit.topic, emit.event, emit.key) for emit in emitted
-            )
+            for message in run:
+                info = MessageInfo(
+                    topic=topic,
+                    partition=message.partition(),
+                    offset=message.offset(),
+                    key=message.key(),
+                    timestamp_ms=message.timestamp()[1],
+                )
+                try:
+                    event = subscription.decoder.decode(message.value())
+                    for emit in self._handle_with_retries(subscription, event, info):
+                        outgoing.append(OutgoingMessage.for_event(emit.topic, emit.event, emit.key))
+                    handled += 1
+                except (UndecodableMessage, HandlerFailed) as error:
+                    span.add_event("dead-lettered", {"offset": info.offset, "reason": error.reason})
+                    outgoing.append(self._dead_letter(message, info, error))
+                next_offsets[(topic, info.partition)] = info.offset + 1
+                if stop.is_set():
+                    break
+            span.set_attribute("messaging.batch.message_count", len(run))
+            queued = self._producer.publish(outgoing)
+        MESSAGES_HANDLED.labels(topic, self.group_id).inc(handled)
+        return queued
 
     def _handle_with_retries(
         self, subscription: Subscription, event: Event[Any], info: MessageInfo
@@ -209,10 +223,12 @@ class ConsumerRunner:
         )
 
     @staticmethod
-    def _on_consume_error(error: KafkaError) -> None:
+    def _on_consume_error(error: KafkaError) -> bool:
+        """Raises on fatal errors; logs the others. Never keeps the errored message."""
         if error.fatal():
             raise KafkaException(error)
         log.warning("consumer error: %s", error.str())
+        return False
 
     def _commit_before_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit_stored(consumer)

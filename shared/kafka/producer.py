@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from shared.metrics import DELIVERY_FAILURES, MESSAGES_PUBLISHED
 from shared.telemetry import KafkaHeaders, inject_trace_headers
 
 log = logging.getLogger(__name__)
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 _tracer = trace.get_tracer(__name__)
 
 
@@ -49,109 +50,121 @@ class OutgoingMessage:
             key=routing_key.encode() if routing_key is not None else None,
             headers=[
                 ("ce_type", event.type.encode()),
-                ("ce_id", event.id.encode()),
                 *(headers or []),
             ],
         )
 
 
-def _count_delivery(error: KafkaError | None, message: Message) -> None:
-    topic = message.topic() or "?"
-    if error is None:
-        MESSAGES_PUBLISHED.labels(topic).inc()
-    else:
-        DELIVERY_FAILURES.labels(topic).inc()
+class _Failures:
+    """Collects the writes the broker refused; librdkafka reports only failures to us."""
 
-
-class _Pending:
-    """Counts the confirmations one caller is waiting for."""
-
-    def __init__(self, expected: int) -> None:
-        self.remaining = expected
-        self.errors: list[str] = []
-        self.lock = threading.Lock()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: list[str] = []
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        _count_delivery(error, message)
-        with self.lock:
-            self.remaining -= 1
-            if error is not None:
-                self.errors.append(f"{message.topic()}: {error.str()}")
+        topic = message.topic() or "?"
+        DELIVERY_FAILURES.labels(topic).inc()
+        log.error("delivery to %s failed: %s", topic, error.str() if error else "?")
+        with self._lock:
+            self._errors.append(f"{topic}: {error.str() if error else '?'}")
+
+    def drain(self) -> list[str]:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
 
 
 class EventProducer:
-    """Wraps confluent_kafka.Producer; every write is either confirmed or raised."""
+    """Wraps confluent_kafka.Producer; every write is either confirmed or raised.
+
+    Delivery reports come back only for failures (delivery.report.only.error), so a
+    successful write costs no Python callback; `flush` turns any failure into an error.
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._producer = Producer(config)
-        self._unconfirmed_errors: list[str] = []
-        self._errors_lock = threading.Lock()
+        self._producer = Producer({**config, "delivery.report.only.error": True})
+        self._background = _Failures()
 
     def publish(self, messages: Iterable[OutgoingMessage]) -> int:
         """Queues messages without waiting; a later `flush()` raises if any was not confirmed."""
-        count = 0
-        for message in messages:
-            self._produce(message, self._record_background_delivery)
-            count += 1
-        self._producer.poll(0)
-        return count
+        batch = list(messages)
+        if batch:
+            self._send(batch, self._background.on_delivery)
+            self._producer.poll(0)
+        return len(batch)
 
     def publish_confirmed(self, messages: Iterable[OutgoingMessage], timeout: float = 30.0) -> int:
         """Writes messages and returns only once the broker confirmed every one of them."""
         batch = list(messages)
-        pending = _Pending(len(batch))
-        for message in batch:
-            self._produce(message, pending.on_delivery)
-        deadline = time.monotonic() + timeout
-        while pending.remaining > 0 and time.monotonic() < deadline:
-            self._producer.poll(0.05)
-        if pending.errors:
-            raise DeliveryError("; ".join(pending.errors[:5]))
-        if pending.remaining > 0:
+        failures = _Failures()
+        self._send(batch, failures.on_delivery)
+        left = self._producer.flush(timeout)
+        errors = failures.drain()
+        if errors:
             raise DeliveryError(
-                f"{pending.remaining} of {len(batch)} writes unconfirmed after {timeout}s"
+                f"{len(errors)} of {len(batch)} writes failed: " + "; ".join(errors[:5])
             )
+        if left:
+            raise DeliveryError(f"writes unconfirmed after {timeout}s ({left} still queued)")
         return len(batch)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Waits for every queued write; raises DeliveryError for any failure since last flush."""
         left = self._producer.flush(timeout)
-        with self._errors_lock:
-            errors, self._unconfirmed_errors = self._unconfirmed_errors, []
+        errors = self._background.drain()
         if errors:
-            raise DeliveryError("; ".join(errors[:5]) + f" ({len(errors)} failed)")
+            raise DeliveryError(f"{len(errors)} writes failed: " + "; ".join(errors[:5]))
         if left:
             raise DeliveryError(f"{left} writes unconfirmed after {timeout}s")
 
     def close(self, timeout: float = 30.0) -> None:
         self.flush(timeout)
 
-    def _produce(self, message: OutgoingMessage, on_delivery: Any) -> None:
-        headers = list(message.headers)
-        with _tracer.start_as_current_span(
-            f"{message.topic} publish",
-            kind=SpanKind.PRODUCER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": message.topic},
-        ):
-            inject_trace_headers(headers)
-            while True:
+    def _send(self, batch: list[OutgoingMessage], on_delivery: Any) -> None:
+        """One producer span per call; every message carries that span's trace context."""
+        per_topic = Counter(message.topic for message in batch)
+        name = f"{next(iter(per_topic))} publish" if len(per_topic) == 1 else "publish"
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": ",".join(sorted(per_topic)),
+            "messaging.batch.message_count": len(batch),
+        }
+        with _tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes):
+            trace_headers: KafkaHeaders = []
+            inject_trace_headers(trace_headers)
+            produce = self._producer.produce
+            for message in batch:
+                headers = message.headers
+                if any(name in _TRACE_HEADERS for name, _ in headers):
+                    headers = [h for h in headers if h[0] not in _TRACE_HEADERS]
+                headers = headers + trace_headers
                 try:
-                    self._producer.produce(
+                    produce(
                         message.topic,
-                        value=message.value,
-                        key=message.key,
+                        message.value,
+                        message.key,
                         headers=headers,
                         on_delivery=on_delivery,
                     )
-                    return
                 except BufferError:
-                    self._producer.poll(0.05)
+                    self._produce_when_queue_frees(message, headers, on_delivery)
+        for topic, count in per_topic.items():
+            MESSAGES_PUBLISHED.labels(topic).inc(count)
 
-    def _record_background_delivery(self, error: KafkaError | None, message: Message) -> None:
-        _count_delivery(error, message)
-        if error is None:
-            return
-        topic = message.topic() or "?"
-        log.error("delivery to %s failed: %s", topic, error.str())
-        with self._errors_lock:
-            self._unconfirmed_errors.append(f"{topic}: {error.str()}")
+    def _produce_when_queue_frees(
+        self, message: OutgoingMessage, headers: KafkaHeaders, on_delivery: Any
+    ) -> None:
+        while True:
+            self._producer.poll(0.05)
+            try:
+                self._producer.produce(
+                    message.topic,
+                    message.value,
+                    message.key,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                )
+                return
+            except BufferError:
+                continue

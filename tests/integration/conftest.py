@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient
 
 from shared.settings import PlatformSettings
 
+
 @pytest.fixture(scope="session")
 def settings() -> PlatformSettings:
     return PlatformSettings()

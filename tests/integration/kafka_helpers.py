@@ -43,7 +43,9 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0)
         return len(messages) >= expected
 
     try:
-        wait_until(collect, what=f"{expected} messages on {topic}", timeout_s=timeout_s, interval_s=0)
+        wait_until(
+            collect, what=f"{expected} messages on {topic}", timeout_s=timeout_s, interval_s=0
+        )
     finally:
         consumer.close()
     return messages

@@ -22,7 +22,10 @@ LIMIT = 4_096
 
 def valid(n: int, **values: object) -> bytes:
     record = RecordIngested(
-        dataset="bus-test", entity=f"e-{n}", values={"n": n, **values}, ingested_at=datetime.now(UTC)
+        dataset="bus-test",
+        entity=f"e-{n}",
+        values={"n": n, **values},
+        ingested_at=datetime.now(UTC),
     )
     return Event.create(record, source="test", subject=f"e-{n}").to_json_bytes()
 

@@ -35,7 +35,8 @@ def test_removing_a_property_is_incompatible(schema: dict) -> None:
 def test_retyping_a_property_is_incompatible(schema: dict) -> None:
     retyped = copy.deepcopy(schema)
     retyped["$defs"]["RecordIngested"]["properties"]["dataset"]["type"] = "integer"
-    assert incompatibilities(schema, retyped) == ["$defs.RecordIngested.dataset: definition changed"]
+    expected = ["$defs.RecordIngested.dataset: definition changed"]
+    assert incompatibilities(schema, retyped) == expected
 
 
 def test_a_new_required_property_is_incompatible(schema: dict) -> None:
@@ -56,7 +57,10 @@ def _committed_versions(path: Path) -> list[dict]:
     relative = path.relative_to(REPO)
     log = subprocess.run(
         ["git", "log", "--format=%H", "--", str(relative)],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     versions = []
     for commit in log.stdout.split():

@@ -29,7 +29,7 @@ def test_names_carry_the_namespace(catalog: TopicCatalog) -> None:
 
 
 def test_unknown_topic_lists_the_known_ones(catalog: TopicCatalog) -> None:
-    with pytest.raises(KeyError, match="data.raw"):
+    with pytest.raises(KeyError, match=r"data\.raw"):
         catalog["data.nope"]
 
 

@@ -1,0 +1,61 @@
+# The platform's entry points. `make up` runs it, `make test` proves it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+STACK := infra/stack/stack.sh
+VENV := .venv
+PY := $(VENV)/bin/python
+# Loads the credentials and addresses `make up` wrote, for the commands that need them.
+WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
+
+.PHONY: help install venv up down status test test-unit test-integration lint format schemas bench-bus clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+venv: ## the Python environment from the lockfile (uv)
+	@command -v uv >/dev/null || python3 -m pip install --quiet --root-user-action=ignore uv
+	@uv sync --frozen --quiet
+
+install: venv ## everything the stack needs: apt packages, Kafka jars, MinIO and Jaeger binaries
+	@$(STACK) install
+
+up: install ## start Kafka, PostgreSQL, MinIO, Jaeger and the services (idempotent)
+	@$(STACK) up
+
+down: ## stop what `make up` started
+	@$(STACK) down
+
+status: ## health of every component
+	@$(STACK) status
+
+test: install ## everything: lint, unit and integration tests against the real stack
+	@$(MAKE) --no-print-directory lint
+	@was_up=0; $(STACK) status >/dev/null 2>&1 && was_up=1; \
+	$(STACK) up; \
+	$(WITH_STACK_ENV) $(PY) -m pytest tests -p no:cacheprovider; rc=$$?; \
+	if [ $$was_up = 0 ]; then $(STACK) down; fi; \
+	exit $$rc
+
+test-unit: venv ## the fast tests, no infrastructure needed
+	@$(PY) -m pytest tests/unit -q
+
+test-integration: venv ## integration tests against an already running stack (`make up`)
+	@$(WITH_STACK_ENV) $(PY) -m pytest tests/integration
+
+lint: venv ## ruff lint and format check, and the event schemas are up to date
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check --quiet .
+	@$(PY) -m shared.events.schemas check
+
+format: venv ## apply ruff's fixes and formatting
+	@$(VENV)/bin/ruff check --fix --quiet .
+	@$(VENV)/bin/ruff format --quiet .
+
+schemas: venv ## regenerate schemas/events from the pydantic models (refuses breaking changes)
+	@$(PY) -m shared.events.schemas generate
+
+bench-bus: up ## events/s of the shared producer->consumer path next to a raw confluent-kafka loop
+	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_bus
+
+clean: ## stop the stack and delete its data and credentials
+	@$(STACK) clean

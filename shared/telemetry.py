@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from shared.settings import PlatformSettings
 
 KafkaHeaders = list[tuple[str, bytes]]
+TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 log = logging.getLogger(__name__)
 
 

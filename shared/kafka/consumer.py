@@ -22,13 +22,13 @@ from shared.events.codec import UndecodableMessage
 from shared.events.envelope import Event
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.metrics import HANDLER_RETRIES, MESSAGES_DEAD_LETTERED, MESSAGES_HANDLED
-from shared.telemetry import extract_trace_context
+from shared.telemetry import TRACE_HEADERS, extract_trace_context
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MessageInfo:
     """Where a message came from: what lineage records and dead letters point back to."""
 
@@ -181,7 +181,7 @@ class ConsumerRunner:
                 )
                 try:
                     event = subscription.decoder.decode(message.value())
-                    for emit in self._handle_with_retries(subscription, event, info):
+                    for emit in self._handle(subscription, event, info):
                         outgoing.append(OutgoingMessage.for_event(emit.topic, emit.event, emit.key))
                     handled += 1
                 except (UndecodableMessage, HandlerFailed) as error:
@@ -195,19 +195,21 @@ class ConsumerRunner:
         MESSAGES_HANDLED.labels(topic, self.group_id).inc(handled)
         return queued
 
-    def _handle_with_retries(
+    def _handle(
         self, subscription: Subscription, event: Event[Any], info: MessageInfo
-    ) -> list[Emit]:
-        for attempt in range(1, self._retry.max_attempts + 1):
+    ) -> Iterable[Emit]:
+        """Runs the handler; a failure is retried with backoff, then becomes HandlerFailed."""
+        attempt = 1
+        while True:
             try:
-                return list(subscription.handler(event, info) or ())
+                return subscription.handler(event, info) or ()
             except Exception as error:
-                if attempt == self._retry.max_attempts:
+                if attempt >= self._retry.max_attempts:
                     raise HandlerFailed(f"{type(error).__name__}: {error}") from error
                 HANDLER_RETRIES.labels(info.topic, self.group_id).inc()
                 log.warning("handler failed on %s (attempt %d): %s", event.id, attempt, error)
                 time.sleep(self._retry.backoff(attempt))
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _dead_letter(
         self, message: Message, info: MessageInfo, error: Exception
@@ -219,7 +221,10 @@ class ConsumerRunner:
             topic=self._dead_letter_topic,
             value=message.value() or b"",
             key=info.key,
-            headers=[*(message.headers() or []), *dead_letter_headers(info, self.group_id, error)],
+            headers=[
+                *(h for h in message.headers() or [] if h[0] not in TRACE_HEADERS),
+                *dead_letter_headers(info, self.group_id, error),
+            ],
         )
 
     @staticmethod

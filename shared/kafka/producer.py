@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import Counter
@@ -18,7 +19,6 @@ from shared.metrics import DELIVERY_FAILURES, MESSAGES_PUBLISHED
 from shared.telemetry import KafkaHeaders, inject_trace_headers
 
 log = logging.getLogger(__name__)
-_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 _tracer = trace.get_tracer(__name__)
 
 
@@ -26,9 +26,17 @@ class DeliveryError(Exception):
     """The broker did not confirm one or more writes."""
 
 
-@dataclass(frozen=True)
+@functools.cache
+def _encoded(text: str) -> bytes:
+    return text.encode()
+
+
+@dataclass(slots=True)
 class OutgoingMessage:
-    """One message to write: an event, or raw bytes (dead letters, replays)."""
+    """One message to write: an event, or raw bytes (dead letters, replays).
+
+    Trace headers are added on the way out; `headers` must not carry any of its own.
+    """
 
     topic: str
     value: bytes
@@ -49,7 +57,7 @@ class OutgoingMessage:
             value=event.to_json_bytes(),
             key=routing_key.encode() if routing_key is not None else None,
             headers=[
-                ("ce_type", event.type.encode()),
+                ("ce_type", _encoded(event.type)),
                 *(headers or []),
             ],
         )
@@ -135,10 +143,7 @@ class EventProducer:
             inject_trace_headers(trace_headers)
             produce = self._producer.produce
             for message in batch:
-                headers = message.headers
-                if any(name in _TRACE_HEADERS for name, _ in headers):
-                    headers = [h for h in headers if h[0] not in _TRACE_HEADERS]
-                headers = headers + trace_headers
+                headers = message.headers + trace_headers
                 try:
                     produce(
                         message.topic,

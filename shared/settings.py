@@ -21,6 +21,7 @@ class PlatformSettings(BaseSettings):
 
     namespace: str = Field("mlops", pattern=r"^[a-z0-9][a-z0-9_-]*$")
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_brokers: int = Field(1, ge=1, description="Brokers in the cluster (1 or 3 locally).")
     kafka_client_extra: dict[str, str] = Field(default_factory=dict)
     max_payload_bytes: int = Field(1_048_576, gt=0)
     database_url: SecretStr | None = None

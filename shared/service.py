@@ -7,6 +7,7 @@ readiness checks) and hands it to `create_app`; `python -m services.<name>` then
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -115,4 +116,12 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = ()) -> Fa
 
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Runs until SIGTERM/SIGINT; uvicorn's shutdown runs the lifespan exit (stops consumers)."""
+    # uvicorn re-raises the stop signal after its graceful shutdown; a handler that only
+    # logs it lets a requested stop end the process with status 0 instead of -SIGTERM.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _log_stop_signal)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
+def _log_stop_signal(signum: int, _frame: object) -> None:
+    log.info("stopped by %s", signal.Signals(signum).name)

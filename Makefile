@@ -13,8 +13,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 venv: ## the Python environment from the lockfile (uv)
-	@command -v uv >/dev/null || python3 -m pip install --quiet --root-user-action=ignore uv
-	@uv sync --frozen --quiet
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore uv
+	@python3 -m uv sync --frozen --quiet
 
 install: venv ## everything the stack needs: apt packages, Kafka jars, MinIO and Jaeger binaries
 	@$(STACK) install

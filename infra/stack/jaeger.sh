@@ -17,6 +17,7 @@ jaeger_install() {
   fi
   log "jaeger $JAEGER_VERSION: building cmd/jaeger from the Go module (slow the first time: several minutes)"
   local moddir src=$CACHE_DIR/build/jaeger-$JAEGER_VERSION gobin=$CACHE_DIR/bin-tmp/jaeger
+  mkdir -p "$CACHE_DIR"
   moddir=$(cd "$CACHE_DIR" && go_cmd mod download -json "$JAEGER_MODULE@$JAEGER_VERSION" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
   [[ -n $moddir && -d $moddir ]] || die "jaeger: go mod download gave no module dir"
@@ -24,7 +25,9 @@ jaeger_install() {
   mkdir -p "$(dirname "$src")" "$gobin" "$(dirname "$JAEGER_BIN")"
   cp -a "$moddir" "$src"
   chmod -R u+w "$src"
-  (cd "$src" && GOBIN=$gobin go_cmd install ./cmd/jaeger)
+  # The copy has no VCS metadata; do not let Go look for an enclosing repository.
+  (cd "$src" && GOBIN=$gobin go_cmd install -buildvcs=false \
+    -ldflags "-X $JAEGER_MODULE/internal/version.latestVersion=$JAEGER_V2_VERSION" ./cmd/jaeger)
   mv "$gobin/jaeger" "$JAEGER_BIN"
   rm -rf "$src" "$gobin"
   rmdir "$CACHE_DIR/bin-tmp" "$CACHE_DIR/build" 2>/dev/null || true

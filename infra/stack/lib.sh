@@ -9,6 +9,8 @@ MINIO_MODULE=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 JAEGER_MODULE=github.com/jaegertracing/jaeger
 JAEGER_VERSION=v1.76.0
+# The Jaeger v2 release that Go module tag is (CHANGELOG: "v1.76.0 / v2.13.0").
+JAEGER_V2_VERSION=v2.13.0
 # Go toolchain fetched from the Go module proxy (golang.org/toolchain) only
 # when no usable `go` is on the PATH.
 GO_MIN_MINOR=24
@@ -47,6 +49,8 @@ OTLP_HTTP_PORT=${OTLP_HTTP_PORT:-4318}
 STACK_TIMEOUT=${STACK_TIMEOUT:-90}
 # Seconds to wait after SIGTERM before SIGKILL.
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}
+# A component's log is rotated (one .1 generation) past this size at start.
+LOG_ROTATE_MB=${LOG_ROTATE_MB:-50}
 
 # --- Output ----------------------------------------------------------------
 log()  { printf '[stack] %s\n' "$*" >&2; }
@@ -110,6 +114,17 @@ running_pid() {
   echo "$pid"
 }
 
+# Logs are appended across restarts; keep one previous generation once a log
+# passes LOG_ROTATE_MB.
+rotate_log() {
+  local file=$1 size
+  [[ -f $file ]] || return 0
+  size=$(stat -c %s "$file")
+  if ((size > LOG_ROTATE_MB * 1024 * 1024)); then
+    mv -f "$file" "$file.1"
+  fi
+}
+
 # start_daemon NAME LOGFILE CMD... : runs CMD in its own session, detached
 # from the terminal, stdout+stderr appended to LOGFILE. The child writes its
 # own pid before exec'ing CMD, so the pid file always names the daemon itself.
@@ -118,6 +133,7 @@ start_daemon() {
   shift 2
   file=$(pid_file "$name")
   rm -f "$file"
+  rotate_log "$logfile"
   printf '\n===== %s starting %s =====\n' "$(date -Is)" "$name" >>"$logfile"
   # fd 9 is stack.sh's lock: the daemon must not keep holding it.
   # shellcheck disable=SC2016

@@ -3,7 +3,9 @@
 # `.venv/bin/python -m services.<name>` with the stack env exported. Sourced
 # by stack.sh.
 
-# Fixed local ports (each also exported to the service as MLOPS_SERVICE_PORT).
+# Fixed local ports. Every service gets all of them as MLOPS_<NAME>_PORT (and
+# MLOPS_<NAME>_HOST), the variables its ServiceSettings(env_prefix=
+# "MLOPS_<NAME>_") reads, so services can also find each other.
 declare -A SERVICE_PORTS=(
   [ingestion]=8001
   [validation]=8002
@@ -31,6 +33,14 @@ warn_unassigned_services() {
   ((${#extra[@]} == 0)) || warn "services without a port assignment in infra/stack/services.sh, not started: ${extra[*]}"
 }
 
+export_service_addresses() {
+  local svc prefix
+  for svc in "${!SERVICE_PORTS[@]}"; do
+    prefix=MLOPS_${svc^^}
+    export "${prefix}_HOST=127.0.0.1" "${prefix}_PORT=${SERVICE_PORTS[$svc]}"
+  done
+}
+
 service_marker() { echo "services.$1"; }
 
 service_healthy() {
@@ -51,7 +61,7 @@ service_start() {
     # shellcheck disable=SC1090
     source "$STACK_ENV_FILE"
     set +a
-    export MLOPS_SERVICE_NAME=$name MLOPS_SERVICE_HOST=127.0.0.1 MLOPS_SERVICE_PORT=$port
+    export_service_addresses
     cd "$REPO_ROOT"
     start_daemon "svc-$name" "$LOG_DIR/svc-$name.log" "$VENV_PYTHON" -m "services.$name"
   ) || exit 1

@@ -5,7 +5,7 @@
 #
 #   infra/stack/stack.sh install            # packages, jars, binaries (idempotent)
 #   infra/stack/stack.sh up [component...]  # start + wait healthy, write .local/stack.env
-#   infra/stack/stack.sh status
+#   infra/stack/stack.sh status             # exit status 1 if anything is down
 #   infra/stack/stack.sh down [component...]
 #   infra/stack/stack.sh clean              # down + delete the state dir (data, credentials)
 #   infra/stack/stack.sh env                # print .local/stack.env
@@ -133,15 +133,20 @@ cmd_down() {
   log "down"
 }
 
+# One line per component; exits 1 if any of them is down.
 cmd_status() {
-  local c
-  for c in "${INFRA_COMPONENTS[@]}"; do
-    (
-      load_settings "$c"
-      "${c}_status"
-    )
-  done
-  services_status
+  local c report
+  report=$(
+    for c in "${INFRA_COMPONENTS[@]}"; do
+      (
+        load_settings "$c"
+        "${c}_status"
+      )
+    done
+    services_status
+  )
+  printf '%s\n' "$report"
+  ! grep -q ' down$' <<<"$report"
 }
 
 cmd_clean() {

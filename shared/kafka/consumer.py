@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Protocol
 
@@ -57,9 +57,16 @@ class Decoder(Protocol):
 
 @dataclass(frozen=True)
 class Subscription:
+    """A topic, how to decode it, its handler, and the topics that handler may publish to.
+
+    `emits` maps the names handlers use in `Emit.topic` (catalog names such as
+    "data.validated") to the real topic names (with their namespace).
+    """
+
     topic: str
     decoder: Decoder
     handler: Handler
+    emits: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,20 @@ def _trace_key(message: Message) -> tuple[str, bytes | None]:
 
 class HandlerFailed(Exception):
     reason = "handler_failed"
+
+
+class UndeclaredTopic(HandlerFailed):
+    reason = "undeclared_topic"
+
+
+def _declared_topic(subscription: Subscription, emit: Emit) -> str:
+    try:
+        return subscription.emits[emit.topic]
+    except KeyError:
+        declared = ", ".join(sorted(subscription.emits)) or "none"
+        raise UndeclaredTopic(
+            f"handler of {subscription.topic} emitted to {emit.topic!r}; declared: {declared}"
+        ) from None
 
 
 def dead_letter_headers(
@@ -181,8 +202,11 @@ class ConsumerRunner:
                 )
                 try:
                     event = subscription.decoder.decode(message.value())
-                    for emit in self._handle(subscription, event, info):
-                        outgoing.append(OutgoingMessage.for_event(emit.topic, emit.event, emit.key))
+                    emitted = [
+                        OutgoingMessage.for_event(_declared_topic(subscription, e), e.event, e.key)
+                        for e in self._handle(subscription, event, info)
+                    ]
+                    outgoing.extend(emitted)
                     handled += 1
                 except (UndecodableMessage, HandlerFailed) as error:
                     span.add_event("dead-lettered", {"offset": info.offset, "reason": error.reason})

@@ -49,6 +49,7 @@ def main() -> None:
                 args.source_topic,
                 EventDecoder([RecordIngested], settings.max_payload_bytes),
                 forward_record(args.target_topic),
+                emits={args.target_topic: args.target_topic},
             )
         ],
         consumer_config=consumer_config(settings, "example-service", args.group),

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from shared.events.envelope import Payload
-from shared.events.records import RecordIngested
+from shared.events.records import (
+    DatasetSpecRegistered,
+    FeaturesComputed,
+    LabelRecorded,
+    RecordIngested,
+    RecordRejected,
+    RecordValidated,
+)
 
 EVENT_TYPES: dict[str, type[Payload]] = {
-    payload.event_type: payload for payload in (RecordIngested,)
+    payload.event_type: payload
+    for payload in (
+        RecordIngested,
+        RecordValidated,
+        RecordRejected,
+        LabelRecorded,
+        FeaturesComputed,
+        DatasetSpecRegistered,
+    )
 }
 
 

@@ -15,10 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from shared.datasets.spec import DatasetSpec
 from shared.events.catalog import EVENT_TYPES
 from shared.events.envelope import Event, Payload
+from shared.events.records import RawRecord
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "events"
+SCHEMA_ROOT = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = SCHEMA_ROOT / "events"
 _ANNOTATIONS = {"title", "description", "examples", "default"}
 
 
@@ -32,6 +37,21 @@ def event_schema(payload: type[Payload]) -> dict[str, Any]:
 
 def schema_path(event_type: str, directory: Path = SCHEMA_DIR) -> Path:
     return directory / f"{event_type}.json"
+
+
+def document_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema["title"] = title
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def all_schemas() -> dict[Path, dict[str, Any]]:
+    """Every published schema by file: one per event type, plus the documents users write."""
+    schemas = {schema_path(t): event_schema(p) for t, p in sorted(EVENT_TYPES.items())}
+    schemas[SCHEMA_ROOT / "dataset-spec.json"] = document_schema(DatasetSpec, "DatasetSpec")
+    schemas[SCHEMA_ROOT / "raw-record.json"] = document_schema(RawRecord, "RawRecord")
+    return schemas
 
 
 def render(schema: dict[str, Any]) -> str:
@@ -77,12 +97,10 @@ def incompatibilities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check(directory: Path = SCHEMA_DIR) -> list[str]:
+def check() -> list[str]:
     """Stale, missing or incompatible schema files, as readable problems."""
     problems = []
-    for event_type, payload in sorted(EVENT_TYPES.items()):
-        path = schema_path(event_type, directory)
-        current = event_schema(payload)
+    for path, current in all_schemas().items():
         if not path.exists():
             problems.append(f"{path.name}: missing (run `make schemas`)")
             continue
@@ -93,13 +111,11 @@ def check(directory: Path = SCHEMA_DIR) -> list[str]:
     return problems
 
 
-def generate(directory: Path = SCHEMA_DIR) -> list[Path]:
+def generate() -> list[Path]:
     """Writes every schema, refusing to overwrite one with an incompatible change."""
-    directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for event_type, payload in sorted(EVENT_TYPES.items()):
-        path = schema_path(event_type, directory)
-        current = event_schema(payload)
+    for path, current in all_schemas().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             problems = incompatibilities(json.loads(path.read_text()), current)
             if problems:

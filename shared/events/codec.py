@@ -53,7 +53,7 @@ class EventDecoder:
         self._only = next(iter(self._models.values())) if len(self._models) == 1 else None
         self.max_bytes = max_bytes
 
-    def decode(self, value: bytes | None) -> Event[Any]:
+    def decode(self, value: bytes | None, info: object = None) -> Event[Any]:
         if value is None:
             raise SchemaViolation("empty message value (tombstone)")
         if len(value) > self.max_bytes:

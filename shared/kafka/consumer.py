@@ -52,7 +52,10 @@ Handler = Callable[[Event[Any], MessageInfo], Iterable[Emit] | None]
 
 
 class Decoder(Protocol):
-    def decode(self, value: bytes | None) -> Event[Any]: ...
+    """Turns a message value into an event or raises UndecodableMessage; `info` says where
+    the message sits, for decoders that derive ids from it."""
+
+    def decode(self, value: bytes | None, info: MessageInfo | None = None) -> Event[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ class ConsumerRunner:
                     timestamp_ms=message.timestamp()[1],
                 )
                 try:
-                    event = subscription.decoder.decode(message.value())
+                    event = subscription.decoder.decode(message.value(), info)
                     emitted = [
                         OutgoingMessage.for_event(_declared_topic(subscription, e), e.event, e.key)
                         for e in self._handle(subscription, event, info)

@@ -31,8 +31,9 @@ status: ## health of every component
 test: install ## everything: lint, unit and integration tests against the real stack
 	@$(MAKE) --no-print-directory lint
 	@was_up=0; $(STACK) status >/dev/null 2>&1 && was_up=1; \
-	$(STACK) up; \
-	$(WITH_STACK_ENV) $(PY) -m pytest tests -p no:cacheprovider; rc=$$?; \
+	if $(STACK) up; then \
+	  $(WITH_STACK_ENV) $(PY) -m pytest tests -p no:cacheprovider; rc=$$?; \
+	else rc=1; echo "make test: the stack did not start, no test was run" >&2; fi; \
 	if [ $$was_up = 0 ]; then $(STACK) down; fi; \
 	exit $$rc
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validat
 class Payload(BaseModel):
     """Base class of every event payload; `event_type` names it on the wire."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, ser_json_inf_nan="constants")
 
     event_type: ClassVar[str]
 
@@ -38,7 +38,9 @@ def utc_now() -> datetime:
 class Event(BaseModel, Generic[P]):
     """One event: CloudEvents context attributes plus correlation/causation ids and a payload."""
 
-    model_config = ConfigDict(frozen=True)
+    # NaN and infinities stay NaN/Infinity on the wire (as Python's json writes them) rather
+    # than becoming null, so validation can tell a non-finite value from a missing one.
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=new_event_id, min_length=1, max_length=200)

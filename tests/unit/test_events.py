@@ -92,3 +92,10 @@ def test_multi_type_decoder_names_the_types_it_expected() -> None:
         decoder.decode(b'{"type": "mlops.Unknown"}')
     with pytest.raises(InvalidJson):
         decoder.decode(b"{oops")
+
+
+def test_non_finite_values_stay_non_finite_on_the_wire_instead_of_becoming_null() -> None:
+    event = Event.create(a_record(ratio=float("nan"), limit=float("inf")), source="ingestion")
+    decoded = EventDecoder([RecordIngested], max_bytes=10_000).decode(event.to_json_bytes())
+    assert decoded.data.values["ratio"] != decoded.data.values["ratio"]  # NaN
+    assert decoded.data.values["limit"] == float("inf")

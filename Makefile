@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up down status test test-unit test-integration lint format schemas bench-bus compose-env clean
+.PHONY: help install venv up down status test test-unit test-integration lint format schemas bench-bus bench-data compose-env clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ compose-env: ## for docker compose: write .env with generated credentials (kept 
 	  umask 077; { echo "POSTGRES_PASSWORD=$$(openssl rand -hex 16)"; \
 	  echo "MINIO_ROOT_USER=mlops-$$(openssl rand -hex 4)"; \
 	  echo "MINIO_ROOT_PASSWORD=$$(openssl rand -hex 20)"; } > .env; echo "wrote .env"; fi
+
+bench-data: up ## records/s raw->validated->features next to a raw relay; online lookups next to Feast
+	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_data
 
 clean: ## stop the stack and delete its data and credentials
 	@$(STACK) clean

@@ -114,22 +114,7 @@ def run_relay(
     futures = admin.create_topics([NewTopic(n, 3, 1) for n in names])
     for future in futures.values():
         future.result(30)
-    relays = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.bench.relay",
-                "--source",
-                src,
-                "--target",
-                dst,
-                "--group",
-                f"relay-{uuid.uuid4().hex[:8]}",
-            ],
-        )  # fmt: skip
-        for src, dst in zip(names, names[1:], strict=False)
-    ]
+    relays = [relay_process(src, dst) for src, dst in itertools.pairwise(names)]
     try:
         return time_pipeline(settings.kafka_bootstrap_servers, names[0], names[2], payloads)
     finally:
@@ -137,6 +122,12 @@ def run_relay(
             relay.terminate()
             relay.wait(30)
         admin.delete_topics(names)
+
+
+def relay_process(source: str, target: str) -> subprocess.Popen[bytes]:
+    group = f"relay-{uuid.uuid4().hex[:8]}"
+    command = ["-m", "tests.bench.relay", "--source", source, "--target", target, "--group", group]
+    return subprocess.Popen([sys.executable, *command])
 
 
 def relay_process(source: str, target: str) -> subprocess.Popen[bytes]:

@@ -130,12 +130,6 @@ def relay_process(source: str, target: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, *command])
 
 
-def relay_process(source: str, target: str) -> subprocess.Popen[bytes]:
-    group = f"relay-{uuid.uuid4().hex[:8]}"
-    command = ["-m", "tests.bench.relay", "--source", source, "--target", target, "--group", group]
-    return subprocess.Popen([sys.executable, *command])
-
-
 def latencies(request: Callable[[str], None], entities: list[str], rounds: int) -> list[float]:
     samples = []
     for n in range(rounds):

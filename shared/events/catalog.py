@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from shared.events.envelope import Payload
+from shared.events.models import (
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+    ModelRolledBack,
+    ModelTrained,
+    TrainModel,
+)
 from shared.events.records import (
     DatasetSpecRegistered,
     FeaturesComputed,
@@ -21,6 +29,12 @@ EVENT_TYPES: dict[str, type[Payload]] = {
         LabelRecorded,
         FeaturesComputed,
         DatasetSpecRegistered,
+        TrainModel,
+        ModelTrained,
+        ModelRegistered,
+        ModelPromoted,
+        ModelRejected,
+        ModelRolledBack,
     )
 }
 

@@ -1,0 +1,160 @@
+"""Events and commands of the model plane: training, registration, promotion, rollback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.envelope import Payload
+
+MODEL_NAME = r"^[a-z][a-z0-9_-]{0,99}$"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ArtifactRef(_Part):
+    """A stored model: where, its sha256 (checked before every load), and its format."""
+
+    uri: str = Field(description="s3://bucket/key in MinIO.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    format: Literal["skops"] = "skops"
+    size_bytes: int = Field(ge=0)
+    trusted_types: list[str] = Field(
+        default_factory=list, description="Types skops may load beyond its safe defaults."
+    )
+
+
+class OffsetRange(_Part):
+    """Messages first..last (inclusive) of one topic partition: the unit of data lineage."""
+
+    topic: str
+    partition: int = Field(ge=0)
+    first_offset: int = Field(ge=0)
+    last_offset: int = Field(ge=0)
+
+
+class TrainingTrigger(_Part):
+    """Why a training ran: a person, a data-volume threshold, or a drift event."""
+
+    kind: Literal["manual", "data_volume", "drift"]
+    event_id: str | None = Field(None, description="The event that caused it (e.g. DriftDetected).")
+    reason: str = ""
+    requested_by: str | None = None
+
+
+class TrainingLineage(_Part):
+    """Everything needed to rebuild the training set and the model bit for bit."""
+
+    dataset: str
+    spec_version: int
+    spec_fingerprint: str
+    offsets: list[OffsetRange] = Field(description="Exact input ranges, features and labels.")
+    training_set_uri: str | None = None
+    training_set_sha256: str
+    rows: int = Field(ge=0)
+    holdout_rows: int = Field(ge=0)
+    feature_columns: list[str]
+    feature_definitions: dict[str, Any] = Field(default_factory=dict)
+    data_quality: dict[str, Any] = Field(default_factory=dict)
+    library_versions: dict[str, str] = Field(default_factory=dict)
+    code_version: str = Field(description="git commit of the training code, or 'unknown'.")
+    trigger: TrainingTrigger
+
+
+class Evaluation(_Part):
+    """Metrics on a time-based holdout; `primary_metric` is what promotion compares."""
+
+    metrics: dict[str, float]
+    primary_metric: str
+    higher_is_better: bool = True
+    holdout: str = Field(description="Which rows, e.g. 'last 20% by event time'.")
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class BaselineEvaluation(_Part):
+    """The champion of the time, scored on the challenger's own holdout."""
+
+    version: int
+    metrics: dict[str, float]
+
+
+class TrainModel(Payload):
+    """Command: train a model for a dataset (from HTTP, the CLI, data volume or drift)."""
+
+    event_type: ClassVar[str] = "mlops.TrainModel"
+
+    model_name: str = Field(pattern=MODEL_NAME)
+    dataset: str
+    trigger: TrainingTrigger
+    params: dict[str, Any] = Field(default_factory=dict, description="Overrides of the spec's.")
+    seed: int | None = None
+
+
+class ModelTrained(Payload):
+    """A trained, evaluated and stored model, with its complete lineage."""
+
+    event_type: ClassVar[str] = "mlops.ModelTrained"
+
+    model_name: str = Field(pattern=MODEL_NAME)
+    run_id: str
+    estimator: str
+    params: dict[str, Any]
+    seed: int
+    artifact: ArtifactRef
+    evaluation: Evaluation
+    baseline: BaselineEvaluation | None = None
+    lineage: TrainingLineage
+    trained_at: datetime
+
+
+class ModelRegistered(Payload):
+    event_type: ClassVar[str] = "mlops.ModelRegistered"
+
+    model_name: str
+    version: int = Field(ge=1)
+    run_id: str
+    artifact: ArtifactRef
+    evaluation: Evaluation
+
+
+class ModelPromoted(Payload):
+    """A version now holds an alias (champion by default); serving swaps to it."""
+
+    event_type: ClassVar[str] = "mlops.ModelPromoted"
+
+    model_name: str
+    version: int = Field(ge=1)
+    alias: str = "champion"
+    previous_version: int | None = None
+    artifact: ArtifactRef
+    reason: str
+    decided_by: str = Field(description="'policy', or the API key's owner for manual changes.")
+
+
+class ModelRejected(Payload):
+    """A registered version the promotion policy did not promote, and why."""
+
+    event_type: ClassVar[str] = "mlops.ModelRejected"
+
+    model_name: str
+    version: int = Field(ge=1)
+    reason: str
+    decided_by: str = "policy"
+
+
+class ModelRolledBack(Payload):
+    """The alias went back to an earlier version."""
+
+    event_type: ClassVar[str] = "mlops.ModelRolledBack"
+
+    model_name: str
+    version: int = Field(ge=1, description="The version that holds the alias now.")
+    from_version: int = Field(ge=1)
+    alias: str = "champion"
+    artifact: ArtifactRef
+    reason: str
+    decided_by: str

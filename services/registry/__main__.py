@@ -1,0 +1,3 @@
+from services.registry.bootstrap import main
+
+main()

@@ -1,0 +1,1 @@
+"""The registry's adapters: SQL storage and its migrations, Kafka publishing."""

@@ -1,0 +1,42 @@
+"""What the registry consumes and emits: models.trained in; for each ModelTrained,
+ModelRegistered then ModelPromoted (champion, or challenger awaiting approval) or
+ModelRejected out, on models.lifecycle keyed "<model_name>:<version>".
+
+HTTP changes (aliases, rollback, approval) publish to models.lifecycle too: PUBLISHES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from services.registry.domain.events import LIFECYCLE, lifecycle_key
+from services.registry.lifecycle import Registry
+from shared.events.envelope import Event
+from shared.events.models import ModelTrained
+from shared.kafka.consumer import Emit, Handler, MessageInfo
+from shared.kafka.routes import Route
+
+CONSUMES: Final = "models.trained"
+PUBLISHES: Final = (LIFECYCLE,)
+
+
+@dataclass(frozen=True)
+class Deps:
+    registry: Registry
+
+
+def register_model(deps: Deps) -> Handler:
+    def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
+        return [
+            Emit(
+                LIFECYCLE, emitted, key=lifecycle_key(emitted.data.model_name, emitted.data.version)
+            )
+            for emitted in deps.registry.register_trained(event)
+        ]
+
+    return handle
+
+
+def routes(deps: Deps) -> list[Route]:
+    return [Route(CONSUMES, (ModelTrained,), register_model(deps), emits=(LIFECYCLE,))]

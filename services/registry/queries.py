@@ -1,0 +1,189 @@
+"""The registry's read side: models, versions, aliases, comparisons and the audit trail, as
+the views the HTTP API answers with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.registry.adapters.orm import AuditEntry, ModelVersion, RegisteredModel
+from services.registry.adapters.repository import Repository
+from services.registry.domain.compare import better_of, differences, metrics_side_by_side
+from services.registry.domain.errors import NotFound
+from services.registry.lifecycle import Registry, artifact_of, existing_model, existing_version
+from services.registry.views import (
+    AliasView,
+    AuditView,
+    Comparison,
+    Lineage,
+    ModelDetail,
+    ModelSummary,
+    VersionDetail,
+    VersionSummary,
+)
+
+
+class RegistryQueries:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def models(self) -> list[ModelSummary]:
+        with self._registry.unit() as repo:
+            counts = repo.version_counts()
+            return [
+                ModelSummary(**_model_fields(repo, model, counts.get(model.id, 0)))
+                for model in repo.models()
+            ]
+
+    def model(self, name: str) -> ModelDetail:
+        with self._registry.unit() as repo:
+            model = existing_model(repo, name)
+            count = repo.version_counts().get(model.id, 0)
+            return ModelDetail(**_model_fields(repo, model, count), tags=repo.model_tags(model))
+
+    def versions(self, name: str) -> list[VersionSummary]:
+        with self._registry.unit() as repo:
+            model = existing_model(repo, name)
+            held = _aliases_by_version(repo, model)
+            return [
+                VersionSummary(**_summary_fields(model, v, held.get(v.version, [])))
+                for v in repo.versions(model)
+            ]
+
+    def version(self, name: str, number: int) -> VersionDetail:
+        with self._registry.unit() as repo:
+            model = existing_model(repo, name)
+            return _detail(repo, model, existing_version(repo, model, number))
+
+    def alias(self, name: str, alias: str) -> AliasView:
+        with self._registry.unit() as repo:
+            model = existing_model(repo, name)
+            holder = repo.alias_holder(model, alias)
+            if holder is None:
+                held = ", ".join(repo.aliases(model)) or "none"
+                raise NotFound(f"no version of {name} holds the alias {alias!r} (aliases: {held})")
+            return AliasView(model_name=name, alias=alias, version=_detail(repo, model, holder))
+
+    def lineage(self, name: str, number: int) -> Lineage:
+        with self._registry.unit() as repo:
+            model = existing_model(repo, name)
+            version = existing_version(repo, model, number)
+            return Lineage(
+                model_name=name,
+                version=number,
+                run_id=version.run_id,
+                source_event_id=version.source_event_id,
+                artifact=artifact_of(version),
+                params=version.params,
+                seed=version.seed,
+                trigger=version.trigger,
+                lineage=version.lineage,
+            )
+
+    def compare(self, name: str, a: int, b: int) -> Comparison:
+        with self._registry.unit() as repo:
+            model = existing_model(repo, name)
+            first, second = existing_version(repo, model, a), existing_version(repo, model, b)
+            return Comparison(
+                model_name=name,
+                a=a,
+                b=b,
+                primary_metric=_primary(first, second),
+                metrics=metrics_side_by_side(
+                    first.evaluation.get("metrics", {}), second.evaluation.get("metrics", {})
+                ),
+                params=differences(
+                    {**first.params, "seed": first.seed, "estimator": first.estimator},
+                    {**second.params, "seed": second.seed, "estimator": second.estimator},
+                ),
+                lineage=differences(first.lineage, second.lineage),
+            )
+
+    def audit(self, name: str, after: int = 0, limit: int = 1000) -> list[AuditView]:
+        with self._registry.unit() as repo:
+            model = existing_model(repo, name)
+            return [_audit_view(entry) for entry in repo.audit(model, after, limit)]
+
+
+def _model_fields(repo: Repository, model: RegisteredModel, count: int) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "created_at": model.created_at,
+        "versions": count,
+        "latest_version": repo.latest_version_number(model) or None,
+        "aliases": repo.aliases(model),
+    }
+
+
+def _aliases_by_version(repo: Repository, model: RegisteredModel) -> dict[int, list[str]]:
+    held: dict[int, list[str]] = {}
+    for alias, number in repo.aliases(model).items():
+        held.setdefault(number, []).append(alias)
+    return held
+
+
+def _summary_fields(
+    model: RegisteredModel, version: ModelVersion, aliases: list[str]
+) -> dict[str, Any]:
+    evaluation = version.evaluation
+    metric = evaluation.get("primary_metric")
+    return {
+        "model_name": model.name,
+        "version": version.version,
+        "run_id": version.run_id,
+        "estimator": version.estimator,
+        "primary_metric": metric,
+        "primary_metric_value": evaluation.get("metrics", {}).get(metric),
+        "higher_is_better": evaluation.get("higher_is_better"),
+        "trigger": version.trigger.get("kind"),
+        "created_at": version.created_at,
+        "aliases": sorted(aliases),
+    }
+
+
+def _detail(repo: Repository, model: RegisteredModel, version: ModelVersion) -> VersionDetail:
+    aliases = _aliases_by_version(repo, model).get(version.version, [])
+    return VersionDetail(
+        **_summary_fields(model, version, aliases),
+        params=version.params,
+        seed=version.seed,
+        artifact=artifact_of(version),
+        evaluation=version.evaluation,
+        baseline=version.baseline,
+        trained_at=version.trained_at,
+        source_event_id=version.source_event_id,
+        tags=repo.version_tags(version),
+        lineage=version.lineage,
+    )
+
+
+def _primary(first: ModelVersion, second: ModelVersion) -> dict[str, Any]:
+    """The primary metric of b (the newer one, usually), both values and which is better."""
+    metric = second.evaluation.get("primary_metric")
+    higher = bool(second.evaluation.get("higher_is_better", True))
+    value_a = first.evaluation.get("metrics", {}).get(metric)
+    value_b = second.evaluation.get("metrics", {}).get(metric)
+    return {
+        "name": metric,
+        "higher_is_better": higher,
+        "a": value_a,
+        "b": value_b,
+        "better": better_of(value_a, value_b, higher),
+        "same_holdout": first.evaluation.get("holdout") == second.evaluation.get("holdout"),
+    }
+
+
+def _audit_view(entry: AuditEntry) -> AuditView:
+    return AuditView(
+        id=entry.id,
+        at=entry.at,
+        action=entry.action,
+        actor=entry.actor,
+        reason=entry.reason,
+        alias=entry.alias,
+        from_version=entry.from_version,
+        to_version=entry.to_version,
+        caused_by_event_id=entry.caused_by_event_id,
+        event_id=entry.event_id,
+        event_type=entry.event_type,
+        trace_id=entry.trace_id,
+    )

@@ -1,0 +1,107 @@
+"""What the HTTP API answers: typed views of models, versions and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.events.models import ArtifactRef
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ModelSummary(_View):
+    name: str
+    created_at: datetime
+    versions: int
+    latest_version: int | None
+    aliases: dict[str, int]
+
+
+class ModelDetail(ModelSummary):
+    tags: dict[str, str]
+
+
+class VersionSummary(_View):
+    model_name: str
+    version: int
+    run_id: str
+    estimator: str
+    primary_metric: str | None
+    primary_metric_value: Any
+    higher_is_better: bool | None
+    trigger: str | None
+    created_at: datetime
+    aliases: list[str]
+
+
+class VersionDetail(VersionSummary):
+    params: dict[str, Any]
+    seed: int
+    artifact: ArtifactRef
+    evaluation: dict[str, Any]
+    baseline: dict[str, Any] | None
+    trained_at: datetime
+    source_event_id: str
+    tags: dict[str, str]
+    lineage: dict[str, Any]
+
+
+class AliasView(_View):
+    model_name: str
+    alias: str
+    version: VersionDetail
+
+
+class Lineage(_View):
+    model_name: str
+    version: int
+    run_id: str
+    source_event_id: str
+    artifact: ArtifactRef
+    params: dict[str, Any]
+    seed: int
+    trigger: dict[str, Any]
+    lineage: dict[str, Any]
+
+
+class Comparison(_View):
+    model_name: str
+    a: int
+    b: int
+    primary_metric: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+    params: dict[str, dict[str, Any]]
+    lineage: dict[str, dict[str, Any]]
+
+
+class AuditView(_View):
+    id: int
+    at: datetime
+    action: str
+    actor: str
+    reason: str
+    alias: str | None
+    from_version: int | None
+    to_version: int | None
+    caused_by_event_id: str | None
+    event_id: str | None
+    event_type: str | None
+    trace_id: str | None
+
+
+class Change(_View):
+    """The answer to a mutating request: what changed and the lifecycle event it published."""
+
+    model_name: str
+    changed: bool
+    alias: str | None = None
+    version: int | None = None
+    previous_version: int | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    reason: str | None = None

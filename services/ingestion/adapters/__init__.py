@@ -1,0 +1,1 @@
+"""Ingestion's adapters: Kafka (publisher, spec catalog, shipped-spec registration) and files."""

@@ -1,0 +1,221 @@
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from shared.datasets.infer import InferenceError, infer_spec, main, read_sample, spec_to_yaml
+from shared.datasets.sources import agrawal_records, breast_cancer_records
+from shared.datasets.spec import DatasetSpec, FeatureType, shipped_specs
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def a_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer": ["c1", "c2", "c3", "c4"],
+            "at": ["2024-01-01T00:00:00Z", "2024-01-01T00:01:00Z", "2024-01-02", "2024-01-03"],
+            "amount": [1.5, 20.25, None, 3.0],
+            "items": [1, 4, 2, 9],
+            "returns": [0.0, None, 2.0, 1.0],
+            "member": [True, False, True, True],
+            "channel": ["web", "shop", "web", None],
+            "seen": pd.to_datetime(["2024-01-01", "2024-01-02", None, "2024-01-03"]),
+            "churned": [0, 1, 0, 1],
+        }
+    )
+
+
+def infer(frame: pd.DataFrame | None = None, **kwargs: object) -> DatasetSpec:
+    arguments: dict = {"name": "shop", "entity_key": "customer", "event_time": "at", **kwargs}
+    return infer_spec(a_frame() if frame is None else frame, **arguments)
+
+
+def test_types_ranges_categories_and_nulls_come_from_the_sample() -> None:
+    spec = infer(label="churned")
+    amount, items, returns = spec.feature("amount"), spec.feature("items"), spec.feature("returns")
+    assert (amount.type, amount.min, amount.max, amount.nullable) == (
+        FeatureType.NUMERIC,
+        1.5,
+        20.25,
+        True,
+    )
+    assert (items.type, items.min, items.max, items.nullable) == (FeatureType.INTEGER, 1, 9, False)
+    assert returns.type == FeatureType.INTEGER, "whole floats with nulls are an upcast int column"
+    assert spec.feature("member").type == FeatureType.BOOLEAN
+    channel = spec.feature("channel")
+    assert (channel.type, channel.categories, channel.nullable) == (
+        FeatureType.CATEGORICAL,
+        ["shop", "web"],
+        True,
+    )
+    assert spec.feature("seen").type == FeatureType.TIMESTAMP
+    assert [f.name for f in spec.features] == [
+        "amount",
+        "items",
+        "returns",
+        "member",
+        "channel",
+        "seen",
+    ], "key, time and label columns are not features"
+    assert spec.label is not None
+    assert (spec.label.type, spec.label.task) == (FeatureType.INTEGER, "classification")
+
+
+def test_text_columns_numeric_codes_and_iso_times_and_booleans() -> None:
+    frame = pd.DataFrame(
+        {
+            "k": ["a", "b", "c"],
+            "t": ["1", "2", "3"],
+            "code": ["10", "2", "1"],
+            "when": ["2024-01-01T00:00:00+01:00", "2024-02-01 10:00", "2024-03-01"],
+            "flag": ["true", "False", "TRUE"],
+            "mixed": [1, 2.5, 3],
+        }
+    )
+    spec = infer_spec(frame, name="x", entity_key="k", event_time="t")
+    assert spec.feature("code").categories == ["1", "2", "10"], "numeric codes in numeric order"
+    assert spec.feature("when").type == FeatureType.TIMESTAMP
+    assert spec.feature("flag").type == FeatureType.BOOLEAN
+    assert spec.feature("mixed").type == FeatureType.NUMERIC
+
+
+def test_many_distinct_text_values_are_refused_unless_numeric_or_excluded() -> None:
+    frame = pd.DataFrame(
+        {
+            "k": [f"k{i}" for i in range(30)],
+            "t": ["2024-01-01"] * 30,
+            "note": [f"free text {i}" for i in range(30)],
+            "count": [str(i) for i in range(30)],
+        }
+    )
+    with pytest.raises(InferenceError, match=r"'note' has 30 distinct text values.*--exclude"):
+        infer_spec(frame, name="x", entity_key="k", event_time="t")
+    spec = infer_spec(frame, name="x", entity_key="k", event_time="t", exclude=["note"])
+    assert spec.feature("count").type == FeatureType.INTEGER
+    assert spec.feature("count").max == 29
+    wide = infer_spec(frame, name="x", entity_key="k", event_time="t", max_categories=40)
+    assert wide.feature("note").type == FeatureType.CATEGORICAL
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"entity_key": "nobody"}, r"--entity-key 'nobody': no such column.*columns: customer"),
+        ({"label": "nope"}, r"--label 'nope': no such column"),
+        ({"record_id": "id"}, r"--record-id 'id'"),
+        ({"name": "Bad Name"}, r"not valid"),
+        ({"max_categories": 0}, r"at least 1"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_reason(kwargs: dict, message: str) -> None:
+    with pytest.raises(InferenceError, match=message):
+        infer(**kwargs)
+
+
+def test_unusable_columns_are_refused_with_a_reason() -> None:
+    frame = a_frame().assign(empty=[None] * 4)
+    with pytest.raises(InferenceError, match="'empty' has no value in the sample"):
+        infer(frame)
+    with pytest.raises(InferenceError, match="not valid feature names"):
+        infer(a_frame().rename(columns={"amount": "Amount ($)"}))
+    with pytest.raises(InferenceError, match="no rows"):
+        infer(a_frame().iloc[0:0])
+
+
+def test_a_continuous_label_is_a_regression_and_a_text_label_has_categories() -> None:
+    regression = infer(label="amount")
+    assert regression.label is not None and regression.label.task == "regression"
+    assert regression.model.estimator.endswith("Regressor")
+    classes = infer(label="channel")
+    assert classes.label is not None
+    assert (classes.label.type, classes.label.categories) == (
+        FeatureType.CATEGORICAL,
+        ["shop", "web"],
+    )
+    feedback = infer(label="churned", label_arrival="feedback")
+    assert feedback.label is not None and feedback.label.arrival == "feedback"
+
+
+def test_the_yaml_form_loads_back_to_the_same_spec() -> None:
+    spec = infer(label="churned", record_id=None, description="a shop")
+    text = spec_to_yaml(spec, header="made by a test")
+    assert text.startswith("# made by a test\n")
+    assert DatasetSpec.model_validate(yaml.safe_load(text)).fingerprint() == spec.fingerprint()
+    assert "min: 1, max: 9" in text, "whole numbers print as integers"
+
+
+def test_inferring_the_loans_sample_finds_the_shipped_types() -> None:
+    rows = [r for r, _ in agrawal_records(3000, seed=0, start=START)]
+    spec = infer_spec(
+        pd.DataFrame(rows),
+        name="loans",
+        entity_key="applicant_id",
+        event_time="applied_at",
+        record_id="application_id",
+    )
+    shipped = next(s for s in shipped_specs() if s.name == "loans")
+    for feature in shipped.features:
+        inferred = spec.feature(feature.name)
+        assert inferred.type == feature.type, feature.name
+        assert inferred.categories == feature.categories, feature.name
+
+
+def test_the_cli_prints_a_valid_spec_for_csv_parquet_and_json(tmp_path: Path, capsys) -> None:
+    rows = [r for r, _ in breast_cancer_records(100, seed=0, start=START)]
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    frame.to_parquet(tmp_path / "s.parquet")
+    (tmp_path / "s.json").write_text(json.dumps(rows))
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    specs = []
+    for name in ("s.csv", "s.parquet", "s.json", "s.jsonl"):
+        code = main(
+            [
+                str(tmp_path / name),
+                "--name=breast_cancer",
+                "--entity-key=patient_id",
+                "--event-time=examined_at",
+                "--record-id=sample_id",
+                "--label=diagnosis",
+            ]
+        )
+        out = capsys.readouterr().out
+        assert code == 0, name
+        specs.append(DatasetSpec.model_validate(yaml.safe_load(out)))
+    assert len({s.fingerprint() for s in specs}) == 1, "every format gives the same spec"
+    assert len(specs[0].features) == 30
+
+
+@pytest.mark.parametrize(
+    ("content", "filename", "message"),
+    [
+        (None, "missing.csv", "no such file"),
+        (b"a,b\n1,2\n", "sample.xlsx", "unknown format '.xlsx'"),
+        (b"not parquet at all", "sample.parquet", "cannot read .* as parquet"),
+        (b'{"a": 1}', "sample.json", "expected a JSON array of objects"),
+        (b"[1, 2", "sample.json", "cannot read .* as json"),
+    ],
+)
+def test_the_cli_explains_unreadable_input(
+    tmp_path: Path, capsys, content: bytes | None, filename: str, message: str
+) -> None:
+    path = tmp_path / filename
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InferenceError, match=message):
+        read_sample(path)
+    code = main([str(path), "--name=x", "--entity-key=a", "--event-time=b"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_the_cli_names_an_unknown_column(tmp_path: Path, capsys) -> None:
+    (tmp_path / "s.csv").write_text("a,b,c\n1,2024-01-01,3\n")
+    assert main([str(tmp_path / "s.csv"), "--name=x", "--entity-key=a", "--event-time=t"]) == 2
+    assert "--event-time 't': no such column in the sample; columns: a, b, c" in (
+        capsys.readouterr().err
+    )

@@ -62,7 +62,8 @@ compose-env: ## for docker compose: write .env with generated credentials (kept 
 	@if [ -f .env ]; then echo ".env exists, kept"; else \
 	  umask 077; { echo "POSTGRES_PASSWORD=$$(openssl rand -hex 16)"; \
 	  echo "MINIO_ROOT_USER=mlops-$$(openssl rand -hex 4)"; \
-	  echo "MINIO_ROOT_PASSWORD=$$(openssl rand -hex 20)"; } > .env; echo "wrote .env"; fi
+	  echo "MINIO_ROOT_PASSWORD=$$(openssl rand -hex 20)"; \
+	  echo "REGISTRY_API_KEYS={\"admin\": \"$$(openssl rand -hex 24)\"}"; } > .env; echo "wrote .env"; fi
 
 bench-data: up ## records/s raw->validated->features next to a raw relay; online lookups next to Feast
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_data

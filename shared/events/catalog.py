@@ -9,6 +9,7 @@ from shared.events.models import (
     ModelRejected,
     ModelRolledBack,
     ModelTrained,
+    PredictionServed,
     TrainModel,
 )
 from shared.events.records import (
@@ -35,6 +36,7 @@ EVENT_TYPES: dict[str, type[Payload]] = {
         ModelPromoted,
         ModelRejected,
         ModelRolledBack,
+        PredictionServed,
     )
 }
 

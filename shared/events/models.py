@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.envelope import Payload
+from shared.events.records import FieldValue
 
 MODEL_NAME = r"^[a-z][a-z0-9_-]{0,99}$"
 
@@ -158,3 +159,22 @@ class ModelRolledBack(Payload):
     artifact: ArtifactRef
     reason: str
     decided_by: str
+
+
+class PredictionServed(Payload):
+    """One prediction, logged by serving for monitoring (and shadow challengers' too)."""
+
+    event_type: ClassVar[str] = "mlops.PredictionServed"
+
+    request_id: str
+    model_name: str
+    version: int = Field(ge=1)
+    dataset: str
+    record_id: str | None = Field(None, description="Links the prediction to a later label.")
+    entity: str | None = None
+    features: dict[str, FieldValue]
+    prediction: FieldValue
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    latency_ms: float = Field(ge=0)
+    shadow: bool = Field(False, description="A challenger's prediction, logged but never returned.")
+    served_at: datetime

@@ -1,0 +1,3 @@
+from services.validation.bootstrap import main
+
+main()

@@ -1,0 +1,1 @@
+"""Validation's adapters: the SQL record-id store."""

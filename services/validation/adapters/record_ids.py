@@ -1,0 +1,162 @@
+"""The record-id store: (dataset, record id) -> the first raw position that claimed it, in SQL.
+
+SQLite by default, PostgreSQL when MLOPS_DATABASE_URL is set. The table name carries the
+namespace, so a replay or a test namespace never sees production's ids. A claim is one
+INSERT ... ON CONFLICT DO NOTHING and, when the id was taken, one SELECT of its holder, in a
+single transaction: two validators racing on the same id agree on who was first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from services.validation.domain.duplicates import Claim
+from shared.events.records import SourcePosition
+
+_MAX_IDENTIFIER = 63  # PostgreSQL's limit
+
+
+def table_name(namespace: str) -> str:
+    """validation_record_ids_<namespace>, made a plain SQL identifier of at most 63 chars."""
+    name = "validation_record_ids_" + re.sub(r"[^a-z0-9_]", "_", namespace.lower())
+    if len(name) <= _MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(namespace.encode()).hexdigest()[:10]
+    return f"{name[: _MAX_IDENTIFIER - 11]}_{digest}"
+
+
+def record_ids_table(name: str, metadata: MetaData | None = None) -> Table:
+    return Table(
+        name,
+        metadata or MetaData(),
+        Column("dataset", String(200), primary_key=True),
+        Column("record_id", String(200), primary_key=True),
+        Column("topic", String(300), nullable=False),
+        Column("kafka_partition", Integer, nullable=False),
+        Column("kafka_offset", BigInteger, nullable=False),
+        Column("event_id", String(200), nullable=False),
+        Column("claimed_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    )
+
+
+def create_database_engine(url: str) -> Engine:
+    """An engine for `url`; a SQLite file gets its folder, WAL and synchronous=NORMAL.
+
+    WAL with synchronous=NORMAL survives a crash of the process (what at-least-once needs);
+    only a power loss may lose the last commits.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    database = url.split(":///", 1)[1] if ":///" in url else ""
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+class SqlRecordIds:
+    """RecordIds on SQLAlchemy (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine, table: str) -> None:
+        self.engine = engine
+        self.table = record_ids_table(table)
+        self.table.create(engine, checkfirst=True)
+        self._insert = self._insert_ignoring_conflicts()
+
+    def _insert_ignoring_conflicts(self) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING: a row back means this claim won.
+
+        (rowcount is not reliable here: psycopg reports -1 for it.)"""
+        keys = ["dataset", "record_id"]
+        dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+        make = dialects.get(self.engine.dialect.name)
+        if make is None:
+            return None
+        statement = make(self.table).on_conflict_do_nothing(index_elements=keys)
+        return statement.returning(self.table.c.event_id)
+
+    def claim(self, dataset: str, record_id: str, position: SourcePosition, event_id: str) -> Claim:
+        row = {
+            "dataset": dataset,
+            "record_id": record_id,
+            "topic": position.topic,
+            "kafka_partition": position.partition,
+            "kafka_offset": position.offset,
+            "event_id": event_id,
+        }
+        with self.engine.begin() as connection:
+            if self._insert is not None:
+                inserted = connection.execute(self._insert.values(**row)).first() is not None
+            else:  # another dialect: a failed plain INSERT says the id is taken
+                try:
+                    with connection.begin_nested():
+                        connection.execute(insert(self.table).values(**row))
+                    inserted = True
+                except IntegrityError:
+                    inserted = False
+            if inserted:
+                return Claim(first=position, first_event_id=event_id, inserted=True)
+            t = self.table.c
+            holder = connection.execute(
+                select(t.topic, t.kafka_partition, t.kafka_offset, t.event_id).where(
+                    t.dataset == dataset, t.record_id == record_id
+                )
+            ).one()
+        first = SourcePosition(
+            topic=holder.topic, partition=holder.kafka_partition, offset=holder.kafka_offset
+        )
+        return Claim(first=first, first_event_id=holder.event_id, inserted=False)
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def drop(self) -> None:
+        self.table.drop(self.engine, checkfirst=True)
+
+
+class MemoryRecordIds:
+    """RecordIds in a dict, for tests and tools; not shared between processes."""
+
+    def __init__(self) -> None:
+        self._claims: dict[tuple[str, str], Claim] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, dataset: str, record_id: str, position: SourcePosition, event_id: str) -> Claim:
+        with self._lock:
+            held = self._claims.get((dataset, record_id))
+            if held is not None:
+                return Claim(first=held.first, first_event_id=held.first_event_id, inserted=False)
+            self._claims[(dataset, record_id)] = Claim(position, event_id, inserted=True)
+            return self._claims[(dataset, record_id)]

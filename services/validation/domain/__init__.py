@@ -1,0 +1,1 @@
+"""Validation logic without I/O: decoding, rules, duplicates, statistics."""

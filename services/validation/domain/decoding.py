@@ -1,0 +1,173 @@
+"""What a message on the raw topic is: an envelope, a bare record, or malformed. Pure.
+
+Three forms, told apart by their keys:
+
+- a RecordIngested envelope (CloudEvents keys `specversion`, `type`, `data`), as the ingestion
+  service and the shared producer write it; its id is its own;
+- the bare form of schemas/raw-record.json (`dataset`, `values`, optional `entity`), as any
+  Kafka client may publish it; it becomes a RecordIngested whose id is
+  uuid5(NAMESPACE_URL, "<topic>/<partition>/<offset>") and whose ingested_at is the Kafka
+  timestamp, so a redelivery has the same id;
+- anything else (not JSON, not an object, the wrong shape, over the size limit, a tombstone):
+  a `MalformedRaw` event with the reason. It is never dead-lettered: validation turns it into a
+  RecordRejected with rule `malformed`, so validated + rejected always equals raw.
+
+Python's json module accepts the tokens NaN, Infinity and -Infinity; they decode to floats and
+reach the rules, which reject them as `not_finite`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+from pydantic import Field, ValidationError
+
+from services.validation.domain.values import wire
+from shared.events.envelope import Event, Payload, utc_now
+from shared.events.records import FieldValue, RawRecord, RecordIngested
+from shared.kafka.consumer import MessageInfo
+
+BARE_SOURCE: Final = "raw-client"
+_ENVELOPE_KEYS: Final = frozenset({"specversion", "type", "data"})
+_MAX_REASON: Final = 1000
+
+
+class MalformedRaw(Payload):
+    """A raw message that is no record; internal to validation, never published as such."""
+
+    event_type: ClassVar[str] = "mlops.validation.MalformedRaw"
+
+    reason: str
+    dataset: str | None = None
+    values: dict[str, FieldValue] = Field(default_factory=dict)
+
+
+def position_id(topic: str, partition: int, offset: int) -> str:
+    """The id of a message that carries none: stable across redeliveries of that message."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{topic}/{partition}/{offset}"))
+
+
+def kafka_time(info: MessageInfo) -> datetime:
+    if info.timestamp_ms is None or info.timestamp_ms <= 0:
+        return utc_now()
+    return datetime.fromtimestamp(info.timestamp_ms / 1000, UTC)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False)[:5]:
+        location = ".".join(str(part) for part in item["loc"]) or "<root>"
+        parts.append(f"{location}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _dataset_of(document: dict[str, Any]) -> str | None:
+    name = document.get("dataset")
+    return name if isinstance(name, str) and 0 < len(name) <= 200 else None
+
+
+def _scalars_of(document: dict[str, Any]) -> dict[str, FieldValue]:
+    """The values of a malformed record that can still be shown (scalars only)."""
+    values = document.get("values")
+    if not isinstance(values, dict):
+        return {}
+    return {
+        key: wire(value)
+        for key, value in values.items()
+        if isinstance(key, str) and (value is None or isinstance(value, str | int | float | bool))
+    }
+
+
+class _Malformed(Exception):
+    def __init__(self, reason: str, document: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason[:_MAX_REASON]
+        self.document = document or {}
+
+
+def _parse(value: bytes | None, max_bytes: int) -> Any:
+    if value is None:
+        raise _Malformed("empty message value (tombstone)")
+    if len(value) > max_bytes:
+        raise _Malformed(f"{len(value)} bytes exceeds the limit of {max_bytes}")
+    try:
+        return json.loads(value)
+    except (ValueError, UnicodeDecodeError) as problem:
+        raise _Malformed(f"not JSON: {problem}") from None
+    except RecursionError:
+        raise _Malformed("not JSON: nested too deeply") from None
+
+
+def _envelope(document: dict[str, Any]) -> Event[RecordIngested]:
+    data = document.get("data")
+    inner = data if isinstance(data, dict) else {}
+    if document.get("type") != RecordIngested.event_type:
+        reason = f"event type {document.get('type')!r} is not {RecordIngested.event_type}"
+        raise _Malformed(reason, inner)
+    try:
+        return Event[RecordIngested].model_validate(document)
+    except ValidationError as problem:
+        raise _Malformed(f"not a RecordIngested envelope: {_describe(problem)}", inner) from None
+
+
+def _bare(document: dict[str, Any], info: MessageInfo) -> Event[RecordIngested]:
+    try:
+        raw = RawRecord.model_validate(document)
+    except ValidationError as problem:
+        raise _Malformed(f"not a raw record: {_describe(problem)}", document) from None
+    event_id = position_id(info.topic, info.partition, info.offset)
+    ingested_at = kafka_time(info)
+    record = RecordIngested(
+        dataset=raw.dataset, entity=raw.entity, values=raw.values, ingested_at=ingested_at
+    )
+    return Event[RecordIngested](
+        id=event_id,
+        source=BARE_SOURCE,
+        type=RecordIngested.event_type,
+        time=ingested_at,
+        subject=raw.entity,
+        correlationid=event_id,
+        data=record,
+    )
+
+
+def decode_raw(value: bytes | None, info: MessageInfo, max_bytes: int) -> Event[Any]:
+    """An Event[RecordIngested], or an Event[MalformedRaw] saying why the message is none."""
+    try:
+        document = _parse(value, max_bytes)
+        if not isinstance(document, dict):
+            raise _Malformed(f"not a JSON object but {type(document).__name__}")
+        if _ENVELOPE_KEYS & document.keys():
+            return _envelope(document)
+        return _bare(document, info)
+    except _Malformed as malformed:
+        event_id = position_id(info.topic, info.partition, info.offset)
+        payload = MalformedRaw(
+            reason=malformed.reason,
+            dataset=_dataset_of(malformed.document),
+            values=_scalars_of(malformed.document),
+        )
+        return Event[MalformedRaw](
+            id=event_id,
+            source=BARE_SOURCE,
+            type=MalformedRaw.event_type,
+            time=kafka_time(info),
+            correlationid=event_id,
+            data=payload,
+        )
+
+
+class RawDecoder:
+    """The data.raw subscription's decoder (shared.kafka.consumer.Decoder): never raises."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def decode(self, value: bytes | None, info: MessageInfo | None = None) -> Event[Any]:
+        if info is None:
+            raise TypeError("RawDecoder needs the message position (MessageInfo)")
+        return decode_raw(value, info, self.max_bytes)

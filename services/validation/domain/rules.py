@@ -1,0 +1,236 @@
+"""The rules a raw record must pass against its dataset spec. Pure: no I/O, no clock.
+
+`check_record` collects every failing field and rule, never only the first:
+
+| rule             | field        | when                                                          |
+|------------------|--------------|---------------------------------------------------------------|
+| required         | column       | entity key, record id column or non-nullable feature absent, null or "" (keys) |
+| type             | column       | a value of the wrong type (see domain/values.py for what each type accepts) |
+| range            | column       | a numeric or integer value outside min/max (inclusive)         |
+| category         | column       | a categorical value not among the categories (as strings)      |
+| not_finite       | column       | NaN or ±inf in any declared column (float, JSON token or string) |
+| unexpected_field | column       | a column the spec does not declare                             |
+| event_time       | time column  | the event time is missing, null or unparseable                 |
+| future_time      | time column  | the event time lies past ingested_at + future_tolerance_seconds |
+| label            | label column | with_record: missing, null or not of the label type; feedback: present at all |
+| entity_mismatch  | entity key   | the envelope's entity differs from str(values[entity_key])     |
+
+Record-level rules (`unknown_dataset`, `unknown_version`, `malformed`, `duplicate_id`) need the
+registry, the message or the id store; they are decided around this function.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from services.validation.domain.values import (
+    Invalid,
+    as_category,
+    as_timestamp,
+    check_range,
+    coerce,
+    wire,
+)
+from shared.datasets.spec import DatasetSpec, FeatureType
+from shared.events.records import FieldError, FieldValue, RecordIngested
+
+MAX_RECORD_ID_LENGTH: Final = 200
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Final = _Missing()
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of the rules: errors, or the record's typed parts (both when partly valid)."""
+
+    errors: list[FieldError]
+    values: dict[str, FieldValue] = field(default_factory=dict)
+    entity: str | None = None
+    record_id: str | None = None
+    event_time: datetime | None = None
+    label: FieldValue = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def error(field_name: str | None, rule: str, message: str, value: object = None) -> FieldError:
+    shown: FieldValue = value if isinstance(value, str | int | float | bool) else None
+    if isinstance(shown, str) and len(shown) > 1000:
+        shown = shown[:997] + "..."
+    return FieldError(field=field_name, rule=rule, message=message, value=wire(shown))
+
+
+def _absent(value: object) -> str | None:
+    if value is MISSING:
+        return "is missing"
+    if value is None:
+        return "is null"
+    return None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class _Rules:
+    def __init__(self, record: RecordIngested, spec: DatasetSpec, event_id: str) -> None:
+        self.record, self.spec, self.event_id = record, spec, event_id
+        self.values = record.values
+        self.errors: list[FieldError] = []
+
+    def fail(self, name: str | None, rule: str, message: str, value: object = None) -> None:
+        self.errors.append(error(name, rule, message, value))
+
+    def entity(self) -> str | None:
+        name = self.spec.entity_key
+        value = self.values.get(name, MISSING)
+        if (why := _absent(value)) is not None:
+            self.fail(name, "required", f"the entity key {name} {why}")
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(name, "not_finite", "the entity key is not a finite number", value)
+            return None
+        entity = str(value)
+        if not entity.strip():
+            self.fail(name, "required", f"the entity key {name} is empty", value)
+            return None
+        if self.record.entity is not None and self.record.entity != entity:
+            message = f"the message's entity {self.record.entity!r} differs from {name}={entity!r}"
+            self.fail(name, "entity_mismatch", message, value)
+        return entity
+
+    def record_id(self) -> str | None:
+        name = self.spec.record_id
+        if name is None:
+            return self.event_id
+        value = self.values.get(name, MISSING)
+        if (why := _absent(value)) is not None:
+            self.fail(name, "required", f"the record id {name} {why}")
+            return None
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                self.fail(name, "not_finite", "the record id is not a finite number", value)
+                return None
+            if value.is_integer():
+                return str(int(value))
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.fail(name, "type", "a record id is a string or an integer", value)
+            return None
+        record_id = str(value)
+        if not record_id.strip():
+            self.fail(name, "required", f"the record id {name} is empty", value)
+            return None
+        if len(record_id) > MAX_RECORD_ID_LENGTH:
+            message = f"a record id has at most {MAX_RECORD_ID_LENGTH} characters"
+            self.fail(name, "type", message, value)
+            return None
+        return record_id
+
+    def event_time(self) -> datetime | None:
+        name = self.spec.event_time
+        value = self.values.get(name, MISSING)
+        if (why := _absent(value)) is not None:
+            self.fail(name, "event_time", f"the event time {name} {why}")
+            return None
+        try:
+            moment = as_timestamp(value)
+        except Invalid as invalid:
+            rule = "not_finite" if invalid.rule == "not_finite" else "event_time"
+            self.fail(name, rule, f"unparseable event time: {invalid.message}", value)
+            return None
+        tolerance = self.spec.future_tolerance_seconds
+        latest = _as_utc(self.record.ingested_at) + timedelta(seconds=tolerance)
+        if moment > latest:
+            message = (
+                f"{moment.isoformat()} is later than ingestion "
+                f"({_as_utc(self.record.ingested_at).isoformat()}) + {tolerance:g}s"
+            )
+            self.fail(name, "future_time", message, value)
+            return None
+        return moment
+
+    def features(self) -> dict[str, FieldValue]:
+        typed: dict[str, FieldValue] = {}
+        for feature in self.spec.features:
+            value = self.values.get(feature.name, MISSING)
+            typed[feature.name] = None
+            if (why := _absent(value)) is not None:
+                if not feature.nullable:
+                    self.fail(feature.name, "required", f"{feature.name} {why}")
+                continue
+            try:
+                coerced = coerce(feature.type, value, feature.categories)
+                if feature.type in (FeatureType.NUMERIC, FeatureType.INTEGER):
+                    check_range(coerced, feature.min, feature.max)  # type: ignore[arg-type]
+            except Invalid as invalid:
+                self.fail(feature.name, invalid.rule, invalid.message, value)
+                continue
+            typed[feature.name] = coerced
+        return typed
+
+    def label(self) -> FieldValue:
+        label = self.spec.label
+        if label is None:
+            return None
+        value = self.values.get(label.name, MISSING)
+        if label.arrival == "feedback":
+            if value is not MISSING:
+                message = f"{label.name} arrives later as feedback (data.labels), not in the record"
+                self.fail(label.name, "label", message, value)
+            return None
+        if (why := _absent(value)) is not None:
+            self.fail(label.name, "label", f"the label {label.name} {why}")
+            return None
+        try:
+            coerced = coerce(label.type, value, label.categories)
+            categories = label.categories
+            if categories is not None and label.type != FeatureType.CATEGORICAL:
+                as_category(coerced, categories)
+        except Invalid as invalid:
+            rule = "not_finite" if invalid.rule == "not_finite" else "label"
+            self.fail(label.name, rule, f"the label: {invalid.message}", value)
+            return None
+        return coerced
+
+    def unexpected(self) -> None:
+        declared = {self.spec.entity_key, self.spec.event_time}
+        declared.update(feature.name for feature in self.spec.features)
+        if self.spec.record_id is not None:
+            declared.add(self.spec.record_id)
+        if self.spec.label is not None:
+            declared.add(self.spec.label.name)
+        for name, value in self.values.items():
+            if name not in declared:
+                self.fail(
+                    name, "unexpected_field", f"{self.spec.name} declares no column {name}", value
+                )
+
+
+def check_record(record: RecordIngested, spec: DatasetSpec, event_id: str) -> Checked:
+    """Every rule of `spec` against one record; `event_id` is its id when the spec names none."""
+    rules = _Rules(record, spec, event_id)
+    entity = rules.entity()
+    record_id = rules.record_id()
+    event_time = rules.event_time()
+    values = rules.features()
+    label = rules.label()
+    rules.unexpected()
+    return Checked(
+        errors=rules.errors,
+        values=values,
+        entity=entity,
+        record_id=record_id,
+        event_time=event_time,
+        label=label,
+    )

@@ -1,0 +1,44 @@
+"""Validation's HTTP API: the streaming data-quality statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from services.validation.domain.quality import QualityStats
+from shared.datasets.spec import DatasetSpec
+
+
+def stats_router(
+    stats: QualityStats,
+    known_datasets: Callable[[], list[str]],
+    spec_of: Callable[[str], DatasetSpec | None],
+) -> APIRouter:
+    router = APIRouter(tags=["data quality"])
+
+    @router.get("/stats")
+    def all_stats() -> dict[str, Any]:
+        """Datasets with statistics, and messages that belong to no known dataset."""
+        return {
+            "datasets": sorted(set(stats.datasets()) | set(known_datasets())),
+            "unattributed": stats.unattributed_counts(),
+        }
+
+    @router.get("/stats/{dataset}")
+    def dataset_stats(dataset: str) -> dict[str, Any]:
+        """Counts, rejections per rule, and per-feature statistics of one dataset's raw stream
+        since this process started (they are kept in memory)."""
+        snapshot = stats.snapshot(dataset)
+        if snapshot is not None:
+            return snapshot
+        spec = spec_of(dataset)
+        if spec is None:
+            known = sorted(set(stats.datasets()) | set(known_datasets()))
+            detail = f"unknown dataset {dataset!r}; known: {', '.join(known) or 'none'}"
+            raise HTTPException(status_code=404, detail=detail)
+        stats.declare(spec)
+        return stats.snapshot(dataset) or {}
+
+    return router

@@ -19,7 +19,7 @@ from opentelemetry import trace
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from services.registry.adapters.database import ping
+from services.registry.adapters.database import ping, reader
 from services.registry.adapters.orm import AuditEntry, ModelVersion, RegisteredModel
 from services.registry.adapters.repository import Repository
 from services.registry.domain.errors import Conflict, NotFound
@@ -80,11 +80,18 @@ class Registry:
         self.policy = policy
         self._clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(reader(engine), expire_on_commit=False)
 
     @contextmanager
     def unit(self) -> Iterator[Repository]:
         """One transaction: committed when the block ends, rolled back when it raises."""
         with self._sessions.begin() as session:
+            yield Repository(session)
+
+    @contextmanager
+    def reading(self) -> Iterator[Repository]:
+        """One read-only transaction."""
+        with self._read_sessions.begin() as session:
             yield Repository(session)
 
     def ping(self) -> None:
@@ -194,6 +201,9 @@ class Registry:
             if challenger is None or challenger.id != version.id:
                 waiting = f"v{challenger.version} is" if challenger else "no version is"
                 raise Conflict(f"v{number} of {name} is not waiting for approval ({waiting})")
+            champion = repo.alias_holder(model, CHAMPION)
+            if champion is not None and champion.id == version.id:
+                raise Conflict(f"v{number} of {name} is the champion already")
             why = reason or f"approved by {owner}"
             promoted = self._move_alias(repo, model, CHAMPION, version, why, owner, Action.APPROVED)
             repo.remove_alias(model, CHALLENGER)

@@ -27,7 +27,7 @@ class RegistryQueries:
         self._registry = registry
 
     def models(self) -> list[ModelSummary]:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             counts = repo.version_counts()
             return [
                 ModelSummary(**_model_fields(repo, model, counts.get(model.id, 0)))
@@ -35,13 +35,13 @@ class RegistryQueries:
             ]
 
     def model(self, name: str) -> ModelDetail:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             model = existing_model(repo, name)
             count = repo.version_counts().get(model.id, 0)
             return ModelDetail(**_model_fields(repo, model, count), tags=repo.model_tags(model))
 
     def versions(self, name: str) -> list[VersionSummary]:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             model = existing_model(repo, name)
             held = _aliases_by_version(repo, model)
             return [
@@ -50,12 +50,12 @@ class RegistryQueries:
             ]
 
     def version(self, name: str, number: int) -> VersionDetail:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             model = existing_model(repo, name)
             return _detail(repo, model, existing_version(repo, model, number))
 
     def alias(self, name: str, alias: str) -> AliasView:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             model = existing_model(repo, name)
             holder = repo.alias_holder(model, alias)
             if holder is None:
@@ -64,7 +64,7 @@ class RegistryQueries:
             return AliasView(model_name=name, alias=alias, version=_detail(repo, model, holder))
 
     def lineage(self, name: str, number: int) -> Lineage:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             model = existing_model(repo, name)
             version = existing_version(repo, model, number)
             return Lineage(
@@ -80,7 +80,7 @@ class RegistryQueries:
             )
 
     def compare(self, name: str, a: int, b: int) -> Comparison:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             model = existing_model(repo, name)
             first, second = existing_version(repo, model, a), existing_version(repo, model, b)
             return Comparison(
@@ -99,7 +99,7 @@ class RegistryQueries:
             )
 
     def audit(self, name: str, after: int = 0, limit: int = 1000) -> list[AuditView]:
-        with self._registry.unit() as repo:
+        with self._registry.reading() as repo:
             model = existing_model(repo, name)
             return [_audit_view(entry) for entry in repo.audit(model, after, limit)]
 

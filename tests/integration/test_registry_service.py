@@ -54,6 +54,7 @@ def trained(
     baseline: tuple[int, float] | None = None,
     run: str = "run-1",
     namespace: str = "mlops",
+    other_metrics: dict[str, float] | None = None,
 ) -> Event[ModelTrained]:
     """A complete ModelTrained as training would publish it (the artifact is never loaded)."""
     payload = ModelTrained(
@@ -69,7 +70,7 @@ def trained(
             trusted_types=["sklearn.ensemble._hist_gradient_boosting.binning._BinMapper"],
         ),
         evaluation=Evaluation(
-            metrics={"roc_auc": score, "accuracy": 0.8},
+            metrics={"roc_auc": score, "accuracy": 0.8, **(other_metrics or {})},
             primary_metric="roc_auc",
             holdout="last 20% by event time",
         ),
@@ -259,7 +260,7 @@ def test_a_worse_challenger_is_registered_not_promoted_and_the_audit_says_why(
     service = platform.start(promotion_margin="0.005")
     platform.publish(trained(0.880, namespace=platform.namespace))
     wait_until(versions_registered(service, 1), what="v1 registered")
-    worse = trained(0.871, baseline=(1, 0.880), run="run-2", namespace=platform.namespace)
+    worse = trained(0.871, (1, 0.880), "run-2", platform.namespace, other_metrics={"f1": 0.5})
     platform.publish(worse)
 
     outputs = platform.lifecycle(4)
@@ -275,6 +276,7 @@ def test_a_worse_challenger_is_registered_not_promoted_and_the_audit_says_why(
     assert get_json(service, f"/models/{MODEL}/aliases/champion")["version"]["version"] == 1
     compared = get_json(service, f"/models/{MODEL}/compare?a=1&b=2")
     assert compared["primary_metric"]["better"] == "a"
+    assert compared["metrics"]["f1"] == {"a": None, "b": 0.5, "b_minus_a": None}
 
 
 def test_a_redelivered_model_trained_registers_once_and_re_emits_the_same_events(

@@ -3,6 +3,7 @@ standing in for Kafka (the integration tests run the same paths against the real
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -262,3 +263,23 @@ def test_bad_alias_requests_are_422(client: TestClient, registry: Registry, body
 def test_a_bad_model_name_or_alias_is_422(client: TestClient) -> None:
     assert client.get("/models/Not A Name").status_code == 422
     assert client.get("/models/loans/aliases/UPPER").status_code == 422
+
+
+def test_the_champion_cannot_be_approved_again(client: TestClient, registry: Registry) -> None:
+    registry.register_trained(trained(0.8))
+    body = {"version": 1, "reason": "also the challenger"}
+    assert client.put("/models/loans/aliases/challenger", json=body, headers=ALICE).is_success
+    answer = client.post("/models/loans/versions/1/approve", headers=ALICE)
+    assert answer.status_code == 409
+    assert "champion already" in answer.json()["detail"]
+
+
+def test_a_nan_score_is_kept_as_text_and_never_promoted(
+    client: TestClient, registry: Registry
+) -> None:
+    registry.register_trained(trained(0.8))
+    outputs = registry.register_trained(trained(math.nan, baseline=(1, 0.8), run="run-2"))
+    assert outputs[1].type == "mlops.ModelRejected"
+    assert "not a finite number" in outputs[1].data.reason
+    version = client.get("/models/loans/versions/2").json()
+    assert version["evaluation"]["metrics"]["roc_auc"] == "NaN"

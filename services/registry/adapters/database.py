@@ -3,8 +3,9 @@
 On PostgreSQL the registry keeps its tables in a schema of its own (MLOPS_REGISTRY_DATABASE_SCHEMA,
 "registry" by default), created at start-up; every connection has it as its search_path, so the
 tables, the Alembic version table and the migrations stay unqualified. Tests use a schema each.
-On SQLite every transaction starts with BEGIN IMMEDIATE: the consumer thread and HTTP requests
-then queue for the write lock instead of failing when a read turns into a write.
+On SQLite every writing transaction starts with BEGIN IMMEDIATE: the consumer thread and HTTP
+requests then queue for the write lock instead of failing when a read turns into a write;
+`reader(engine)` gives read-only transactions that run beside a writer (WAL).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 
+READ_ONLY = "registry_read_only"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 VERSION_TABLE = "registry_alembic_version"
 # One registry at a time creates and migrates a given schema (PostgreSQL advisory lock).
@@ -96,9 +98,15 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine for read-only transactions (on SQLite they take no write lock)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -123,5 +131,5 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
 
 
 def ping(engine: Engine) -> None:
-    with engine.connect() as connection:
+    with reader(engine).connect() as connection:
         connection.execute(text("SELECT 1"))

@@ -94,6 +94,10 @@ ensure_credentials() {
       mv "$CREDENTIALS_FILE.tmp" "$CREDENTIALS_FILE"
     )
   fi
+  # Credentials added after a state dir was first made are appended, not regenerated.
+  if ! grep -q '^REGISTRY_ADMIN_KEY=' "$CREDENTIALS_FILE"; then
+    (umask 077 && echo "REGISTRY_ADMIN_KEY=$(random_hex 48)" >>"$CREDENTIALS_FILE")
+  fi
   # shellcheck disable=SC1090
   source "$CREDENTIALS_FILE"
 }

@@ -14,7 +14,7 @@ MODEL_NAME = r"^[a-z][a-z0-9_-]{0,99}$"
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
 
 class ArtifactRef(_Part):

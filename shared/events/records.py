@@ -16,7 +16,7 @@ FieldValue = str | int | float | bool | None
 class SourcePosition(BaseModel):
     """Where a message sits in Kafka: the unit of lineage."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
     topic: str
     partition: int = Field(ge=0)
@@ -40,7 +40,7 @@ class RecordIngested(Payload):
 class FieldError(BaseModel):
     """One failed check: which field, which rule, and why."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
     field: str | None = Field(description="The column, or null for record-level rules.")
     rule: str = Field(description="type, range, category, required, not_finite, future_time, ...")

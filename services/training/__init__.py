@@ -1,0 +1,1 @@
+"""The training service: trains scikit-learn models on request, data volume or drift."""

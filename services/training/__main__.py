@@ -1,0 +1,3 @@
+from services.training.bootstrap import main
+
+main()

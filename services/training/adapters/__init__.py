@@ -1,0 +1,1 @@
+"""Training's adapters: the feature store and registry over HTTP, MinIO, SQL, Kafka."""

@@ -1,0 +1,87 @@
+"""The feature store's offline store over HTTP: point-in-time-correct training sets.
+
+    POST /training-sets {"dataset": "loans", "until": "2024-01-01T00:00:00+00:00"?}
+      -> {"uri": "s3://bucket/key.parquet", "rows": 1000, "columns": [...],
+          "lineage": [{"topic", "partition", "first_offset", "last_offset"}, ...], ...}
+
+The store writes the set as Parquet to MinIO and answers where it is, its size, its columns,
+and the exact Kafka ranges its rows were built from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
+from shared.events.models import OffsetRange
+
+
+@dataclass(frozen=True)
+class TrainingSetRef:
+    """Where the feature store put a training set, and what it was built from."""
+
+    uri: str
+    rows: int
+    columns: list[str]
+    offsets: list[OffsetRange]
+    spec_version: int | None = None
+
+
+def training_set_ref(answer: Any) -> TrainingSetRef:
+    """The feature store's answer, read; an answer without uri, rows or lineage is refused."""
+    if not isinstance(answer, dict):
+        raise DependencyRefused(f"the feature store's answer is not an object: {str(answer)[:200]}")
+    try:
+        lineage = answer["lineage"]
+        ranges = lineage.get("offsets", []) if isinstance(lineage, dict) else lineage
+        spec_version = answer.get("spec_version")
+        return TrainingSetRef(
+            uri=str(answer["uri"]),
+            rows=int(answer["rows"]),
+            columns=[str(c) for c in answer.get("columns", [])],
+            offsets=[OffsetRange.model_validate(r) for r in ranges],
+            spec_version=int(spec_version) if spec_version is not None else None,
+        )
+    except (KeyError, TypeError, ValueError, ValidationError) as error:
+        raise DependencyRefused(
+            f"unreadable training-set answer ({type(error).__name__}: {error}): {str(answer)[:300]}"
+        ) from None
+
+
+class FeatureStoreClient:
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def training_set(self, dataset: str, until: datetime | None = None) -> TrainingSetRef:
+        body: dict[str, Any] = {"dataset": dataset}
+        if until is not None:
+            body["until"] = until.isoformat()
+        try:
+            response = self._client.post("/training-sets", json=body)
+        except httpx.HTTPError as error:
+            raise DependencyUnavailable(
+                f"feature store at {self.base_url}: {type(error).__name__}: {error}"
+            ) from None
+        if response.status_code >= 500:
+            raise DependencyUnavailable(
+                f"{self.base_url}/training-sets answered {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        if response.status_code not in (200, 201):
+            raise DependencyRefused(
+                f"{self.base_url}/training-sets refused {dataset!r} with "
+                f"{response.status_code}: {response.text[:300]}"
+            )
+        return training_set_ref(response.json())
+
+    def ping(self) -> None:
+        self._client.get("/live", timeout=2.0).raise_for_status()
+
+    def close(self) -> None:
+        self._client.close()

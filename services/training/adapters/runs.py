@@ -1,0 +1,81 @@
+"""Finished runs in SQL: the ModelTrained event of each TrainModel command, by command id.
+
+A redelivered command finds its run here and gets the very same event back (same event id),
+so a command is trained once however often Kafka delivers it. Rows carry the namespace, so a
+replay or a test namespace never sees production's runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+from shared.events.envelope import Event
+from shared.events.models import ModelTrained
+
+metadata = MetaData()
+
+training_runs = Table(
+    "training_runs",
+    metadata,
+    Column("namespace", String(200), primary_key=True),
+    Column("command_id", String(200), primary_key=True),
+    Column("run_id", String(200), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("finished_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+
+
+class SqlRuns:
+    """Runs on SQLAlchemy (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine, namespace: str) -> None:
+        self.engine = engine
+        self.namespace = namespace
+        metadata.create_all(engine, tables=[training_runs], checkfirst=True)
+
+    def finished(self, command_id: str) -> Event[ModelTrained] | None:
+        """The event a command's run emitted, or None when it never finished."""
+        t = training_runs.c
+        query = select(t.event).where(t.namespace == self.namespace, t.command_id == command_id)
+        with self.engine.connect() as connection:
+            stored = connection.execute(query).scalar_one_or_none()
+        return _decoded(stored) if stored is not None else None
+
+    def record(self, command_id: str, trained: Event[ModelTrained]) -> Event[ModelTrained]:
+        """Keeps a finished run; when another process finished the same command first, its
+        event is the one kept, and returned."""
+        row: dict[str, Any] = {
+            "namespace": self.namespace,
+            "command_id": command_id,
+            "run_id": trained.data.run_id,
+            "model_name": trained.data.model_name,
+            "event": trained.to_json_bytes().decode(),
+        }
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(training_runs).values(**row))
+        except IntegrityError:
+            kept = self.finished(command_id)
+            if kept is None:
+                raise
+            return kept
+        return trained
+
+
+def _decoded(stored: str) -> Event[ModelTrained]:
+    return Event[ModelTrained].model_validate_json(stored)

@@ -1,0 +1,146 @@
+"""Wires training together: settings, the spec registry, the feature store and registry
+clients, MinIO, the SQL run and label stores, the two consumer loops and the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from services.training.adapters.code_version import code_version
+from services.training.adapters.database import create_training_engine, ping
+from services.training.adapters.feature_store import FeatureStoreClient
+from services.training.adapters.kafka import CommandPublisher
+from services.training.adapters.labels import SqlLabelCounter
+from services.training.adapters.objects import ObjectStore, minio_client
+from services.training.adapters.registry import RegistryClient
+from services.training.adapters.runs import SqlRuns
+from services.training.handlers import COMMANDS, Deps, command_routes, label_routes
+from services.training.http import training_router
+from services.training.settings import TrainingSettings
+from services.training.trainer import Trainer, TrainerConfig
+from shared.datasets.registry import SpecRegistry, UnknownDataset
+from shared.kafka.config import client_config, consumer_config, producer_config
+from shared.kafka.consumer import ConsumerRunner, RetryPolicy
+from shared.kafka.producer import EventProducer
+from shared.kafka.routes import bind
+from shared.kafka.topics import TopicCatalog
+from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
+from shared.settings import PlatformSettings
+from shared.telemetry import configure_tracing
+
+NAME = "training"
+DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
+
+
+def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
+    catalog = TopicCatalog.load()
+    namespace = platform.namespace
+    producer = EventProducer(producer_config(platform, NAME))
+    specs = SpecRegistry(
+        client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
+    )
+    engine = create_training_engine(settings.database_url_for(platform), settings.database_schema)
+    runs = SqlRuns(engine, namespace)
+    objects = ObjectStore(minio_client(platform))
+    feature_store = FeatureStoreClient(settings.feature_store_url, settings.http_timeout_s)
+    registry = RegistryClient(settings.registry_url, settings.http_timeout_s)
+    trainer = Trainer(trainer_config(namespace, settings), specs, feature_store, registry, objects)
+    deps = Deps(
+        trainer=trainer,
+        runs=runs,
+        labels=SqlLabelCounter(engine, namespace),
+        retrain_every_labels=settings.retrain_every_labels,
+        model_name_for=settings.model_name_for,
+    )
+    runners = _runners(platform, settings, catalog, producer, deps)
+    runtime = ServiceRuntime(
+        name=NAME,
+        settings=platform,
+        producer=producer,
+        runners=runners,
+        readiness_checks={
+            "kafka": kafka_reachable(platform),
+            "database": lambda: ping(engine),
+            "object_store": objects.ping,
+            "feature_store": feature_store.ping,
+            "registry": registry.ping,
+        },
+    )
+    publisher = CommandPublisher(
+        producer, catalog.name(COMMANDS, namespace), settings.publish_timeout_s
+    )
+    return create_app(runtime, [training_router(publisher, _known_dataset(specs), runs)])
+
+
+def trainer_config(namespace: str, settings: TrainingSettings) -> TrainerConfig:
+    return TrainerConfig(
+        namespace=namespace,
+        bucket=settings.models_bucket,
+        default_seed=settings.default_seed,
+        holdout_fraction=settings.holdout_fraction,
+        classification_metric=settings.classification_metric,
+        regression_metric=settings.regression_metric,
+        pin_training_set_to_command_time=settings.pin_training_set_to_command_time,
+        min_training_rows=settings.min_training_rows,
+        code_version=code_version(),
+    )
+
+
+def _runners(
+    platform: PlatformSettings,
+    settings: TrainingSettings,
+    catalog: TopicCatalog,
+    producer: EventProducer,
+    deps: Deps,
+) -> list[ConsumerRunner]:
+    """Commands one at a time (a run may take minutes: Kafka is told to wait that long), and
+    labels in batches, each in a consumer group of its own."""
+    namespace = platform.namespace
+    dead_letters = catalog.name("bus.dead-letter", namespace)
+    max_bytes = platform.max_payload_bytes
+    retry = RetryPolicy(max_attempts=settings.handler_attempts, initial_backoff_s=0.5)
+    commands_group = settings.group_id or f"{namespace}.{NAME}"
+    labels_group = settings.labels_group_id or f"{namespace}.{NAME}-labels"
+    poll_interval_ms = max(DEFAULT_MAX_POLL_INTERVAL_MS, int(settings.max_training_seconds * 1000))
+    commands = ConsumerRunner(
+        group_id=commands_group,
+        subscriptions=bind(command_routes(deps), namespace, max_bytes, catalog),
+        consumer_config={
+            **consumer_config(platform, NAME, commands_group),
+            "max.poll.interval.ms": poll_interval_ms,
+        },
+        producer=producer,
+        dead_letter_topic=dead_letters,
+        retry=retry,
+        batch_size=1,
+    )
+    labels = ConsumerRunner(
+        group_id=labels_group,
+        subscriptions=bind(label_routes(deps), namespace, max_bytes, catalog),
+        consumer_config=consumer_config(platform, f"{NAME}-labels", labels_group),
+        producer=producer,
+        dead_letter_topic=dead_letters,
+        retry=retry,
+    )
+    return [commands, labels]
+
+
+def _known_dataset(specs: SpecRegistry) -> Callable[[str], bool]:
+    def known(name: str) -> bool:
+        try:
+            specs.latest(name)
+        except UnknownDataset:
+            return False
+        return True
+
+    return known
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform = PlatformSettings()
+    settings = TrainingSettings()
+    configure_tracing(NAME, platform)
+    serve(build(platform, settings), settings.host, settings.port)

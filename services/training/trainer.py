@@ -1,0 +1,237 @@
+"""One training run, from TrainModel to ModelTrained: the service layer that drives the
+adapters (feature store, MinIO, registry) and the domain (frames, split, pipeline, metrics).
+
+    training set (feature store) -> Parquet (MinIO) -> sorted, typed frame + content hash
+    -> time split -> Pipeline(ColumnTransformer, estimator) fitted with the seed
+    -> metrics on the holdout -> the champion (registry) scored on the same holdout
+    -> skops artifact (MinIO) -> ModelTrained with the complete lineage
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pandas as pd
+from opentelemetry import trace
+
+from services.training.adapters.errors import DependencyRefused
+from services.training.adapters.feature_store import TrainingSetRef
+from services.training.adapters.registry import Champion
+from services.training.domain.errors import TrainingRefused
+from services.training.domain.estimators import Task, configure_estimator
+from services.training.domain.frames import TrainingFrame, prepare, require_rows
+from services.training.domain.lineage import (
+    data_quality,
+    feature_definitions,
+    library_versions,
+)
+from services.training.domain.metrics import higher_is_better, score
+from services.training.domain.pipeline import build_pipeline
+from services.training.domain.split import TimeSplit, time_split
+from shared.artifacts import ArtifactRefused
+from shared.datasets.registry import UnknownDataset
+from shared.datasets.spec import VersionedSpec
+from shared.events.envelope import Event
+from shared.events.models import (
+    ArtifactRef,
+    BaselineEvaluation,
+    Evaluation,
+    ModelTrained,
+    TrainingLineage,
+    TrainModel,
+)
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class Specs(Protocol):
+    def refresh(self, timeout_s: float = 10.0) -> None: ...
+    def latest(self, name: str) -> VersionedSpec: ...
+    def get(self, name: str, version: int) -> VersionedSpec: ...
+
+
+class TrainingSets(Protocol):
+    def training_set(self, dataset: str, until: datetime | None = None) -> TrainingSetRef: ...
+
+
+class Champions(Protocol):
+    def champion(self, model_name: str) -> Champion | None: ...
+
+
+class Objects(Protocol):
+    def read_parquet(self, uri: str) -> pd.DataFrame: ...
+    def store_model(self, model: Any, bucket: str, key: str) -> ArtifactRef: ...
+    def load_model(self, ref: ArtifactRef) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    namespace: str
+    bucket: str = "mlops-models"
+    default_seed: int = 0
+    holdout_fraction: float = 0.2
+    classification_metric: str = "roc_auc"
+    regression_metric: str = "rmse"
+    pin_training_set_to_command_time: bool = True
+    min_training_rows: int = 10
+    code_version: str = "unknown"
+    library_versions: dict[str, str] = field(default_factory=library_versions)
+
+    def primary_metric(self, task: Task) -> str:
+        return self.classification_metric if task == "classification" else self.regression_metric
+
+
+def run_id_of(command_id: str) -> str:
+    """The run of a command is named after it (a hash when the id is not a safe object name)."""
+    if _SAFE_RUN_ID.match(command_id):
+        return command_id
+    return hashlib.sha256(command_id.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    versioned: VersionedSpec
+    ref: TrainingSetRef
+    training: TrainingFrame
+    split: TimeSplit
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainerConfig,
+        specs: Specs,
+        training_sets: TrainingSets,
+        champions: Champions,
+        objects: Objects,
+    ) -> None:
+        self.config = config
+        self._specs = specs
+        self._training_sets = training_sets
+        self._champions = champions
+        self._objects = objects
+
+    def train(self, command: Event[TrainModel]) -> ModelTrained:
+        request: TrainModel = command.data
+        inputs = self._inputs(command)
+        training, split = inputs.training, inputs.split
+        task = training.task
+        seed = request.seed if request.seed is not None else self.config.default_seed
+        configured = configure_estimator(inputs.versioned.spec.model, request.params, seed, task)
+        pipeline = build_pipeline(configured.estimator, training.kinds, seed)
+        with _tracer.start_as_current_span("fit", attributes={"rows": len(split.train)}):
+            pipeline.fit(training.x(split.train), training.y(split.train))
+        evaluation = self._evaluate(pipeline, training, split)
+        baseline = self._baseline(request.model_name, training, split)
+        run_id = run_id_of(command.id)
+        key = f"{self.config.namespace}/{request.model_name}/{run_id}.skops"
+        with _tracer.start_as_current_span("store artifact"):
+            artifact = self._objects.store_model(pipeline, self.config.bucket, key)
+        return ModelTrained(
+            model_name=request.model_name,
+            run_id=run_id,
+            estimator=configured.path,
+            params=configured.params,
+            seed=seed,
+            artifact=artifact,
+            evaluation=evaluation,
+            baseline=baseline,
+            lineage=self._lineage(request, inputs),
+            trained_at=datetime.now(UTC),
+        )
+
+    def _inputs(self, command: Event[TrainModel]) -> _Inputs:
+        dataset = command.data.dataset
+        self._specs.refresh()
+        try:
+            versioned = self._specs.latest(dataset)
+        except UnknownDataset as unknown:
+            raise TrainingRefused(str(unknown)) from None
+        until = command.time if self.config.pin_training_set_to_command_time else None
+        with _tracer.start_as_current_span("training set", attributes={"dataset": dataset}):
+            ref = self._training_sets.training_set(dataset, until)
+            raw = self._objects.read_parquet(ref.uri)
+        if len(raw) != ref.rows:
+            raise DependencyRefused(
+                f"the feature store announced {ref.rows} rows, {ref.uri} holds {len(raw)}"
+            )
+        if ref.spec_version is not None and ref.spec_version != versioned.version:
+            versioned = self._specs.get(dataset, ref.spec_version)
+        training = prepare(raw, versioned.spec)
+        require_rows(training, self.config.min_training_rows)
+        split = time_split(training, self.config.holdout_fraction)
+        return _Inputs(versioned, ref, training, split)
+
+    def _evaluate(self, model: Any, training: TrainingFrame, split: TimeSplit) -> Evaluation:
+        with _tracer.start_as_current_span("evaluate", attributes={"rows": len(split.holdout)}):
+            scores = score(
+                model, training.x(split.holdout), training.y(split.holdout), training.task
+            )
+        primary = self.config.primary_metric(training.task)
+        return Evaluation(
+            metrics=scores.metrics,
+            primary_metric=primary,
+            higher_is_better=higher_is_better(primary),
+            holdout=split.describe(),
+            per_class=scores.per_class,
+        )
+
+    def _baseline(
+        self, model_name: str, training: TrainingFrame, split: TimeSplit
+    ) -> BaselineEvaluation | None:
+        """The current champion scored on this run's holdout, when there is one to score."""
+        with _tracer.start_as_current_span("baseline", attributes={"model": model_name}):
+            champion = self._champions.champion(model_name)
+            if champion is None:
+                return None
+            try:
+                model = self._objects.load_model(champion.artifact)
+            except ArtifactRefused as refused:
+                log.warning(
+                    "champion v%d of %s not loaded: %s", champion.version, model_name, refused
+                )
+                return None
+            missing = sorted(set(champion.feature_columns) - set(split.holdout.columns))
+            if missing:
+                log.warning(
+                    "champion v%d of %s needs columns this training set lacks: %s",
+                    champion.version,
+                    model_name,
+                    missing,
+                )
+                return None
+            x = split.holdout[champion.feature_columns]
+            try:
+                scores = score(model, x, training.y(split.holdout), training.task)
+            except Exception as error:  # a champion that cannot score must not block training
+                log.warning(
+                    "champion v%d of %s could not score: %s", champion.version, model_name, error
+                )
+                return None
+        return BaselineEvaluation(version=champion.version, metrics=scores.metrics)
+
+    def _lineage(self, request: TrainModel, inputs: _Inputs) -> TrainingLineage:
+        training, split, versioned = inputs.training, inputs.split, inputs.versioned
+        return TrainingLineage(
+            dataset=request.dataset,
+            spec_version=versioned.version,
+            spec_fingerprint=versioned.fingerprint,
+            offsets=inputs.ref.offsets,
+            training_set_uri=inputs.ref.uri,
+            training_set_sha256=training.sha256,
+            rows=len(training.frame),
+            holdout_rows=len(split.holdout),
+            feature_columns=training.features,
+            feature_definitions=feature_definitions(versioned.spec, training.features),
+            data_quality=data_quality(training, split),
+            library_versions=self.config.library_versions,
+            code_version=self.config.code_version,
+            trigger=request.trigger,
+        )

@@ -1,0 +1,233 @@
+"""A training run end to end, without I/O: the feature store, MinIO and the registry are
+replaced by in-memory stand-ins (the integration tests use the real ones)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from services.training.adapters.feature_store import TrainingSetRef
+from services.training.adapters.registry import Champion
+from services.training.domain.errors import EstimatorRefused, TrainingRefused
+from services.training.domain.frames import prepare
+from services.training.domain.split import time_split
+from services.training.trainer import Trainer, TrainerConfig, run_id_of
+from shared.artifacts import deserialize, serialize
+from shared.datasets.registry import UnknownDataset
+from shared.datasets.sources import agrawal_records
+from shared.datasets.spec import DatasetSpec, ModelSpec, VersionedSpec, shipped_specs
+from shared.events.envelope import Event
+from shared.events.models import ArtifactRef, OffsetRange, TrainingTrigger, TrainModel
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+LOANS = next(spec for spec in shipped_specs() if spec.name == "loans")
+URI = "s3://offline/loans/set-1.parquet"
+OFFSETS = [
+    OffsetRange(topic="t.data.features", partition=p, first_offset=0, last_offset=99)
+    for p in range(3)
+]
+
+
+def loans_set() -> pd.DataFrame:
+    return _loans_set().copy()
+
+
+@functools.cache
+def _loans_set() -> pd.DataFrame:
+    rows = [
+        {**r, "approved": y, "applications_1h": 1, "loan_sum_1h": r["loan"], "loan_mean_1d": 1.0}
+        for r, y in agrawal_records(400, seed=8, start=START, function_before=1)
+    ]
+    return pd.DataFrame(rows)
+
+
+class SpecsInMemory:
+    def __init__(self, *specs: DatasetSpec) -> None:
+        self.versions = {
+            s.name: VersionedSpec(version=1, fingerprint=s.fingerprint(), spec=s) for s in specs
+        }
+
+    def refresh(self, timeout_s: float = 10.0) -> None:
+        pass
+
+    def latest(self, name: str) -> VersionedSpec:
+        if name not in self.versions:
+            raise UnknownDataset(name, sorted(self.versions))
+        return self.versions[name]
+
+    def get(self, name: str, version: int) -> VersionedSpec:
+        return self.latest(name)
+
+
+@dataclass
+class OneTrainingSet:
+    frame: pd.DataFrame
+    asked: list[tuple[str, datetime | None]] = field(default_factory=list)
+
+    def training_set(self, dataset: str, until: datetime | None = None) -> TrainingSetRef:
+        self.asked.append((dataset, until))
+        return TrainingSetRef(URI, len(self.frame), list(self.frame.columns), OFFSETS)
+
+
+@dataclass
+class ObjectsInMemory:
+    frame: pd.DataFrame
+    stored: dict[str, bytes] = field(default_factory=dict)
+
+    def read_parquet(self, uri: str) -> pd.DataFrame:
+        assert uri == URI
+        return self.frame.copy()
+
+    def store_model(self, model: Any, bucket: str, key: str) -> ArtifactRef:
+        data, trusted = serialize(model)
+        self.stored[f"s3://{bucket}/{key}"] = data
+        sha = hashlib.sha256(data).hexdigest()
+        return ArtifactRef(
+            uri=f"s3://{bucket}/{key}", sha256=sha, size_bytes=len(data), trusted_types=trusted
+        )
+
+    def load_model(self, ref: ArtifactRef) -> Any:
+        return deserialize(self.stored[ref.uri], ref.sha256)
+
+
+@dataclass
+class ChampionOrNone:
+    champion_: Champion | None = None
+
+    def champion(self, model_name: str) -> Champion | None:
+        return self.champion_
+
+
+def command(seed: int | None = 3, params: dict[str, Any] | None = None) -> Event[TrainModel]:
+    return Event.create(
+        TrainModel(
+            model_name="loans",
+            dataset="loans",
+            trigger=TrainingTrigger(kind="manual", reason="test", requested_by="alice"),
+            params={"max_iter": 20} if params is None else params,
+            seed=seed,
+        ),
+        source="test",
+    )
+
+
+def trainer(
+    spec: DatasetSpec = LOANS, champion: Champion | None = None
+) -> tuple[Trainer, ObjectsInMemory, OneTrainingSet]:
+    frame = loans_set()
+    objects = ObjectsInMemory(frame)
+    sets = OneTrainingSet(frame)
+    config = TrainerConfig(namespace="ns", bucket="models", code_version="abc123")
+    run = Trainer(config, SpecsInMemory(spec), sets, ChampionOrNone(champion), objects)
+    return run, objects, sets
+
+
+def holdout_x() -> pd.DataFrame:
+    training = prepare(loans_set(), LOANS)
+    return training.x(time_split(training, 0.2).holdout)
+
+
+def test_a_run_stores_its_pipeline_and_records_the_complete_lineage() -> None:
+    run, objects, sets = trainer()
+    request = command()
+    trained = run.train(request)
+    assert trained.model_name == "loans" and trained.seed == 3
+    assert trained.run_id == run_id_of(request.id) == request.id
+    assert trained.artifact.uri == f"s3://models/ns/loans/{request.id}.skops"
+    assert trained.estimator == "sklearn.ensemble.HistGradientBoostingClassifier"
+    assert trained.params == {"max_iter": 20, "random_state": 3}  # the command's over the spec's
+    assert trained.evaluation.primary_metric == "roc_auc" and trained.evaluation.higher_is_better
+    assert {"accuracy", "f1", "roc_auc", "log_loss"} <= set(trained.evaluation.metrics)
+    assert set(trained.evaluation.per_class) == {"0", "1"}
+    assert trained.evaluation.holdout.startswith("last 20% by event time: 80 rows")
+    assert trained.baseline is None
+    lineage = trained.lineage
+    assert (lineage.dataset, lineage.spec_version) == ("loans", 1)
+    assert lineage.spec_fingerprint == LOANS.fingerprint()
+    assert lineage.offsets == OFFSETS
+    assert lineage.training_set_uri == URI
+    assert lineage.training_set_sha256 == prepare(loans_set(), LOANS).sha256
+    assert (lineage.rows, lineage.holdout_rows) == (400, 80)
+    assert lineage.feature_columns[:3] == ["salary", "commission", "age"]
+    assert lineage.feature_definitions["loan_sum_1h"]["function"] == "sum"
+    assert lineage.data_quality["label_counts"].keys() == {"0", "1"}
+    assert {"python", "scikit-learn", "numpy", "pandas", "skops"} <= set(lineage.library_versions)
+    assert lineage.code_version == "abc123"
+    assert lineage.trigger == request.data.trigger
+    assert sets.asked == [("loans", request.time)]  # the set as of the command's time
+    assert list(objects.stored) == [trained.artifact.uri]
+
+
+def test_the_same_command_inputs_train_a_model_with_the_same_predictions() -> None:
+    first_run, first_objects, _ = trainer()
+    second_run, second_objects, _ = trainer()
+    first = first_run.train(command(seed=21))
+    second = second_run.train(command(seed=21))
+    x = holdout_x()
+    first_model = first_objects.load_model(first.artifact)
+    second_model = second_objects.load_model(second.artifact)
+    assert (first_model.predict_proba(x) == second_model.predict_proba(x)).all()
+    assert first.evaluation == second.evaluation
+
+
+def test_without_a_seed_the_default_seed_is_used() -> None:
+    run, _, _ = trainer()
+    assert run.train(command(seed=None)).seed == 0
+
+
+def test_the_champion_is_scored_on_the_same_holdout() -> None:
+    run, objects, _ = trainer()
+    first = run.train(command(seed=5))
+    champion = Champion(
+        version=4, artifact=first.artifact, feature_columns=first.lineage.feature_columns
+    )
+    challenger_run, challenger_objects, _ = trainer(champion=champion)
+    challenger_objects.stored.update(objects.stored)
+    second = challenger_run.train(command(seed=5))
+    assert second.baseline is not None
+    assert second.baseline.version == 4
+    # same data, same seed: the champion scores exactly what the new model scores
+    assert second.baseline.metrics == second.evaluation.metrics
+
+
+def test_a_champion_that_cannot_be_loaded_gives_no_baseline() -> None:
+    run, _, _ = trainer()
+    bogus = ArtifactRef(uri="s3://models/missing.skops", sha256="0" * 64, size_bytes=1)
+    objects_without = ObjectsInMemory(loans_set(), {bogus.uri: b"not a model"})
+    config = TrainerConfig(namespace="ns")
+    champion = Champion(version=2, artifact=bogus, feature_columns=["salary"])
+    run = Trainer(
+        config, SpecsInMemory(LOANS), OneTrainingSet(loans_set()), ChampionOrNone(champion),
+        objects_without,
+    )  # fmt: skip
+    assert run.train(command()).baseline is None
+
+
+def test_a_spec_naming_a_non_sklearn_estimator_is_refused() -> None:
+    spec = LOANS.model_copy(update={"model": ModelSpec(estimator="os.system")})
+    run, objects, _ = trainer(spec=spec)
+    with pytest.raises(EstimatorRefused, match="only sklearn"):
+        run.train(command())
+    assert objects.stored == {}
+
+
+def test_an_unknown_dataset_is_refused() -> None:
+    run, _, _ = trainer()
+    request = Event.create(
+        TrainModel(model_name="nope", dataset="nope", trigger=TrainingTrigger(kind="manual")),
+        source="test",
+    )
+    with pytest.raises(TrainingRefused, match="unknown dataset 'nope'"):
+        run.train(request)
+
+
+def test_run_ids_are_the_command_id_or_a_hash_of_it() -> None:
+    assert run_id_of("6f1d3c52-8a47-4f0e") == "6f1d3c52-8a47-4f0e"
+    hashed = run_id_of("a/../b c")
+    assert len(hashed) == 32 and "/" not in hashed

@@ -1,0 +1,513 @@
+"""Training against the real stack, run as `python -m services.training`: real Kafka, MinIO,
+PostgreSQL or SQLite, and the real registry service (`python -m services.registry`).
+
+The feature store service does not exist yet, so each test writes its training set as Parquet
+into the real MinIO itself and serves the feature store's training-set endpoint
+(POST /training-sets, answered with the Parquet's location, row count, columns and lineage)
+from a small FastAPI app on a real port in a thread of the test. The stand-in counts the
+training sets asked for: a run that is not done twice asks once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import sklearn
+import uvicorn
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI
+from minio import Minio
+from sqlalchemy import create_engine, text
+
+from services.training.domain.frames import prepare
+from services.training.domain.metrics import score
+from services.training.domain.split import time_split
+from shared.artifacts import load_model
+from shared.datasets.registry import SpecRegistry
+from shared.datasets.sources import agrawal_records
+from shared.datasets.spec import VersionedSpec, shipped_specs
+from shared.events import Event
+from shared.events.catalog import payload_type
+from shared.events.models import ModelTrained, OffsetRange, TrainingTrigger, TrainModel
+from shared.events.records import LabelRecorded
+from shared.kafka.config import client_config, producer_config
+from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.kafka.topics import TopicCatalog
+from shared.settings import PlatformSettings
+from tests.integration.kafka_helpers import committed_total, read_all, unique_name
+from tests.services import RunningService, free_port, namespace_topics, start_service
+from tests.waiting import wait_until
+
+LOANS = next(spec for spec in shipped_specs() if spec.name == "loans")
+ROWS = 500
+FIT_PARAMS = {"max_iter": 30}
+
+
+def loans_training_set() -> pd.DataFrame:
+    """Loans rows as a point-in-time training set holds them: the record's columns, the
+    entity's aggregates, the label, and where each row came from."""
+    start = datetime.now(UTC) - timedelta(days=2)
+    rows = []
+    for index, (record, approved) in enumerate(
+        agrawal_records(ROWS, seed=17, start=start, seconds_between=60, function_before=2)
+    ):
+        rows.append(
+            {
+                **record,
+                "applications_1h": 1 + index % 3,
+                "loan_sum_1h": record["loan"] * (1 + index % 3),
+                "loan_mean_1d": record["loan"],
+                "approved": approved,
+                "source_partition": index % 3,
+                "source_offset": index // 3,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    frame["applied_at"] = pd.to_datetime(frame["applied_at"], utc=True)
+    return frame.sample(frac=1, random_state=4)  # stored in no particular order
+
+
+@dataclass
+class StandInFeatureStore:
+    """POST /training-sets over a Parquet file the test put in MinIO, on a real port."""
+
+    minio: Minio
+    bucket: str
+    namespace: str
+    frame: pd.DataFrame
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        data = io.BytesIO()
+        self.frame.to_parquet(data, index=False)
+        self.key = f"{self.namespace}/loans/training-set.parquet"
+        self.minio.make_bucket(self.bucket)
+        self.minio.put_object(self.bucket, self.key, io.BytesIO(data.getvalue()), data.tell())
+        self.lineage = [
+            OffsetRange(
+                topic=f"{self.namespace}.data.features",
+                partition=p,
+                first_offset=0,
+                last_offset=int((self.frame["source_partition"] == p).sum()) - 1,
+            )
+            for p in range(3)
+        ]
+        self._server = uvicorn.Server(
+            uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/live")
+        def live() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.post("/training-sets")
+        def training_set(body: dict[str, Any]) -> dict[str, Any]:
+            self.requests.append(body)
+            return {
+                "dataset": body["dataset"],
+                "uri": self.uri,
+                "rows": len(self.frame),
+                "columns": list(self.frame.columns),
+                "lineage": [r.model_dump() for r in self.lineage],
+            }
+
+        return app
+
+    def start(self) -> None:
+        self._thread.start()
+        wait_until(lambda: self._server.started, what="the stand-in feature store to start")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+@dataclass
+class Stack:
+    """One test's namespace: its topics, specs, buckets, the services it started."""
+
+    namespace: str
+    settings: PlatformSettings
+    env: dict[str, str]
+    logs: Path
+    minio: Minio
+    feature_store: StandInFeatureStore
+    models_bucket: str
+    specs: dict[str, VersionedSpec] = field(default_factory=dict)
+    services: list[RunningService] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.producer = EventProducer(producer_config(self.settings, "training-test"))
+
+    def topic(self, name: str) -> str:
+        return TopicCatalog.load().name(name, self.namespace)
+
+    def wait_for_leaders(self) -> None:
+        """New topics answer offset requests only once their partitions have a leader."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "group.id": unique_name("probe"),
+            }
+        )
+        topics = [self.topic(name) for name in TopicCatalog.load().specs]
+
+        def answering() -> bool:
+            try:
+                for topic in topics:
+                    metadata = consumer.list_topics(topic, timeout=5).topics[topic]
+                    for partition in metadata.partitions:
+                        consumer.get_watermark_offsets(TopicPartition(topic, partition), 5)
+            except KafkaException:
+                return False
+            return True
+
+        try:
+            wait_until(answering, what="leaders for the new topics", timeout_s=60, interval_s=0.2)
+        finally:
+            consumer.close()
+
+    def register_specs(self) -> None:
+        registry = SpecRegistry(
+            client_config(self.settings, "training-test"), self.topic("data.specs"), "test"
+        )
+        for spec in shipped_specs():
+            self.specs[spec.name] = registry.register(spec, self.producer)
+
+    def start(self, name: str, **settings: str) -> RunningService:
+        prefix = f"MLOPS_{name.upper()}_"
+        env = {**self.env, **{prefix + k.upper(): v for k, v in settings.items()}}
+        logs = self.logs / f"{name}-{len(self.services)}"
+        logs.mkdir()
+        service = start_service(name, self.namespace, env, logs)
+        self.services.append(service)
+        return service
+
+    def start_registry(self) -> RunningService:
+        return self.start("registry", database_url=f"sqlite:///{self.logs / 'registry.sqlite'}")
+
+    def start_training(self, registry: RunningService, **settings: str) -> RunningService:
+        defaults = {
+            "feature_store_url": self.feature_store.url,
+            "registry_url": registry.url,
+            "models_bucket": self.models_bucket,
+            "database_url": f"sqlite:///{self.logs / 'training.sqlite'}",
+        }
+        return self.start("training", **{**defaults, **settings})
+
+    def publish(self, topic: str, *events: Event[Any], key: str | None = None) -> None:
+        self.producer.publish_confirmed(
+            OutgoingMessage.for_event(self.topic(topic), event, key=key) for event in events
+        )
+
+    def read(self, topic: str, expected: int, timeout_s: float = 120) -> list[Event[Any]]:
+        messages = read_all(
+            self.settings.kafka_bootstrap_servers, self.topic(topic), expected, timeout_s
+        )
+        return [decode(m.value()) for m in messages]
+
+    def end_offsets(self, topic: str) -> int:
+        name = self.topic(topic)
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                "group.id": unique_name("end"),
+            }
+        )
+        try:
+            partitions = TopicCatalog.load()[topic].partitions
+            return sum(
+                consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+                for p in range(partitions)
+            )
+        finally:
+            consumer.close()
+
+
+def decode(value: bytes) -> Event[Any]:
+    kind = payload_type(json.loads(value)["type"])
+    return Event[kind].model_validate_json(value)  # type: ignore[valid-type]
+
+
+def train_command(seed: int = 7, reason: str = "test") -> Event[TrainModel]:
+    payload = TrainModel(
+        model_name="loans",
+        dataset="loans",
+        trigger=TrainingTrigger(kind="manual", reason=reason, requested_by="test"),
+        params=FIT_PARAMS,
+        seed=seed,
+    )
+    return Event.create(payload, source="test", subject="loans")
+
+
+@pytest.fixture
+def minio(settings: PlatformSettings) -> Minio:
+    assert settings.s3_access_key and settings.s3_secret_key, "make up writes the credentials"
+    return Minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key.get_secret_value(),
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+    )
+
+
+def empty_bucket(minio: Minio, bucket: str) -> None:
+    if not minio.bucket_exists(bucket):
+        return
+    for item in minio.list_objects(bucket, recursive=True):
+        minio.remove_object(bucket, item.object_name)
+    minio.remove_bucket(bucket)
+
+
+@pytest.fixture
+def stack(
+    settings: PlatformSettings,
+    admin: AdminClient,
+    subprocess_env: dict[str, str],
+    minio: Minio,
+    tmp_path: Path,
+) -> Iterator[Stack]:
+    namespace = unique_name("train")
+    suffix = uuid.uuid4().hex[:12]
+    feature_store = StandInFeatureStore(minio, f"sets-{suffix}", namespace, loans_training_set())
+    feature_store.start()
+    with namespace_topics(admin, namespace):
+        running = Stack(
+            namespace, settings, subprocess_env, tmp_path, minio, feature_store, f"models-{suffix}"
+        )
+        try:
+            running.wait_for_leaders()
+            running.register_specs()
+            yield running
+        finally:
+            for service in reversed(running.services):
+                service.stop()
+            feature_store.stop()
+            empty_bucket(minio, feature_store.bucket)
+            empty_bucket(minio, running.models_bucket)
+
+
+def expected_holdout(stack: Stack) -> tuple[pd.DataFrame, pd.Series]:
+    """The holdout the service must have used: the last 20% by event time of the stored set."""
+    training = prepare(stack.feature_store.frame, LOANS)
+    holdout = time_split(training, 0.2).holdout
+    return training.x(holdout), training.y(holdout)
+
+
+def git_head() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_a_train_command_produces_a_model_whose_artifact_loads_and_predicts_with_full_lineage(
+    stack: Stack,
+) -> None:
+    registry = stack.start_registry()
+    stack.start_training(registry)
+    command = train_command()
+    stack.publish("training.requests", command, key="loans")
+
+    [event] = stack.read("models.trained", 1)
+    assert event.type == "mlops.ModelTrained"
+    assert (event.causationid, event.correlationid) == (command.id, command.id)
+    trained: ModelTrained = event.data
+    assert trained.model_name == "loans" and trained.run_id == command.id
+    assert trained.params == {**FIT_PARAMS, "random_state": 7} and trained.seed == 7
+    assert trained.artifact.uri == (
+        f"s3://{stack.models_bucket}/{stack.namespace}/loans/{command.id}.skops"
+    )
+
+    model = load_model(stack.minio, trained.artifact)
+    x, y = expected_holdout(stack)
+    assert set(model.predict(x)) <= {0, 1}
+    assert score(model, x, y, "classification").metrics == trained.evaluation.metrics
+    assert trained.evaluation.primary_metric == "roc_auc"
+    assert trained.evaluation.holdout.startswith(f"last 20% by event time: {len(x)} rows")
+
+    lineage = trained.lineage
+    spec = stack.specs["loans"]
+    assert (lineage.dataset, lineage.spec_version) == ("loans", spec.version)
+    assert lineage.spec_fingerprint == spec.fingerprint
+    assert lineage.offsets == stack.feature_store.lineage
+    assert lineage.training_set_uri == stack.feature_store.uri
+    assert lineage.training_set_sha256 == prepare(stack.feature_store.frame, LOANS).sha256
+    assert (lineage.rows, lineage.holdout_rows) == (ROWS, len(x))
+    assert lineage.feature_columns == list(x.columns)
+    assert "source_offset" not in lineage.feature_columns
+    assert lineage.feature_definitions["loan_mean_1d"]["hop_seconds"] == 3600
+    assert lineage.data_quality["rows_read"] == ROWS
+    assert lineage.library_versions["scikit-learn"] == sklearn.__version__
+    assert lineage.code_version == git_head()
+    assert lineage.trigger == command.data.trigger
+    [asked] = stack.feature_store.requests
+    assert asked["dataset"] == "loans"
+    assert datetime.fromisoformat(asked["until"]) == command.time
+
+
+def test_post_train_goes_through_kafka(stack: Stack) -> None:
+    registry = stack.start_registry()
+    training = stack.start_training(registry)
+    body = {"model_name": "loans", "dataset": "loans", "reason": "weekly", "params": FIT_PARAMS}
+    answer = httpx.post(
+        f"{training.url}/train", json=body, headers={"X-Requested-By": "carol"}, timeout=30
+    )
+    assert answer.status_code == 202, answer.text
+    command_id = answer.json()["command_id"]
+
+    [command] = stack.read("training.requests", 1)
+    assert command.id == command_id
+    assert command.data.trigger.kind == "manual"
+    assert command.data.trigger.requested_by == "carol"
+    [trained] = stack.read("models.trained", 1)
+    assert trained.causationid == command_id
+    assert trained.data.lineage.trigger.reason == "weekly"
+    run = httpx.get(f"{training.url}/runs/{command_id}", timeout=10)
+    assert run.status_code == 200 and run.json()["id"] == trained.id
+
+    unknown = httpx.post(
+        f"{training.url}/train", json={"model_name": "x", "dataset": "nope"}, timeout=30
+    )
+    assert unknown.status_code == 404
+    assert stack.end_offsets("training.requests") == 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, settings: PlatformSettings, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """Training's database: a SQLite file, or a PostgreSQL schema of the test's own."""
+    if request.param == "sqlite":
+        yield {"database_url": f"sqlite:///{tmp_path / 'runs.sqlite'}"}
+        return
+    if settings.database_url is None:
+        pytest.fail("MLOPS_DATABASE_URL is not set: start the stack (make up) and load its env")
+    url = settings.database_url.get_secret_value()
+    schema = f"training_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield {"database_url": url, "database_schema": schema}
+    finally:
+        with create_engine(url).begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def test_a_redelivered_command_trains_once_and_re_emits_the_same_event(
+    stack: Stack, database_url: dict[str, str]
+) -> None:
+    registry = stack.start_registry()
+    first = stack.start_training(registry, **database_url)
+    command = train_command()
+    stack.publish("training.requests", command, command, key="loans")  # delivered twice
+    emitted = stack.read("models.trained", 2)
+    assert emitted[0].to_json_bytes() == emitted[1].to_json_bytes()
+
+    # A new process in a new consumer group reads both commands again: the runs are in SQL.
+    first.stop()
+    stack.start_training(registry, group_id=unique_name("again"), **database_url)
+    again = stack.read("models.trained", 4)
+    assert {e.to_json_bytes() for e in again} == {emitted[0].to_json_bytes()}
+    assert len(stack.feature_store.requests) == 1, "the command was trained more than once"
+
+
+def test_with_a_champion_the_baseline_is_scored_on_the_same_holdout(stack: Stack) -> None:
+    registry = stack.start_registry()
+    stack.start_training(registry)
+    stack.publish("training.requests", train_command(reason="first"), key="loans")
+    [first] = stack.read("models.trained", 1)
+    assert first.data.baseline is None
+
+    def champion() -> int | None:
+        answer = httpx.get(f"{registry.url}/models/loans/aliases/champion", timeout=10)
+        return answer.json()["version"]["version"] if answer.status_code == 200 else None
+
+    assert wait_until(champion, what="the registry to promote v1", timeout_s=60) == 1
+
+    stack.publish("training.requests", train_command(reason="second"), key="loans")
+    second = stack.read("models.trained", 2)[1]
+    baseline = second.data.baseline
+    assert baseline is not None and baseline.version == 1
+    x, y = expected_holdout(stack)
+    champion_model = load_model(stack.minio, first.data.artifact)
+    assert baseline.metrics == score(champion_model, x, y, "classification").metrics
+    # same training set, params and seed: the new model scores exactly what the champion does
+    assert baseline.metrics == second.data.evaluation.metrics
+
+
+def label(record: int) -> Event[LabelRecorded]:
+    payload = LabelRecorded(
+        dataset="loans", record_id=f"app-{record}", label=record % 2, labelled_at=datetime.now(UTC)
+    )
+    return Event.create(payload, source="test", subject=payload.record_id)
+
+
+def test_the_data_volume_trigger_fires_after_every_n_labels(stack: Stack) -> None:
+    registry = stack.start_registry()
+    stack.start_training(registry, retrain_every_labels="10")
+    labels = [label(i) for i in range(25)]
+    for event in labels:
+        stack.publish("data.labels", event, key=event.data.record_id)
+    group = f"{stack.namespace}.training-labels"
+    topic = stack.topic("data.labels")
+    wait_until(
+        lambda: committed_total(stack.settings.kafka_bootstrap_servers, group, topic, 3) >= 25,
+        what="training to count 25 labels",
+        timeout_s=60,
+        interval_s=0.5,
+    )
+    commands = stack.read("training.requests", 2)
+    assert stack.end_offsets("training.requests") == 2
+    assert {c.data.trigger.kind for c in commands} == {"data_volume"}
+    assert {c.data.model_name for c in commands} == {"loans"}
+    reasons = sorted(c.data.trigger.reason for c in commands)
+    assert reasons[0].startswith("10 labels of loans") and reasons[1].startswith("20 labels")
+    assert {c.data.trigger.event_id for c in commands} <= {e.id for e in labels}
+    trained = stack.read("models.trained", 2)
+    assert {t.causationid for t in trained} == {c.id for c in commands}
+    assert {t.data.lineage.trigger.kind for t in trained} == {"data_volume"}
+
+
+def test_a_command_that_cannot_be_trained_is_dead_lettered_and_the_next_one_trains(
+    stack: Stack,
+) -> None:
+    registry = stack.start_registry()
+    stack.start_training(registry, handler_attempts="2")
+    unknown = Event.create(
+        TrainModel(model_name="nope", dataset="nope", trigger=TrainingTrigger(kind="manual")),
+        source="test",
+    )
+    good = train_command()
+    stack.publish("training.requests", unknown, good, key="loans")  # one partition, in order
+
+    [trained] = stack.read("models.trained", 1)
+    assert trained.causationid == good.id
+    [dead] = read_all(stack.settings.kafka_bootstrap_servers, stack.topic("bus.dead-letter"), 1)
+    headers = dict(dead.headers())
+    assert decode(dead.value()).id == unknown.id
+    assert b"unknown dataset 'nope'" in headers["dlq.error"]
+    assert headers["dlq.original.topic"] == stack.topic("training.requests").encode()

@@ -1,0 +1,1 @@
+"""Serving's thin adapters: the registry and feature store over HTTP, MinIO, Kafka."""

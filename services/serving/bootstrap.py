@@ -1,0 +1,133 @@
+"""Wires serving together: settings, the registry, feature store, MinIO and spec adapters, the
+model slots and loader, the models.lifecycle consumer, the prediction log and the HTTP API,
+on the shared service skeleton.
+
+Start-up order: the lifecycle consumer's group is positioned at the topic's end first, then
+the registry is asked for each champion, so a promotion made in between is read from the
+topic rather than lost. /ready answers 503 until every served model has a champion loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.serving.adapters.artifacts import ArtifactStore, minio_client
+from services.serving.adapters.feature_store import FeatureStoreClient
+from services.serving.adapters.kafka import LifecycleFollower, PredictionLog, start_at_end
+from services.serving.adapters.registry import RegistryClient
+from services.serving.adapters.specs import SpecSource
+from services.serving.domain.slots import CHALLENGER, CHAMPION, ModelSlots
+from services.serving.handlers import CONSUMES, PUBLISHES, SOURCE, Deps, log_prediction, routes
+from services.serving.http import ServingApi, install
+from services.serving.loading import ChampionLookup, ModelLoader
+from services.serving.predictions import Predictions, ShadowScorer
+from services.serving.settings import ServingSettings
+from shared.datasets.registry import SpecRegistry
+from shared.kafka.config import client_config, consumer_config, producer_config
+from shared.kafka.consumer import ConsumerRunner, RetryPolicy
+from shared.kafka.producer import EventProducer
+from shared.kafka.routes import bind
+from shared.kafka.topics import TopicCatalog
+from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
+from shared.settings import PlatformSettings
+from shared.telemetry import configure_tracing
+
+NAME = SOURCE
+log = logging.getLogger(__name__)
+
+
+def champions_loaded(slots: ModelSlots) -> Any:
+    """Readiness: every served model has a champion loaded."""
+
+    def check() -> None:
+        waiting = slots.without_champion()
+        if waiting:
+            raise RuntimeError(
+                "; ".join(f"{name} waits for {why}" for name, why in waiting.items())
+            )
+
+    return check
+
+
+def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
+    catalog = TopicCatalog.load()
+    namespace = platform.namespace
+    group_id = settings.group_id or f"{namespace}.{NAME}.{uuid.uuid4().hex[:8]}"
+    slots = ModelSlots(settings.models)
+    registry = RegistryClient(settings.registry_url, settings.registry_timeout_s)
+    specs = SpecRegistry(
+        client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
+    )
+    loader = ModelLoader(slots, registry, ArtifactStore(minio_client(platform)), SpecSource(specs))
+    producer = EventProducer(producer_config(platform, NAME))
+    prediction_log = PredictionLog(
+        producer,
+        {name: catalog.name(name, namespace) for name in PUBLISHES},
+        log_prediction,
+        settings.log_queue_size,
+    )
+    threads = settings.predict_threads
+    shadow = ShadowScorer(prediction_log, native_threads=threads) if settings.shadow else None
+    aliases = (CHAMPION, CHALLENGER) if settings.shadow else (CHAMPION,)
+    consumer = consumer_config(platform, NAME, group_id)
+    runner = ConsumerRunner(
+        group_id=group_id,
+        subscriptions=bind(
+            routes(Deps(loader, frozenset(settings.models), frozenset(aliases))),
+            namespace,
+            platform.max_payload_bytes,
+            catalog,
+        ),
+        consumer_config=consumer,
+        producer=producer,
+        dead_letter_topic=catalog.name("bus.dead-letter", namespace),
+        retry=RetryPolicy(max_attempts=settings.load_attempts, max_backoff_s=10.0),
+    )
+    lifecycle = catalog.name(CONSUMES, namespace)
+    positioned = threading.Event()
+    follower = LifecycleFollower(runner, lambda: start_at_end(consumer, lifecycle), positioned)
+    lookup = ChampionLookup(
+        slots, registry, loader, positioned, settings.champion_retry_s, settings.shadow
+    )
+    # The skeleton runs each of these on its own thread until shutdown, then closes the
+    # producer: the prediction log is last, so it drains what the others still queue.
+    loops: list[Any] = [follower, lookup, *([shadow] if shadow else []), prediction_log]
+    runtime = ServiceRuntime(
+        name=NAME,
+        settings=platform,
+        producer=producer,
+        runners=loops,
+        readiness_checks={"kafka": kafka_reachable(platform), "champions": champions_loaded(slots)},
+    )
+    predictions = Predictions(
+        slots,
+        FeatureStoreClient(settings.feature_store_url, settings.feature_store_timeout_s),
+        prediction_log,
+        settings.max_batch_rows,
+        shadow,
+        threads,
+    )
+    app = create_app(runtime)
+    install(app, ServingApi(predictions, slots, settings.max_records))
+    log.info(
+        "serving %s (shadow %s), registry %s, feature store %s, lifecycle group %s",
+        ", ".join(settings.models),
+        "on" if settings.shadow else "off",
+        settings.registry_url,
+        settings.feature_store_url,
+        group_id,
+    )
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform = PlatformSettings()
+    settings = ServingSettings()
+    configure_tracing(NAME, platform)
+    serve(build(platform, settings), settings.host, settings.port)

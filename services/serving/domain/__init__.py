@@ -1,0 +1,1 @@
+"""Serving's own logic, free of I/O: request checks, scoring, answers, the model swap."""

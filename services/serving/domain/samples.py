@@ -1,0 +1,62 @@
+"""Sample records built from a dataset spec, to warm a model up before it takes traffic.
+
+Each row takes a different point of every feature's declared domain (its minimum, maximum,
+middle; a different category), so a model that cannot read some valid value fails its
+warm-up instead of a client's request.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.serving.domain.records import InputSchema
+from shared.datasets.spec import FeatureSpec, FeatureType
+from shared.events.records import FieldValue
+
+SAMPLE_ROWS = 4
+
+
+def _numeric_point(feature: FeatureSpec, row: int) -> float:
+    """The minimum, the maximum, the middle, the first quarter: all inside the declared range."""
+    if feature.min is not None:
+        low = feature.min
+    else:
+        low = min(0.0, feature.max) if feature.max is not None else 0.0
+    high = feature.max if feature.max is not None else low + 1.0
+    return [low, high, (low + high) / 2, low + (high - low) / 4][row % 4]
+
+
+def _integer_point(feature: FeatureSpec, row: int) -> int:
+    point = round(_numeric_point(feature, row))
+    if feature.min is not None and point < feature.min:
+        point += 1
+    if feature.max is not None and point > feature.max:
+        point -= 1
+    return int(point)
+
+
+def _feature_value(feature: FeatureSpec, row: int) -> FieldValue:
+    if feature.type == FeatureType.NUMERIC:
+        return float(_numeric_point(feature, row))
+    if feature.type == FeatureType.INTEGER:
+        return _integer_point(feature, row)
+    if feature.type == FeatureType.CATEGORICAL:
+        categories = feature.categories or [""]
+        return categories[row % len(categories)]
+    if feature.type == FeatureType.BOOLEAN:
+        return row % 2 == 0
+    return datetime(2024, 1, 1, tzinfo=UTC).isoformat()
+
+
+def sample_rows(schema: InputSchema, count: int = SAMPLE_ROWS) -> list[dict[str, FieldValue]]:
+    """`count` rows with a value for every input column of the model."""
+    rows = []
+    for row in range(count):
+        values: dict[str, FieldValue] = {}
+        for column in schema.columns:
+            if column in schema.features:
+                values[column] = _feature_value(schema.features[column], row)
+            else:
+                values[column] = float(row)
+        rows.append(values)
+    return rows

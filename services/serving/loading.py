@@ -1,0 +1,225 @@
+"""Loading a version and swapping it in: from a lifecycle event, or the registry at start-up.
+
+A version is prepared completely before it takes traffic: its registry record (dataset, spec
+version, feature columns), the artifact (sha256 checked, skops, no pickle), its dataset spec,
+and a warm-up on sample records built from the spec. Only then does the slot swap its
+reference. Anything refused is logged and counted (mlops_serving_models_refused_total) and
+the version served before keeps serving. Failures worth retrying (registry, MinIO or Kafka
+unreachable) propagate, so the consumer runner retries the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Protocol
+
+from services.serving import metrics
+from services.serving.adapters.registry import RegistryRefused, RegistryUnavailable
+from services.serving.domain.records import InputSchema
+from services.serving.domain.samples import sample_rows
+from services.serving.domain.served import ModelCard, ModelUnusable, ServedModel
+from services.serving.domain.slots import CHALLENGER, CHAMPION, Change, ModelSlots, Verdict
+from shared.artifacts import ArtifactRefused
+from shared.datasets.spec import DatasetSpec
+from shared.events.models import ArtifactRef
+
+log = logging.getLogger(__name__)
+
+
+class Registry(Protocol):
+    def alias(self, name: str, alias: str) -> ModelCard | None: ...
+
+    def version(self, name: str, version: int) -> ModelCard: ...
+
+
+class Artifacts(Protocol):
+    def load(self, ref: ArtifactRef) -> Any: ...
+
+
+class Specs(Protocol):
+    def spec(self, dataset: str, version: int | None) -> DatasetSpec: ...
+
+
+class Refused(Exception):
+    """A version that must not serve; `reason` labels the refusal counter."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+_ARTIFACT_REASONS = {
+    "sha256 mismatch": "sha256_mismatch",
+    "artifact asks to trust": "untrusted_types",
+    "not a skops artifact": "not_skops",
+    "artifact not found": "not_found",
+}
+
+
+def artifact_reason(error: ArtifactRefused) -> str:
+    text = str(error)
+    return next(
+        (label for start, label in _ARTIFACT_REASONS.items() if text.startswith(start)),
+        "unloadable",
+    )
+
+
+class ModelLoader:
+    def __init__(
+        self, slots: ModelSlots, registry: Registry, artifacts: Artifacts, specs: Specs
+    ) -> None:
+        self._slots = slots
+        self._registry = registry
+        self._artifacts = artifacts
+        self._specs = specs
+
+    def apply(self, change: Change, card: ModelCard | None = None) -> Verdict | None:
+        """Loads and swaps in the version of a change if it applies; None when refused."""
+        slot = self._slots.get(change.model)
+        decided = slot.verdict(change)
+        if decided != Verdict.LOAD:
+            self._ignored(change, decided)
+            slot.handled(change)
+            return decided
+        try:
+            served = self.prepare(change, card)
+        except Refused as error:
+            self._refused(change, error)
+            return None
+        done = slot.swap(change, served)
+        if done == Verdict.LOAD:
+            metrics.MODELS_LOADED.labels(change.model, change.alias).inc()
+            metrics.SERVED_VERSION.labels(change.model, change.alias).set(change.version)
+            log.info(
+                "%s %s is now version %d (%s)",
+                change.model,
+                change.alias,
+                change.version,
+                "rollback" if change.rollback else change.event_id or "start-up lookup",
+            )
+        else:
+            self._ignored(change, done)
+        return done
+
+    def prepare(self, change: Change, card: ModelCard | None = None) -> ServedModel:
+        """The version of a change, loaded and warmed up; raises Refused if it must not serve."""
+        try:
+            card = card or self._registry.version(change.model, change.version)
+        except RegistryRefused as error:
+            raise Refused("registry_record", str(error)) from None
+        if (
+            card.artifact.sha256 != change.artifact.sha256
+            or card.artifact.uri != change.artifact.uri
+        ):
+            raise Refused(
+                "registry_mismatch",
+                f"the event's artifact ({change.artifact.uri}, {change.artifact.sha256[:12]}) is "
+                f"not the registry's ({card.artifact.uri}, {card.artifact.sha256[:12]})",
+            )
+        try:
+            estimator = self._artifacts.load(change.artifact)
+        except ArtifactRefused as error:
+            raise Refused(artifact_reason(error), str(error)) from None
+        try:
+            spec = self._specs.spec(card.dataset, card.spec_version)
+        except LookupError as error:
+            raise Refused("unknown_spec", str(error)) from None
+        try:
+            served = ServedModel.build(card, estimator, InputSchema.of(spec, card.feature_columns))
+            served.warm_up(sample_rows(served.schema))
+        except ModelUnusable as error:
+            raise Refused("warm_up_failed", str(error)) from None
+        return served
+
+    def _ignored(self, change: Change, decided: Verdict) -> None:
+        metrics.LIFECYCLE_IGNORED.labels(change.model, decided.value).inc()
+        log.info(
+            "%s %s version %d not swapped in: %s (serving %s)",
+            change.model,
+            change.alias,
+            change.version,
+            decided.value,
+            self._slots.get(change.model).version(change.alias),
+        )
+
+    def _refused(self, change: Change, error: Refused) -> None:
+        slot = self._slots.get(change.model)
+        slot.handled(change)
+        metrics.MODELS_REFUSED.labels(change.model, error.reason).inc()
+        kept = slot.version(change.alias)
+        log.error(
+            "refused %s version %d as %s (%s): %s; %s",
+            change.model,
+            change.version,
+            change.alias,
+            error.reason,
+            error,
+            f"version {kept} keeps serving" if kept else "nothing served yet",
+        )
+        if change.alias == CHAMPION and kept is None:
+            slot.waiting_for = f"version {change.version} was refused ({error.reason}): {error}"
+
+
+class ChampionLookup:
+    """At start-up: asks the registry for each model's champion (and challenger, in shadow
+    mode) once the lifecycle consumer is positioned, retrying until every model has one."""
+
+    group_id = "champion-lookup"
+
+    def __init__(
+        self,
+        slots: ModelSlots,
+        registry: Registry,
+        loader: ModelLoader,
+        positioned: threading.Event,
+        retry_s: float,
+        shadow: bool,
+    ) -> None:
+        self._slots = slots
+        self._registry = registry
+        self._loader = loader
+        self._positioned = positioned
+        self._retry_s = retry_s
+        self._aliases = (CHAMPION, CHALLENGER) if shadow else (CHAMPION,)
+        self._refused: set[tuple[str, str, int, str]] = set()
+
+    def run(self, stop: threading.Event) -> None:
+        while not self._positioned.wait(0.2):
+            if stop.is_set():
+                return
+        pending = {(name, alias) for name in self._slots.names for alias in self._aliases}
+        while pending and not stop.is_set():
+            pending = {item for item in sorted(pending) if not self._look_up(*item)}
+            if pending:
+                stop.wait(self._retry_s)
+
+    def _look_up(self, name: str, alias: str) -> bool:
+        """True once there is nothing more to ask the registry for this alias."""
+        slot = self._slots.get(name)
+        if slot.current(alias) is not None:
+            return True
+        try:
+            card = self._registry.alias(name, alias)
+        except (RegistryUnavailable, RegistryRefused) as error:
+            if alias == CHAMPION:
+                slot.waiting_for = f"the registry's champion: {error}"
+            log.warning("cannot ask the registry for the %s of %s: %s", alias, name, error)
+            return False
+        if card is None:
+            if alias == CHAMPION:
+                slot.waiting_for = f"a champion: no version of {name!r} holds it in the registry"
+            return alias != CHAMPION
+        refusal = (name, alias, card.version, card.artifact.sha256)
+        if refusal in self._refused:
+            return False  # refused already; ask again in case the alias moves
+        change = Change(name, alias, card.version, card.artifact, initial=True)
+        try:
+            if self._loader.apply(change, card) is None:
+                self._refused.add(refusal)
+        except Exception as error:
+            log.warning("loading %s version %d failed, will retry: %s", name, card.version, error)
+            if alias == CHAMPION:
+                slot.waiting_for = f"version {card.version} to load: {error}"
+            return False
+        return alias != CHAMPION or slot.current(alias) is not None

@@ -1,0 +1,54 @@
+"""Serving's Prometheus metrics (exposed on /metrics with the shared ones)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREDICTIONS = Counter(
+    "mlops_serving_predictions_total",
+    "Records scored, by model, version and whether a shadow (challenger) scored them.",
+    ["model", "version", "shadow"],
+)
+REQUESTS_REFUSED = Counter(
+    "mlops_serving_requests_refused_total",
+    "Prediction requests refused, by reason (unknown_model, no_champion, invalid_records, ...).",
+    ["reason"],
+)
+MODELS_LOADED = Counter(
+    "mlops_serving_models_loaded_total",
+    "Versions loaded, warmed up and swapped in, by model and alias.",
+    ["model", "alias"],
+)
+MODELS_REFUSED = Counter(
+    "mlops_serving_models_refused_total",
+    "Versions refused (tampered, untrusted or unloadable artifact, failed warm-up, ...); "
+    "the model served before keeps serving.",
+    ["model", "reason"],
+)
+LIFECYCLE_IGNORED = Counter(
+    "mlops_serving_lifecycle_ignored_total",
+    "Lifecycle changes that swapped nothing (duplicate, same, older, superseded).",
+    ["model", "verdict"],
+)
+SERVED_VERSION = Gauge(
+    "mlops_serving_model_version",
+    "The version answering for each model and alias.",
+    ["model", "alias"],
+)
+LOG_DROPPED = Counter(
+    "mlops_serving_prediction_log_dropped_total",
+    "Predictions not logged because the prediction log queue was full or closed.",
+)
+LOG_FAILURES = Counter(
+    "mlops_serving_prediction_log_failures_total",
+    "Flushes of the prediction log in which Kafka did not confirm some writes "
+    "(each failed write also counts in mlops_delivery_failures_total).",
+)
+SHADOW_SKIPPED = Counter(
+    "mlops_serving_shadow_skipped_total",
+    "Batches the challenger did not score, by reason (backlog, error).",
+    ["model", "reason"],
+)
+BATCH_ROWS = Histogram(
+    "mlops_serving_batch_rows",
+    "Rows per predict call (concurrent requests are scored together).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)

@@ -1,0 +1,295 @@
+"""The /predict use case: pick the model, get the records' features, score, log.
+
+Requests are scored in batches by one scoring thread: while it scores a batch, the requests
+that arrive queue up and become the next batch (at most `max_batch_rows` rows), so under
+load one predict call serves many requests, and a lone request waits for nobody. Each request
+keeps the model object it read from its slot when it started, whatever swap happens after.
+
+Logging and shadow scoring happen behind the answer: predictions go to the prediction log's
+queue, and the challenger (shadow mode) scores the same rows on its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from threadpoolctl import threadpool_limits
+
+from services.serving import metrics
+from services.serving.adapters.feature_store import OnlineFeatures
+from services.serving.domain.answers import Answer, prediction_body
+from services.serving.domain.jobs import Job, Outcome, score_jobs
+from services.serving.domain.records import ReadRecord
+from services.serving.domain.served import ServedModel
+from services.serving.domain.slots import CHALLENGER, ModelSlots
+from services.serving.handlers import LoggedPrediction
+from shared.events.records import FieldValue
+
+log = logging.getLogger(__name__)
+
+ScoreJobs = Callable[[Sequence[Job]], list[Outcome | Exception]]
+
+
+def limit_native_threads(threads: int | None) -> None:
+    """Caps the native threads (OpenMP, BLAS) predict calls of the current thread may use.
+
+    OpenMP's limit is per calling thread, so each scoring thread sets its own. On a small
+    machine, a predict call that fans out to OpenMP threads for a handful of rows mostly waits
+    for those threads to be scheduled beside the HTTP loop (hundreds of ms under load)."""
+    if threads is not None:
+        threadpool_limits(limits=threads)
+
+
+class UnknownEntities(LookupError):
+    def __init__(self, dataset: str, missing: list[str]) -> None:
+        shown = ", ".join(missing[:20]) + (", ..." if len(missing) > 20 else "")
+        super().__init__(f"the online store has no features of {dataset} for: {shown}")
+        self.missing = missing
+
+
+class FeatureStore(Protocol):
+    async def lookup(self, dataset: str, entities: list[str]) -> dict[str, OnlineFeatures]: ...
+
+
+class Recorder(Protocol):
+    def record(self, entries: Sequence[LoggedPrediction]) -> None: ...
+
+
+def logged(
+    job: Job, outcome: Outcome, served: ServedModel, now: datetime, shadow: bool = False
+) -> list[LoggedPrediction]:
+    latency_ms = max(0.0, (time.perf_counter() - job.started) * 1000)
+    return [
+        LoggedPrediction(
+            request_id=job.request_id,
+            model=served.name,
+            version=served.version,
+            dataset=served.card.dataset,
+            record_id=read.record_id,
+            entity=read.entity,
+            features=read.values,
+            scored=answer.scored,
+            latency_ms=latency_ms,
+            served_at=now,
+            shadow=shadow,
+        )
+        for read, answer in zip(outcome.reads, outcome.answers, strict=True)
+    ]
+
+
+class Batcher:
+    """Scores submitted jobs on one thread, a batch of everything waiting at a time."""
+
+    def __init__(
+        self,
+        score: ScoreJobs,
+        max_rows: int,
+        after: Callable[[Sequence[Job], list[Outcome | Exception]], None] | None = None,
+        native_threads: int | None = None,
+    ) -> None:
+        self._score = score
+        self._after = after
+        self._max_rows = max_rows
+        self._pending: list[tuple[Job, asyncio.Future[Outcome]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="scoring",
+            initializer=limit_native_threads,
+            initargs=(native_threads,),
+        )
+
+    async def submit(self, job: Job) -> Outcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._pending.append((job, future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    def _take(self) -> list[tuple[Job, asyncio.Future[Outcome]]]:
+        rows, count = 0, 0
+        for job, _ in self._pending:
+            if count and rows + job.rows > self._max_rows:
+                break
+            rows += job.rows
+            count += 1
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        return batch
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch = self._take()
+                jobs = [job for job, _ in batch]
+                try:
+                    outcomes = await loop.run_in_executor(self._executor, self._run, jobs)
+                except Exception as error:  # the scoring thread itself failed
+                    outcomes = [error] * len(jobs)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # the client went away
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._drainer = None
+
+    def _run(self, jobs: Sequence[Job]) -> list[Outcome | Exception]:
+        metrics.BATCH_ROWS.observe(sum(job.rows for job in jobs))
+        outcomes = self._score(jobs)
+        if self._after is not None:
+            try:
+                self._after(jobs, outcomes)
+            except Exception:
+                log.exception("logging predictions failed")
+        return outcomes
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class ShadowScorer:
+    """Scores what the champion scored with the challenger, logs it with shadow=true; never
+    answers. Runs on its own thread; when it falls behind, batches are skipped (counted)."""
+
+    group_id = "shadow-scorer"
+
+    def __init__(
+        self, recorder: Recorder, max_pending: int = 64, native_threads: int | None = None
+    ) -> None:
+        self._recorder = recorder
+        self._native_threads = native_threads
+        self._queue: queue.Queue[tuple[ServedModel, list[tuple[Job, Outcome]]]] = queue.Queue(
+            max_pending
+        )
+
+    def submit(self, challenger: ServedModel, scored: list[tuple[Job, Outcome]]) -> None:
+        try:
+            self._queue.put_nowait((challenger, scored))
+        except queue.Full:
+            metrics.SHADOW_SKIPPED.labels(challenger.name, "backlog").inc()
+
+    def run(self, stop: threading.Event) -> None:
+        limit_native_threads(self._native_threads)
+        while not stop.is_set():
+            try:
+                challenger, scored = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.score(challenger, scored)
+
+    def score(self, challenger: ServedModel, scored: list[tuple[Job, Outcome]]) -> None:
+        reads = [read for _, outcome in scored for read in outcome.reads]
+        try:
+            answers = challenger.score([read.values for read in reads])
+        except Exception as error:
+            metrics.SHADOW_SKIPPED.labels(challenger.name, "error").inc()
+            log.warning("challenger %s v%d failed: %s", challenger.name, challenger.version, error)
+            return
+        now = datetime.now(UTC)
+        entries: list[LoggedPrediction] = []
+        start = 0
+        for job, outcome in scored:
+            count = len(outcome.reads)
+            shadow_answers = [
+                Answer(score, answer.record_id, answer.entity)
+                for answer, score in zip(
+                    outcome.answers, answers[start : start + count], strict=True
+                )
+            ]
+            shadow = Outcome(outcome.reads, shadow_answers)
+            entries.extend(logged(job, shadow, challenger, now, shadow=True))
+            start += count
+        metrics.PREDICTIONS.labels(challenger.name, str(challenger.version), "true").inc(
+            len(entries)
+        )
+        self._recorder.record(entries)
+
+
+class Predictions:
+    """Answers prediction requests for the served models."""
+
+    def __init__(
+        self,
+        slots: ModelSlots,
+        store: FeatureStore,
+        recorder: Recorder,
+        max_batch_rows: int,
+        shadow: ShadowScorer | None = None,
+        native_threads: int | None = None,
+    ) -> None:
+        self._slots = slots
+        self._store = store
+        self._recorder = recorder
+        self._shadow = shadow
+        self.batcher = Batcher(score_jobs, max_batch_rows, self._after, native_threads)
+
+    async def predict(
+        self,
+        model: str,
+        request_id: str,
+        records: Sequence[Mapping[str, FieldValue]] | None = None,
+        entities: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        served = self._slots.get(model).champion()
+        job = Job(served, request_id, started, records=records or ())
+        if entities:
+            job.found = await self._online(served, list(entities))
+        outcome = await self.batcher.submit(job)
+        return prediction_body(request_id, served, outcome.answers)
+
+    async def _online(self, served: ServedModel, entities: list[str]) -> list[ReadRecord]:
+        dataset = served.card.dataset
+        found = await self._store.lookup(dataset, entities)
+        missing = [entity for entity in entities if entity not in found]
+        if missing:
+            raise UnknownEntities(dataset, missing)
+        columns = served.schema.columns
+        return [
+            ReadRecord(
+                values={column: found[e].features.get(column) for column in columns},
+                record_id=found[e].record_id,
+                entity=e,
+            )
+            for e in entities
+        ]
+
+    def _after(self, jobs: Sequence[Job], outcomes: list[Outcome | Exception]) -> None:
+        """On the scoring thread, once answers are ready: queue the logs and the shadow work."""
+        now = datetime.now(UTC)
+        entries: list[LoggedPrediction] = []
+        shadowed: dict[int, tuple[ServedModel, list[tuple[Job, Outcome]]]] = {}
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                continue
+            entries.extend(logged(job, outcome, job.served, now))
+            metrics.PREDICTIONS.labels(job.served.name, str(job.served.version), "false").inc(
+                len(outcome.answers)
+            )
+            challenger = self._challenger(job.served)
+            if challenger is not None:
+                shadowed.setdefault(id(challenger), (challenger, []))[1].append((job, outcome))
+        self._recorder.record(entries)
+        if self._shadow is not None:
+            for challenger, scored in shadowed.values():
+                self._shadow.submit(challenger, scored)
+
+    def _challenger(self, champion: ServedModel) -> ServedModel | None:
+        if self._shadow is None:
+            return None
+        challenger = self._slots.get(champion.name).current(CHALLENGER)
+        if challenger is None or challenger.version == champion.version:
+            return None
+        return challenger

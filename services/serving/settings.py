@@ -1,0 +1,75 @@
+"""Serving's settings: MLOPS_SERVING_* variables (the platform's are MLOPS_*)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.events.models import MODEL_NAME
+from shared.settings import STACK_ENV_FILE, ServiceSettings
+
+
+class ServingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_SERVING_", env_file=STACK_ENV_FILE, extra="ignore", frozen=True
+    )
+
+    port: int = Field(8006, ge=1, le=65535)
+    models: list[str] = Field(
+        default_factory=lambda: ["loans"],
+        min_length=1,
+        description='The registered models served, as JSON: ["loans"].',
+    )
+    registry_url: str = Field("http://127.0.0.1:8005", description="The model registry's API.")
+    feature_store_url: str = Field(
+        "http://127.0.0.1:8003", description="The feature store's API (online lookups)."
+    )
+    shadow: bool = Field(
+        False,
+        description="The 'challenger' alias also scores live traffic, logged, never returned.",
+    )
+    group_id: str | None = Field(
+        None,
+        description="Consumer group on models.lifecycle; default <namespace>.serving.<random>: "
+        "every replica must see every promotion.",
+    )
+    registry_timeout_s: float = Field(5.0, gt=0, description="Per request to the registry.")
+    feature_store_timeout_s: float = Field(2.0, gt=0, description="Per lookup in the online store.")
+    champion_retry_s: float = Field(
+        2.0, gt=0, description="How often a model still without champion is asked for again."
+    )
+    load_attempts: int = Field(
+        5, ge=1, description="Tries per lifecycle event when the registry or MinIO fails."
+    )
+    max_records: int = Field(1000, ge=1, description="Largest batch of records or entities.")
+    max_batch_rows: int = Field(
+        512, ge=1, description="Most rows concurrent requests may share in one predict call."
+    )
+    predict_threads: int = Field(
+        1,
+        ge=1,
+        description="Native threads (OpenMP, BLAS) per predict call. Batching gives the "
+        "parallelism; more threads on small batches mostly spin against the HTTP loop.",
+    )
+    log_queue_size: int = Field(
+        200_000, ge=1, description="Predictions waiting for Kafka before new ones are dropped."
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _valid_names(cls, names: list[str]) -> list[str]:
+        bad = [name for name in names if not re.match(MODEL_NAME, name)]
+        if bad:
+            raise ValueError(f"not model names (expected {MODEL_NAME}): {bad}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a model is named twice: {names}")
+        return names
+
+    @field_validator("registry_url", "feature_store_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s) URL, got {url!r}")
+        return url.rstrip("/")

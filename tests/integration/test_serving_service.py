@@ -1,0 +1,567 @@
+"""Serving against the real broker and MinIO, with the real registry beside it.
+
+Each test gets its own topic namespace, MinIO bucket and registry database (SQLite), registers
+the loans spec on <namespace>.data.specs, trains small scikit-learn pipelines on Agrawal
+records, stores them with shared.artifacts.store_model and registers them by publishing
+ModelTrained on <namespace>.models.trained (the registry makes v1 champion by itself; later
+versions, without a baseline score, are registered and not promoted). Promotions are then
+real ModelPromoted events the test publishes on <namespace>.models.lifecycle. Both services
+run as `python -m services.<name>` on free ports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from minio import Minio
+from sklearn.pipeline import Pipeline
+
+from services.serving.adapters.artifacts import minio_client
+from shared.artifacts import split_uri, store_model
+from shared.datasets.registry import SpecRegistry
+from shared.datasets.sources import agrawal_records
+from shared.datasets.spec import shipped_specs
+from shared.events import Event
+from shared.events.models import (
+    ArtifactRef,
+    Evaluation,
+    ModelPromoted,
+    ModelTrained,
+    OffsetRange,
+    PredictionServed,
+    TrainingLineage,
+    TrainingTrigger,
+)
+from shared.kafka.config import client_config, producer_config
+from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.kafka.topics import TopicCatalog
+from shared.settings import PlatformSettings
+from tests.bench.serving_pipeline import FEATURE_COLUMNS, loans_pipeline, training_frame
+from tests.integration.kafka_helpers import read_all, unique_name
+from tests.services import RunningService, free_port, namespace_topics, start_service
+from tests.waiting import wait_until
+
+MODEL = "loans"
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def loans_records(count: int, seed: int) -> list[dict[str, Any]]:
+    return [record for record, _ in agrawal_records(count, seed=seed, start=START)]
+
+
+def train(seed: int, max_iter: int = 30) -> Pipeline:
+    pairs = list(agrawal_records(2000, seed=seed, start=START))
+    frame = training_frame([record for record, _ in pairs])
+    return loans_pipeline(seed, max_iter).fit(frame, [label for _, label in pairs])
+
+
+def trained_event(artifact: ArtifactRef, run: str, namespace: str) -> Event[ModelTrained]:
+    """What training publishes for a stored model (no baseline: only v1 gets promoted)."""
+    payload = ModelTrained(
+        model_name=MODEL,
+        run_id=run,
+        estimator="sklearn.pipeline.Pipeline",
+        params={"max_iter": 30},
+        seed=7,
+        artifact=artifact,
+        evaluation=Evaluation(
+            metrics={"roc_auc": 0.9}, primary_metric="roc_auc", holdout="last 20% by event time"
+        ),
+        lineage=TrainingLineage(
+            dataset="loans",
+            spec_version=1,
+            spec_fingerprint="test",
+            offsets=[
+                OffsetRange(
+                    topic=f"{namespace}.data.features", partition=0, first_offset=0, last_offset=1
+                )
+            ],
+            training_set_sha256="ab" * 32,
+            rows=2000,
+            holdout_rows=0,
+            feature_columns=list(FEATURE_COLUMNS),
+            code_version="test",
+            trigger=TrainingTrigger(kind="manual", requested_by="serving-test"),
+        ),
+        trained_at=datetime.now(UTC),
+    )
+    return Event.create(payload, source="training", subject=MODEL)
+
+
+@dataclass
+class Platform:
+    """One test's namespace, bucket, registry and serving processes."""
+
+    namespace: str
+    settings: PlatformSettings
+    env: dict[str, str]
+    logs: Path
+    minio: Minio
+    bucket: str
+    producer: EventProducer = field(init=False)
+    registry: RunningService | None = None
+    serving: RunningService | None = None
+    registered: int = 0
+
+    def __post_init__(self) -> None:
+        self.producer = EventProducer(producer_config(self.settings, "serving-test"))
+
+    def topic(self, name: str) -> str:
+        return TopicCatalog.load().name(name, self.namespace)
+
+    def register_spec(self) -> None:
+        specs = SpecRegistry(
+            client_config(self.settings, "serving-test"), self.topic("data.specs"), "serving-test"
+        )
+        loans = next(spec for spec in shipped_specs() if spec.name == "loans")
+
+        def registered() -> bool:
+            try:
+                return specs.register(loans, self.producer).version == 1
+            except KafkaException:  # the new topic may have no leader for a moment
+                return False
+
+        wait_until(registered, what="the loans spec to be registered", interval_s=0.5)
+
+    def start_registry(self) -> RunningService:
+        database = f"sqlite:///{self.logs / 'registry.sqlite'}"
+        env = {**self.env, "MLOPS_REGISTRY_DATABASE_URL": database}
+        (self.logs / "registry").mkdir()
+        self.registry = start_service("registry", self.namespace, env, self.logs / "registry")
+        return self.registry
+
+    def serving_env(self, **settings: str) -> dict[str, str]:
+        assert self.registry is not None
+        env = {
+            **self.env,
+            "MLOPS_SERVING_MODELS": json.dumps([MODEL]),
+            "MLOPS_SERVING_REGISTRY_URL": self.registry.url,
+            "MLOPS_SERVING_FEATURE_STORE_URL": f"http://127.0.0.1:{free_port()}",
+        }
+        env.update({f"MLOPS_SERVING_{name.upper()}": value for name, value in settings.items()})
+        return env
+
+    def start_serving(self, **settings: str) -> RunningService:
+        (self.logs / "serving").mkdir(exist_ok=True)
+        env = self.serving_env(**settings)
+        self.serving = start_service("serving", self.namespace, env, self.logs / "serving")
+        return self.serving
+
+    def store(self, model: Any, name: str) -> ArtifactRef:
+        return store_model(self.minio, model, self.bucket, f"{MODEL}/{name}.skops")
+
+    def upload(self, data: bytes, name: str) -> ArtifactRef:
+        """Any bytes as an artifact, with their correct sha256."""
+        key = f"{MODEL}/{name}"
+        self.minio.put_object(self.bucket, key, io.BytesIO(data), len(data))
+        return ArtifactRef(
+            uri=f"s3://{self.bucket}/{key}",
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+        )
+
+    def register(self, artifact: ArtifactRef) -> int:
+        """Publishes ModelTrained and waits until the registry has the new version."""
+        assert self.registry is not None
+        self.registered += 1
+        event = trained_event(artifact, f"run-{self.registered}", self.namespace)
+        self.producer.publish_confirmed(
+            [OutgoingMessage.for_event(self.topic("models.trained"), event, key=MODEL)]
+        )
+        url = f"{self.registry.url}/models/{MODEL}/versions"
+        count = self.registered
+
+        def registered() -> bool:
+            answer = httpx.get(url, timeout=10)
+            return answer.status_code == 200 and len(answer.json()) >= count
+
+        wait_until(registered, what=f"the registry to register v{count}", timeout_s=60)
+        return count
+
+    def promote(self, version: int, artifact: ArtifactRef, alias: str = "champion") -> None:
+        promoted = ModelPromoted(
+            model_name=MODEL,
+            version=version,
+            alias=alias,
+            artifact=artifact,
+            reason="serving test",
+            decided_by="serving-test",
+        )
+        event = Event.create(promoted, source="registry", subject=MODEL)
+        self.producer.publish_confirmed(
+            [OutgoingMessage.for_event(self.topic("models.lifecycle"), event, f"{MODEL}:{version}")]
+        )
+
+    def predict(self, records: list[dict[str, Any]], **headers: str) -> httpx.Response:
+        assert self.serving is not None
+        return httpx.post(
+            f"{self.serving.url}/predict",
+            json={"model": MODEL, "records": records},
+            headers=headers,
+            timeout=30,
+        )
+
+    def metric(self, name: str, **labels: str) -> float:
+        assert self.serving is not None
+        text = httpx.get(f"{self.serving.url}/metrics", timeout=10).text
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
+            if match and ",".join(sorted(match.group(1).split(","))) == wanted:
+                return float(match.group(2))
+        return 0.0
+
+    def predictions_logged(self, expected: int) -> list[Event[PredictionServed]]:
+        messages = read_all(
+            self.settings.kafka_bootstrap_servers,
+            self.topic("serving.predictions"),
+            expected,
+            timeout_s=60,
+        )
+        return [Event[PredictionServed].model_validate_json(m.value()) for m in messages]
+
+
+@pytest.fixture
+def platform(
+    settings: PlatformSettings, admin: AdminClient, subprocess_env: dict[str, str], tmp_path: Path
+) -> Iterator[Platform]:
+    namespace = unique_name("srv")
+    minio = minio_client(settings)
+    bucket = f"serving-{uuid.uuid4().hex[:12]}"
+    minio.make_bucket(bucket)
+    with namespace_topics(admin, namespace):
+        running = Platform(namespace, settings, subprocess_env, tmp_path, minio, bucket)
+        try:
+            running.register_spec()
+            yield running
+        finally:
+            for service in (running.serving, running.registry):
+                if service is not None:
+                    service.stop()
+            for item in minio.list_objects(bucket, recursive=True):
+                minio.remove_object(bucket, item.object_name)
+            minio.remove_bucket(bucket)
+
+
+@pytest.fixture
+def serving_v1(platform: Platform) -> tuple[Platform, ArtifactRef]:
+    """The registry with v1 as champion, and serving started on it."""
+    platform.start_registry()
+    first = platform.store(train(seed=1), "v1")
+    platform.register(first)
+    platform.start_serving()
+    return platform, first
+
+
+def test_the_champion_answers_and_every_prediction_is_logged(
+    serving_v1: tuple[Platform, ArtifactRef],
+) -> None:
+    platform, first = serving_v1
+    records = loans_records(3, seed=42)
+
+    answer = platform.predict(records, **{"X-Request-ID": "req-1"})
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["model"], body["version"], body["request_id"]) == (MODEL, 1, "req-1")
+    assert [p["record_id"] for p in body["predictions"]] == [r["application_id"] for r in records]
+    for prediction in body["predictions"]:
+        assert prediction["prediction"] in (0, 1)
+        assert set(prediction["probabilities"]) == {"0", "1"}
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
+        assert (prediction["model"], prediction["version"]) == (MODEL, 1)
+    logged = platform.predictions_logged(3)
+    assert sorted(e.data.record_id or "" for e in logged) == sorted(
+        r["application_id"] for r in records
+    )
+    for event in logged:
+        assert (event.data.request_id, event.data.version, event.data.shadow) == ("req-1", 1, False)
+        assert event.data.dataset == "loans"
+        assert set(event.data.features) == set(FEATURE_COLUMNS)
+    served = httpx.get(f"{platform.serving.url}/models", timeout=10).json()  # type: ignore[union-attr]
+    assert served[0]["champion"]["artifact"]["sha256"] == first.sha256
+
+
+def test_a_bad_record_gets_422_with_every_field_error(
+    serving_v1: tuple[Platform, ArtifactRef],
+) -> None:
+    platform, _ = serving_v1
+    good, bad = loans_records(2, seed=43)
+    bad.update(age=95, elevel="9", salary="lots")
+    del bad["loan"]
+
+    answer = platform.predict([good, bad])
+
+    assert answer.status_code == 422, answer.text
+    errors = {(tuple(e["loc"]), e["type"]) for e in answer.json()["detail"]}
+    assert errors == {
+        (("body", "records", 1, "age"), "range"),
+        (("body", "records", 1, "elevel"), "category"),
+        (("body", "records", 1, "salary"), "type"),
+        (("body", "records", 1, "loan"), "required"),
+    }
+    unknown = httpx.post(
+        f"{platform.serving.url}/predict",  # type: ignore[union-attr]
+        json={"model": "churn", "records": [good]},
+        timeout=10,
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["served"] == [MODEL]
+
+
+def test_hot_swap_under_load_fails_no_request_and_switches_versions(
+    serving_v1: tuple[Platform, ArtifactRef],
+) -> None:
+    platform, _ = serving_v1
+    second = platform.store(train(seed=2, max_iter=40), "v2")
+    assert platform.register(second) == 2
+    load = Load(platform.serving.url, loans_records(200, seed=44))  # type: ignore[union-attr]
+
+    with ThreadPoolExecutor(max_workers=Load.WORKERS) as pool:
+        workers = [pool.submit(load.run, worker, 10.0) for worker in range(Load.WORKERS)]
+        wait_until(lambda: len(load.done) >= 150, what="load before the promotion", timeout_s=30)
+        platform.promote(2, second)
+        promoted_at = time.monotonic()
+        wait_until(lambda: load.first_seen.get(2), what="a v2 answer", timeout_s=30)
+        for worker in workers:
+            worker.result()
+
+    duration = max(r.finished for r in load.done) - min(r.started for r in load.done)
+    print(f"\n{len(load.done)} requests in {duration:.1f}s ({len(load.done) / duration:.0f}/s)")
+    assert load.failures == []
+    assert len(load.done) >= 500, "the load did not reach 50 requests/s for 10 s"
+    versions = [r.version for r in load.done]
+    assert set(versions) == {1, 2}
+    switched = load.first_seen[2]
+    assert switched > promoted_at
+    late_v1 = [r for r in load.done if r.started > switched and r.version == 1]
+    assert late_v1 == [], "a request started after v2 answered was answered by v1"
+
+    logged = platform.predictions_logged(len(load.done))
+    assert {e.data.request_id: e.data.version for e in logged} == {
+        r.request_id: r.version for r in load.done
+    }
+
+
+@dataclass
+class Answered:
+    request_id: str
+    started: float
+    finished: float
+    version: int
+
+
+class Load:
+    """Single-record requests from a few threads, back to back, for a while."""
+
+    WORKERS = 4
+
+    def __init__(self, url: str, records: list[dict[str, Any]]) -> None:
+        self.url = url
+        self.records = records
+        self.done: list[Answered] = []
+        self.failures: list[str] = []
+        self.first_seen: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def run(self, worker: int, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            sent = 0
+            while time.monotonic() < end:
+                record = self.records[(worker + sent * self.WORKERS) % len(self.records)]
+                self.send(client, f"w{worker}-{sent}", record)
+                sent += 1
+
+    def send(self, client: httpx.Client, request_id: str, record: dict[str, Any]) -> None:
+        started = time.monotonic()
+        try:
+            answer = client.post(
+                "/predict",
+                json={"model": MODEL, "records": [record]},
+                headers={"X-Request-ID": request_id},
+            )
+        except httpx.HTTPError as error:
+            with self._lock:
+                self.failures.append(f"{request_id}: {type(error).__name__}: {error}")
+            return
+        finished = time.monotonic()
+        body = answer.json()
+        named = {p["version"] for p in body.get("predictions", [])} | {body.get("version")}
+        with self._lock:
+            if answer.status_code != 200 or len(named) != 1:
+                self.failures.append(f"{request_id}: {answer.status_code} {answer.text[:200]}")
+                return
+            version = body["version"]
+            self.done.append(Answered(request_id, started, finished, version))
+            self.first_seen.setdefault(version, finished)
+
+
+def test_a_modified_artifact_is_refused_and_the_old_model_keeps_serving(
+    serving_v1: tuple[Platform, ArtifactRef],
+) -> None:
+    platform, _ = serving_v1
+    second = platform.store(train(seed=2), "v2")
+    platform.register(second)
+    bucket, key = split_uri(second.uri)
+    original = platform.minio.get_object(bucket, key).read()
+    tampered = original[:-16] + bytes(16)
+    platform.minio.put_object(bucket, key, io.BytesIO(tampered), len(tampered))
+
+    platform.promote(2, second)
+
+    wait_until(
+        lambda: (
+            platform.metric(
+                "mlops_serving_models_refused_total", model=MODEL, reason="sha256_mismatch"
+            )
+            == 1
+        ),
+        what="serving to refuse the modified artifact",
+    )
+    answer = platform.predict(loans_records(1, seed=45))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["version"] == 1
+    assert platform.metric("mlops_serving_models_loaded_total", model=MODEL, alias="champion") == 1
+
+
+class PlantedPayload:
+    """Unpickling this creates the marker file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_payload_is_refused_and_never_runs(
+    serving_v1: tuple[Platform, ArtifactRef], tmp_path: Path
+) -> None:
+    platform, _ = serving_v1
+    control = tmp_path / "control-marker"
+    # Unpickled here, the payload runs: it is live, and only skops stands in its way.
+    pickle.loads(pickle.dumps(PlantedPayload(control)))
+    assert control.exists()
+    marker = tmp_path / "planted-marker"
+    planted = platform.upload(pickle.dumps(PlantedPayload(marker)), "v2.skops")
+    platform.register(planted)
+
+    platform.promote(2, planted)
+
+    wait_until(
+        lambda: (
+            platform.metric("mlops_serving_models_refused_total", model=MODEL, reason="not_skops")
+            == 1
+        ),
+        what="serving to refuse the pickle payload",
+    )
+    assert not marker.exists()
+    answer = platform.predict(loans_records(1, seed=46))
+    assert (answer.status_code, answer.json()["version"]) == (200, 1)
+
+
+def launch_serving(platform: Platform) -> RunningService:
+    """Serving started without waiting for /ready (it has no champion to be ready with)."""
+    port = free_port()
+    log = platform.logs / "serving.log"
+    env = {
+        **platform.serving_env(),
+        "MLOPS_NAMESPACE": platform.namespace,
+        "MLOPS_SERVING_PORT": str(port),
+    }
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.serving"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    service = RunningService("serving", port, process, log)
+    platform.serving = service
+
+    def live() -> bool:
+        try:
+            return httpx.get(f"{service.url}/live", timeout=2).status_code == 200
+        except httpx.TransportError:
+            assert process.poll() is None, service.output()
+            return False
+
+    wait_until(live, what="serving to answer /live", timeout_s=60, interval_s=0.5)
+    return service
+
+
+def test_without_a_champion_serving_is_not_ready_until_the_registry_promotes_one(
+    platform: Platform,
+) -> None:
+    platform.start_registry()
+    service = launch_serving(platform)
+
+    def no_champion_reason() -> str | None:
+        answer = httpx.get(f"{service.url}/ready", timeout=10)
+        assert answer.status_code == 503, answer.text
+        reason: str = answer.json()["failing"].get("champions", "")
+        return reason if "holds it in the registry" in reason else None
+
+    reason = wait_until(no_champion_reason, what="/ready to say no champion exists")
+    assert reason == "loans waits for a champion: no version of 'loans' holds it in the registry"
+    refused = platform.predict(loans_records(1, seed=47))
+    assert refused.status_code == 503
+    assert "no champion" in refused.json()["detail"]
+
+    platform.register(platform.store(train(seed=1), "v1"))  # the registry promotes v1 itself
+
+    wait_until(service.is_ready, what="serving to load the registry's first champion")
+    answer = platform.predict(loans_records(1, seed=47))
+    assert (answer.status_code, answer.json()["version"]) == (200, 1)
+
+
+def test_shadow_mode_logs_the_challengers_predictions_and_answers_with_the_champion(
+    platform: Platform,
+) -> None:
+    platform.start_registry()
+    platform.register(platform.store(train(seed=1), "v1"))
+    second = platform.store(train(seed=2, max_iter=40), "v2")
+    platform.register(second)
+    platform.start_serving(shadow="true")
+    platform.promote(2, second, alias="challenger")
+    wait_until(
+        lambda: (
+            platform.metric("mlops_serving_models_loaded_total", model=MODEL, alias="challenger")
+            == 1
+        ),
+        what="the challenger to load",
+    )
+
+    answer = platform.predict(loans_records(2, seed=48), **{"X-Request-ID": "shadowed"})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["version"] == 1
+    logged = platform.predictions_logged(4)
+    assert sorted((e.data.version, e.data.shadow) for e in logged) == [
+        (1, False),
+        (1, False),
+        (2, True),
+        (2, True),
+    ]
+    assert {e.data.request_id for e in logged} == {"shadowed"}

@@ -46,7 +46,9 @@ def loans_pipeline(seed: int, max_iter: int = 50) -> Pipeline:
 
 
 def training_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The feature columns of loans records, in order."""
-    return pd.DataFrame(
+    """The feature columns of loans records, in order, typed as the training service types
+    them: numbers as float64, categories as strings in object columns."""
+    frame = pd.DataFrame(
         [{c: r[c] for c in FEATURE_COLUMNS} for r in records], columns=list(FEATURE_COLUMNS)
     )
+    return frame.astype({**{c: "float64" for c in NUMERIC}, **{c: object for c in CATEGORICAL}})

@@ -61,10 +61,21 @@ class InputSchema:
         return cls(spec, columns, features, aggregates, derived)
 
     @property
-    def numeric_columns(self) -> frozenset[str]:
-        """Columns read as numbers: numeric and integer features, and every aggregate."""
-        numeric = {n for n, f in self.features.items() if f.type in NUMERIC_TYPES}
+    def float_columns(self) -> frozenset[str]:
+        """Columns the model reads as float64, as training types them: numeric, integer and
+        boolean (0/1) features, and every aggregate."""
+        numbers = NUMERIC_TYPES | {FeatureType.BOOLEAN}
+        numeric = {n for n, f in self.features.items() if f.type in numbers}
         return frozenset(c for c in self.columns if c in numeric or c in self.aggregates)
+
+    @property
+    def category_columns(self) -> frozenset[str]:
+        """Columns the model reads as Python strings (object dtype), as training types them."""
+        return frozenset(
+            c
+            for c in self.columns
+            if c in self.features and self.features[c].type == FeatureType.CATEGORICAL
+        )
 
     @property
     def required(self) -> tuple[str, ...]:

@@ -65,7 +65,8 @@ class ServedModel:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     classes: tuple[FieldValue, ...] = ()
     class_keys: tuple[str, ...] = ()
-    numeric: frozenset[str] = frozenset()
+    floats: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, card: ModelCard, estimator: Any, schema: InputSchema) -> ServedModel:
@@ -82,7 +83,8 @@ class ServedModel:
             schema=schema,
             classes=classes,
             class_keys=tuple(str(label) for label in classes),
-            numeric=schema.numeric_columns,
+            floats=schema.float_columns,
+            categories=schema.category_columns,
         )
 
     @property
@@ -94,13 +96,16 @@ class ServedModel:
         return self.card.version
 
     def frame(self, rows: Sequence[Mapping[str, FieldValue]]) -> pd.DataFrame:
-        """The estimator's input: one column per feature column, numbers as float64 (NaN for
-        missing), other columns as given."""
+        """The estimator's input, typed as the training service types its frames: numbers and
+        booleans as float64 (NaN for missing), categories as strings in object columns, other
+        columns as pandas reads them."""
         data: dict[str, Any] = {}
         for column in self.schema.columns:
             values = [row.get(column) for row in rows]
-            if column in self.numeric:
+            if column in self.floats:
                 data[column] = np.array(values, dtype=np.float64)
+            elif column in self.categories:
+                data[column] = pd.Series(values, dtype=object)
             else:
                 data[column] = values
         return pd.DataFrame(data, columns=list(self.schema.columns))

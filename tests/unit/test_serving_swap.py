@@ -1,0 +1,372 @@
+"""The model swap: which change loads, what is refused, and requests in flight keeping the model
+object they started with. Registry, artifacts and specs are in-memory stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from services.serving.adapters.feature_store import OnlineFeatures
+from services.serving.adapters.registry import RegistryRefused, RegistryUnavailable
+from services.serving.domain.records import InputSchema
+from services.serving.domain.served import ModelCard, ServedModel
+from services.serving.domain.slots import (
+    CHAMPION,
+    Change,
+    ModelSlot,
+    ModelSlots,
+    NoChampion,
+    UnknownModel,
+    Verdict,
+    verdict,
+)
+from services.serving.handlers import LoggedPrediction
+from services.serving.loading import ChampionLookup, ModelLoader
+from services.serving.predictions import Predictions
+from shared.artifacts import ArtifactRefused
+from shared.datasets.sources import agrawal_records
+from shared.datasets.spec import DatasetSpec, shipped_specs
+from shared.events.models import ArtifactRef
+from tests.bench.serving_pipeline import FEATURE_COLUMNS
+from tests.waiting import wait_until
+
+LOANS = next(spec for spec in shipped_specs() if spec.name == "loans")
+RECORD = next(agrawal_records(1, seed=2, start=datetime(2024, 1, 1, tzinfo=UTC)))[0]
+
+
+def artifact(version: int) -> ArtifactRef:
+    return ArtifactRef(
+        uri=f"s3://models/loans/v{version}.skops", sha256=f"{version:02d}" * 32, size_bytes=1
+    )
+
+
+def card(version: int) -> ModelCard:
+    return ModelCard("loans", version, artifact(version), "loans", 1, FEATURE_COLUMNS)
+
+
+def change(version: int, **flags: Any) -> Change:
+    return Change("loans", flags.pop("alias", CHAMPION), version, artifact(version), **flags)
+
+
+class ConstantModel:
+    """Answers the same probabilities for every row; `gate` holds predict_proba until set."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.gate = gate
+        self.entered = threading.Event()
+
+    def predict(self, frame: Any) -> Any:
+        return np.ones(len(frame), dtype=int)
+
+    def predict_proba(self, frame: Any) -> Any:
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
+        return np.tile([0.25, 0.75], (len(frame), 1))
+
+
+def served(version: int, model: Any | None = None) -> ServedModel:
+    schema = InputSchema.of(LOANS, FEATURE_COLUMNS)
+    return ServedModel.build(card(version), model or ConstantModel(), schema)
+
+
+@pytest.mark.parametrize(
+    ("current", "made", "expected"),
+    [
+        (None, change(3), Verdict.LOAD),
+        (2, change(3), Verdict.LOAD),
+        (3, change(3), Verdict.SAME),
+        (3, change(2), Verdict.OLDER),
+        (3, change(2, rollback=True), Verdict.LOAD),
+        (3, change(3, rollback=True), Verdict.SAME),
+        (None, change(1, initial=True), Verdict.LOAD),
+        (4, change(5, initial=True), Verdict.SUPERSEDED),
+    ],
+)
+def test_which_change_loads(current: int | None, made: Change, expected: Verdict) -> None:
+    assert verdict(current, made) == expected
+
+
+def test_a_slot_swaps_by_reference_and_remembers_handled_events() -> None:
+    slot = ModelSlot("loans")
+    with pytest.raises(NoChampion, match="has no champion loaded yet"):
+        slot.champion()
+    first, second = served(1), served(2)
+
+    assert slot.swap(change(1, event_id="e1"), first) == Verdict.LOAD
+    held = slot.champion()
+    assert slot.swap(change(2, event_id="e2"), second) == Verdict.LOAD
+
+    assert held is first, "a reference read before the swap still points at the old model"
+    assert slot.champion() is second
+    assert slot.verdict(change(2, event_id="e2")) == Verdict.DUPLICATE
+    assert slot.swap(change(1, event_id="e3"), first) == Verdict.OLDER
+    assert slot.champion() is second
+
+
+def test_unknown_models_are_named_with_the_served_ones() -> None:
+    with pytest.raises(UnknownModel, match="'churn' is not served here; served: loans, fraud"):
+        ModelSlots(["loans", "fraud"]).get("churn")
+
+
+@dataclass
+class ListRecorder:
+    entries: list[LoggedPrediction] = field(default_factory=list)
+
+    def record(self, entries: Any) -> None:
+        self.entries.extend(entries)
+
+
+class GatedStore:
+    """An online store whose lookups wait until the test lets them answer."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def lookup(self, dataset: str, entities: list[str]) -> dict[str, OnlineFeatures]:
+        self.asked.set()
+        await self.answer.wait()
+        return {e: OnlineFeatures(e, dict(RECORD), "app-1") for e in entities}
+
+
+def test_a_request_being_scored_during_a_swap_finishes_on_its_model() -> None:
+    gate = threading.Event()
+    old, new = served(1, ConstantModel(gate)), served(2)
+    slots = ModelSlots(["loans"])
+    slots.get("loans").swap(change(1), old)
+    recorder = ListRecorder()
+    predictions = Predictions(slots, GatedStore(), recorder, max_batch_rows=64)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        first = asyncio.create_task(predictions.predict("loans", "r1", records=[RECORD]))
+        assert await asyncio.to_thread(old.estimator.entered.wait, 10)
+        assert slots.get("loans").swap(change(2), new) == Verdict.LOAD
+        second = asyncio.create_task(predictions.predict("loans", "r2", records=[RECORD]))
+        gate.set()
+        return await first, await second
+
+    first, second = asyncio.run(scenario())
+
+    assert (first["version"], second["version"]) == (1, 2)
+    assert [p["version"] for p in first["predictions"]] == [1]
+    assert sorted((e.request_id, e.version) for e in recorder.entries) == [("r1", 1), ("r2", 2)]
+
+
+def test_a_request_waiting_for_features_during_a_swap_is_scored_by_the_model_it_started_with() -> (
+    None
+):
+    slots = ModelSlots(["loans"])
+    slots.get("loans").swap(change(1), served(1))
+    store = GatedStore()
+    predictions = Predictions(slots, store, ListRecorder(), max_batch_rows=64)
+
+    async def scenario() -> dict[str, Any]:
+        waiting = asyncio.create_task(predictions.predict("loans", "r1", entities=["applicant-1"]))
+        await store.asked.wait()
+        slots.get("loans").swap(change(2), served(2))
+        store.answer.set()
+        return await waiting
+
+    answer = asyncio.run(scenario())
+
+    assert answer["version"] == 1
+    assert answer["predictions"][0]["entity"] == "applicant-1"
+    assert answer["predictions"][0]["record_id"] == "app-1"
+
+
+class InMemoryRegistry:
+    def __init__(self, *cards: ModelCard) -> None:
+        self.cards = {c.version: c for c in cards}
+        self.champion: ModelCard | None = None
+        self.down = False
+
+    def alias(self, name: str, alias: str) -> ModelCard | None:
+        if self.down:
+            raise RegistryUnavailable("connection refused")
+        return self.champion if alias == CHAMPION else None
+
+    def version(self, name: str, version: int) -> ModelCard:
+        if self.down:
+            raise RegistryUnavailable("connection refused")
+        try:
+            return self.cards[version]
+        except KeyError:
+            raise RegistryRefused(f"the registry has no version {version} of 'loans'") from None
+
+
+class InMemoryArtifacts:
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+        self.refusals: dict[str, ArtifactRefused] = {}
+        self.models: dict[str, Any] = {}
+
+    def load(self, ref: ArtifactRef) -> Any:
+        if ref.sha256 in self.refusals:
+            raise self.refusals[ref.sha256]
+        self.loaded.append(ref.uri)
+        return self.models.get(ref.sha256) or ConstantModel()
+
+
+class ShippedSpecs:
+    def spec(self, dataset: str, version: int | None) -> DatasetSpec:
+        if dataset != "loans":
+            raise LookupError(f"unknown dataset {dataset!r}")
+        return LOANS
+
+
+@dataclass
+class Loading:
+    slots: ModelSlots
+    registry: InMemoryRegistry
+    artifacts: InMemoryArtifacts
+    loader: ModelLoader
+
+
+@pytest.fixture
+def loading() -> Loading:
+    slots = ModelSlots(["loans"])
+    registry = InMemoryRegistry(card(1), card(2), card(3))
+    artifacts = InMemoryArtifacts()
+    return Loading(
+        slots, registry, artifacts, ModelLoader(slots, registry, artifacts, ShippedSpecs())
+    )
+
+
+def refused(reason: str) -> float:
+    labels = {"model": "loans", "reason": reason}
+    return REGISTRY.get_sample_value("mlops_serving_models_refused_total", labels) or 0.0
+
+
+def test_a_promotion_loads_warms_up_and_swaps_in(loading: Loading) -> None:
+    assert loading.loader.apply(change(1, event_id="e1")) == Verdict.LOAD
+    assert loading.loader.apply(change(2, event_id="e2")) == Verdict.LOAD
+
+    assert loading.slots.get("loans").champion().version == 2
+    assert loading.artifacts.loaded == [artifact(1).uri, artifact(2).uri]
+    assert loading.loader.apply(change(2, event_id="e2")) == Verdict.DUPLICATE
+    assert loading.loader.apply(change(1, event_id="e4")) == Verdict.OLDER
+    assert loading.loader.apply(change(1, event_id="e5", rollback=True)) == Verdict.LOAD
+    assert loading.slots.get("loans").champion().version == 1
+    assert len(loading.artifacts.loaded) == 3, "ignored changes download nothing"
+
+
+def test_a_tampered_artifact_is_refused_and_the_old_model_keeps_serving(loading: Loading) -> None:
+    loading.loader.apply(change(1))
+    before = refused("sha256_mismatch")
+    loading.artifacts.refusals[artifact(2).sha256] = ArtifactRefused("sha256 mismatch: expected")
+
+    assert loading.loader.apply(change(2, event_id="bad")) is None
+
+    assert loading.slots.get("loans").champion().version == 1
+    assert refused("sha256_mismatch") == before + 1
+    assert loading.loader.apply(change(2, event_id="bad")) == Verdict.DUPLICATE
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ArtifactRefused("artifact asks to trust types outside the allowlist: ['os.system']"), "untrusted_types"),
+        (ArtifactRefused("not a skops artifact: BadZipFile: File is not a zip file"), "not_skops"),
+        (ArtifactRefused("unloadable artifact: KeyError: 'x'"), "unloadable"),
+        (ArtifactRefused("artifact not found: s3://models/x (NoSuchKey)"), "not_found"),
+    ],
+)  # fmt: skip
+def test_each_kind_of_refused_artifact_is_counted_by_reason(
+    loading: Loading, error: ArtifactRefused, reason: str
+) -> None:
+    before = refused(reason)
+    loading.artifacts.refusals[artifact(1).sha256] = error
+
+    assert loading.loader.apply(change(1)) is None
+
+    assert refused(reason) == before + 1
+    assert "was refused" in loading.slots.get("loans").waiting_for
+
+
+def test_an_event_whose_artifact_differs_from_the_registry_record_is_refused(
+    loading: Loading,
+) -> None:
+    before = refused("registry_mismatch")
+    forged = Change("loans", CHAMPION, 2, artifact(3), event_id="forged")
+
+    assert loading.loader.apply(forged) is None
+
+    assert refused("registry_mismatch") == before + 1
+    assert loading.artifacts.loaded == [], "nothing is downloaded for a forged reference"
+
+
+def test_a_model_failing_its_warm_up_never_takes_traffic(loading: Loading) -> None:
+    loading.loader.apply(change(1))
+
+    class Broken(ConstantModel):
+        def predict_proba(self, frame: Any) -> Any:
+            raise ValueError("X has 3 features, but the model expects 9")
+
+    loading.artifacts.models[artifact(2).sha256] = Broken()
+    before = refused("warm_up_failed")
+
+    assert loading.loader.apply(change(2)) is None
+
+    assert refused("warm_up_failed") == before + 1
+    assert loading.slots.get("loans").champion().version == 1
+
+
+def test_versions_unknown_to_the_registry_or_its_spec_are_refused(loading: Loading) -> None:
+    assert loading.loader.apply(change(9)) is None
+    loading.registry.cards[4] = ModelCard("loans", 4, artifact(4), "churn", 1, FEATURE_COLUMNS)
+    assert loading.loader.apply(change(4)) is None
+    assert loading.slots.get("loans").current() is None
+
+
+def test_an_unreachable_registry_is_raised_for_the_consumer_to_retry(loading: Loading) -> None:
+    loading.registry.down = True
+    with pytest.raises(RegistryUnavailable):
+        loading.loader.apply(change(1, event_id="e1"))
+    loading.registry.down = False
+    assert loading.loader.apply(change(1, event_id="e1")) == Verdict.LOAD
+
+
+def lookup(loading: Loading, positioned: threading.Event) -> ChampionLookup:
+    return ChampionLookup(
+        loading.slots, loading.registry, loading.loader, positioned, 0.01, shadow=False
+    )
+
+
+def test_the_start_up_lookup_waits_for_a_champion_and_loads_it(loading: Loading) -> None:
+    positioned, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lookup(loading, positioned).run, args=(stop,))
+    thread.start()
+    try:
+        assert loading.slots.get("loans").waiting_for.endswith("(not asked yet)")
+        positioned.set()
+        wait_until(
+            lambda: "no version of 'loans' holds it" in loading.slots.get("loans").waiting_for,
+            what="the lookup to find no champion",
+        )
+        loading.registry.champion = card(2)
+        thread.join(10)
+        assert not thread.is_alive(), "the lookup ends once every model has a champion"
+    finally:
+        stop.set()
+    assert loading.slots.get("loans").champion().version == 2
+
+
+def test_the_start_up_lookup_never_replaces_what_a_promotion_loaded(loading: Loading) -> None:
+    loading.loader.apply(change(3, event_id="promoted"))
+    loading.registry.champion = card(2)
+    positioned = threading.Event()
+    positioned.set()
+
+    lookup(loading, positioned).run(threading.Event())
+
+    assert loading.slots.get("loans").champion().version == 3

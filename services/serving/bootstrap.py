@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from services.serving.adapters.artifacts import ArtifactStore, minio_client
 from services.serving.adapters.feature_store import FeatureStoreClient
@@ -52,6 +53,15 @@ def champions_loaded(slots: ModelSlots) -> Any:
             )
 
     return check
+
+
+def trace_requests_without_io_spans(app: FastAPI) -> None:
+    """One server span per request, without the ASGI 'http send'/'http receive' child spans
+    (three per prediction, and a tenth of its cost, for no information)."""
+    FastAPIInstrumentor.uninstrument_app(app)
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="live,ready,metrics", exclude_spans=["receive", "send"]
+    )
 
 
 def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
@@ -111,8 +121,10 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         settings.max_batch_rows,
         shadow,
         threads,
+        settings.batch_wait_ms / 1000,
     )
     app = create_app(runtime)
+    trace_requests_without_io_spans(app)
     install(app, ServingApi(predictions, slots, settings.max_records))
     log.info(
         "serving %s (shadow %s), registry %s, feature store %s, lifecycle group %s",

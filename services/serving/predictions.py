@@ -1,9 +1,9 @@
 """The /predict use case: pick the model, get the records' features, score, log.
 
-Requests are scored in batches by one scoring thread: while it scores a batch, the requests
-that arrive queue up and become the next batch (at most `max_batch_rows` rows), so under
-load one predict call serves many requests, and a lone request waits for nobody. Each request
-keeps the model object it read from its slot when it started, whatever swap happens after.
+Requests are scored in batches (see Batcher): the requests that arrive while a batch is
+scored make the next one (at most `max_batch_rows` rows), so under load one predict call
+serves many requests, and a lone request waits for nobody. Each request keeps the model
+object it read from its slot when it started, whatever swap happens after.
 
 Logging and shadow scoring happen behind the answer: predictions go to the prediction log's
 queue, and the challenger (shadow mode) scores the same rows on its own thread.
@@ -16,8 +16,8 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ ScoreJobs = Callable[[Sequence[Job]], list[Outcome | Exception]]
 def limit_native_threads(threads: int | None) -> None:
     """Caps the native threads (OpenMP, BLAS) predict calls of the current thread may use.
 
-    OpenMP's limit is per calling thread, so each scoring thread sets its own. On a small
+    OpenMP's limit is per calling thread, so each thread that scores sets its own. On a small
     machine, a predict call that fans out to OpenMP threads for a handful of rows mostly waits
     for those threads to be scheduled beside the HTTP loop (hundreds of ms under load)."""
     if threads is not None:
@@ -86,7 +86,18 @@ def logged(
 
 
 class Batcher:
-    """Scores submitted jobs on one thread, a batch of everything waiting at a time."""
+    """Scores submitted jobs on the event loop, many requests' records in one predict call.
+
+    While a batch is scored the loop reads nothing, so the requests arriving meanwhile wait in
+    their sockets and make the next batch. Requests also arrive spread out by a fraction of a
+    millisecond, so a drain waits up to `max_wait_s` for as many jobs as the recent batches
+    held (the largest of the last few): a lone client is never kept waiting (its batches hold
+    one job), and concurrent clients are scored together instead of one by one. Scoring on
+    the loop's own thread hands the GIL to no other thread, which on a small machine costs
+    more than the scoring itself.
+    """
+
+    RECENT_BATCHES = 16
 
     def __init__(
         self,
@@ -94,26 +105,39 @@ class Batcher:
         max_rows: int,
         after: Callable[[Sequence[Job], list[Outcome | Exception]], None] | None = None,
         native_threads: int | None = None,
+        max_wait_s: float = 0.002,
     ) -> None:
         self._score = score
         self._after = after
         self._max_rows = max_rows
+        self._max_wait_s = max_wait_s
+        self._native_threads = native_threads
+        self._threads_limited = False
         self._pending: list[tuple[Job, asyncio.Future[Outcome]]] = []
-        self._drainer: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix="scoring",
-            initializer=limit_native_threads,
-            initargs=(native_threads,),
-        )
+        self._pending_rows = 0
+        self._recent = deque([1], maxlen=self.RECENT_BATCHES)
+        self._drain_at: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._drain_now = False
 
     async def submit(self, job: Job) -> Outcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._pending.append((job, future))
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
+        self._pending_rows += job.rows
+        self._schedule(loop)
         return await future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A drain on the loop's next turn once the batch is as large as expected, else a
+        timed one (brought forward when it fills)."""
+        full = len(self._pending) >= max(self._recent) or self._pending_rows >= self._max_rows
+        if full and not self._drain_now:
+            if self._drain_at is not None:
+                self._drain_at.cancel()
+            self._drain_at, self._drain_now = loop.call_soon(self._drain, loop), True
+        elif self._drain_at is None:
+            self._drain_at = loop.call_later(self._max_wait_s, self._drain, loop)
+            self._drain_now = False
 
     def _take(self) -> list[tuple[Job, asyncio.Future[Outcome]]]:
         rows, count = 0, 0
@@ -123,29 +147,35 @@ class Batcher:
             rows += job.rows
             count += 1
         batch, self._pending = self._pending[:count], self._pending[count:]
+        self._pending_rows -= rows
+        self._recent.append(count)
         return batch
 
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Scores one batch; what is left waits for the loop's next turn (reads in between)."""
+        self._drain_at, self._drain_now = None, False
+        batch = self._take()
+        if self._pending:
+            self._schedule(loop)
+        live = [(job, future) for job, future in batch if not future.done()]  # clients gone
+        if not live:
+            return
+        jobs = [job for job, _ in live]
         try:
-            while self._pending:
-                batch = self._take()
-                jobs = [job for job, _ in batch]
-                try:
-                    outcomes = await loop.run_in_executor(self._executor, self._run, jobs)
-                except Exception as error:  # the scoring thread itself failed
-                    outcomes = [error] * len(jobs)
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():  # the client went away
-                        continue
-                    if isinstance(outcome, Exception):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-        finally:
-            self._drainer = None
+            outcomes = self._run(jobs)
+        except Exception as error:
+            log.exception("scoring a batch failed")
+            outcomes = [error] * len(jobs)
+        for (_, future), outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     def _run(self, jobs: Sequence[Job]) -> list[Outcome | Exception]:
+        if not self._threads_limited:
+            limit_native_threads(self._native_threads)
+            self._threads_limited = True
         metrics.BATCH_ROWS.observe(sum(job.rows for job in jobs))
         outcomes = self._score(jobs)
         if self._after is not None:
@@ -154,9 +184,6 @@ class Batcher:
             except Exception:
                 log.exception("logging predictions failed")
         return outcomes
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
 
 
 class ShadowScorer:
@@ -228,12 +255,13 @@ class Predictions:
         max_batch_rows: int,
         shadow: ShadowScorer | None = None,
         native_threads: int | None = None,
+        max_wait_s: float = 0.002,
     ) -> None:
         self._slots = slots
         self._store = store
         self._recorder = recorder
         self._shadow = shadow
-        self.batcher = Batcher(score_jobs, max_batch_rows, self._after, native_threads)
+        self.batcher = Batcher(score_jobs, max_batch_rows, self._after, native_threads, max_wait_s)
 
     async def predict(
         self,
@@ -267,7 +295,7 @@ class Predictions:
         ]
 
     def _after(self, jobs: Sequence[Job], outcomes: list[Outcome | Exception]) -> None:
-        """On the scoring thread, once answers are ready: queue the logs and the shadow work."""
+        """Once answers are ready (before they are sent): queue the logs and the shadow work."""
         now = datetime.now(UTC)
         entries: list[LoggedPrediction] = []
         shadowed: dict[int, tuple[ServedModel, list[tuple[Job, Outcome]]]] = {}

@@ -47,6 +47,12 @@ class ServingSettings(ServiceSettings):
     max_batch_rows: int = Field(
         512, ge=1, description="Most rows concurrent requests may share in one predict call."
     )
+    batch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        description="How long a batch may wait for the requests recent batches had "
+        "(a lone client never waits; 0: score whatever is there).",
+    )
     predict_threads: int = Field(
         1,
         ge=1,

@@ -30,32 +30,25 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from minio import Minio
 from sklearn.pipeline import Pipeline
 
 from services.serving.adapters.artifacts import minio_client
 from shared.artifacts import split_uri, store_model
-from shared.datasets.registry import SpecRegistry
 from shared.datasets.sources import agrawal_records
-from shared.datasets.spec import shipped_specs
 from shared.events import Event
 from shared.events.models import (
     ArtifactRef,
-    Evaluation,
     ModelPromoted,
-    ModelTrained,
-    OffsetRange,
     PredictionServed,
-    TrainingLineage,
-    TrainingTrigger,
 )
-from shared.kafka.config import client_config, producer_config
+from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
 from tests.bench.serving_pipeline import FEATURE_COLUMNS, loans_pipeline, training_frame
+from tests.bench.serving_stack import loans_trained, register_loans_spec
 from tests.integration.kafka_helpers import read_all, unique_name
 from tests.services import RunningService, free_port, namespace_topics, start_service
 from tests.waiting import wait_until
@@ -72,39 +65,6 @@ def train(seed: int, max_iter: int = 30) -> Pipeline:
     pairs = list(agrawal_records(2000, seed=seed, start=START))
     frame = training_frame([record for record, _ in pairs])
     return loans_pipeline(seed, max_iter).fit(frame, [label for _, label in pairs])
-
-
-def trained_event(artifact: ArtifactRef, run: str, namespace: str) -> Event[ModelTrained]:
-    """What training publishes for a stored model (no baseline: only v1 gets promoted)."""
-    payload = ModelTrained(
-        model_name=MODEL,
-        run_id=run,
-        estimator="sklearn.pipeline.Pipeline",
-        params={"max_iter": 30},
-        seed=7,
-        artifact=artifact,
-        evaluation=Evaluation(
-            metrics={"roc_auc": 0.9}, primary_metric="roc_auc", holdout="last 20% by event time"
-        ),
-        lineage=TrainingLineage(
-            dataset="loans",
-            spec_version=1,
-            spec_fingerprint="test",
-            offsets=[
-                OffsetRange(
-                    topic=f"{namespace}.data.features", partition=0, first_offset=0, last_offset=1
-                )
-            ],
-            training_set_sha256="ab" * 32,
-            rows=2000,
-            holdout_rows=0,
-            feature_columns=list(FEATURE_COLUMNS),
-            code_version="test",
-            trigger=TrainingTrigger(kind="manual", requested_by="serving-test"),
-        ),
-        trained_at=datetime.now(UTC),
-    )
-    return Event.create(payload, source="training", subject=MODEL)
 
 
 @dataclass
@@ -129,18 +89,7 @@ class Platform:
         return TopicCatalog.load().name(name, self.namespace)
 
     def register_spec(self) -> None:
-        specs = SpecRegistry(
-            client_config(self.settings, "serving-test"), self.topic("data.specs"), "serving-test"
-        )
-        loans = next(spec for spec in shipped_specs() if spec.name == "loans")
-
-        def registered() -> bool:
-            try:
-                return specs.register(loans, self.producer).version == 1
-            except KafkaException:  # the new topic may have no leader for a moment
-                return False
-
-        wait_until(registered, what="the loans spec to be registered", interval_s=0.5)
+        assert register_loans_spec(self.settings, self.topic("data.specs"), self.producer) == 1
 
     def start_registry(self) -> RunningService:
         database = f"sqlite:///{self.logs / 'registry.sqlite'}"
@@ -183,7 +132,8 @@ class Platform:
         """Publishes ModelTrained and waits until the registry has the new version."""
         assert self.registry is not None
         self.registered += 1
-        event = trained_event(artifact, f"run-{self.registered}", self.namespace)
+        run = f"run-{self.registered}"
+        event = loans_trained(artifact, run, self.namespace, FEATURE_COLUMNS)
         self.producer.publish_confirmed(
             [OutgoingMessage.for_event(self.topic("models.trained"), event, key=MODEL)]
         )

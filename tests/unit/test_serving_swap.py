@@ -147,19 +147,54 @@ def test_a_request_being_scored_during_a_swap_finishes_on_its_model() -> None:
     recorder = ListRecorder()
     predictions = Predictions(slots, GatedStore(), recorder, max_batch_rows=64)
 
-    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
-        first = asyncio.create_task(predictions.predict("loans", "r1", records=[RECORD]))
-        assert await asyncio.to_thread(old.estimator.entered.wait, 10)
+    def swap_while_scoring() -> None:  # as the lifecycle consumer's thread does
+        assert old.estimator.entered.wait(10), "scoring never started"
         assert slots.get("loans").swap(change(2), new) == Verdict.LOAD
-        second = asyncio.create_task(predictions.predict("loans", "r2", records=[RECORD]))
         gate.set()
-        return await first, await second
+
+    swapper = threading.Thread(target=swap_while_scoring)
+    swapper.start()
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        first = await predictions.predict("loans", "r1", records=[RECORD])
+        second = await predictions.predict("loans", "r2", records=[RECORD])
+        return first, second
 
     first, second = asyncio.run(scenario())
+    swapper.join(10)
 
     assert (first["version"], second["version"]) == (1, 2)
     assert [p["version"] for p in first["predictions"]] == [1]
     assert sorted((e.request_id, e.version) for e in recorder.entries) == [("r1", 1), ("r2", 2)]
+
+
+class CountingModel(ConstantModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def predict_proba(self, frame: Any) -> Any:
+        self.calls.append(len(frame))
+        return super().predict_proba(frame)
+
+
+def test_concurrent_requests_are_scored_in_one_call_and_a_lone_one_alone() -> None:
+    model = served(1, CountingModel())
+    slots = ModelSlots(["loans"])
+    slots.get("loans").swap(change(1), model)
+    predictions = Predictions(slots, GatedStore(), ListRecorder(), 64, max_wait_s=0.001)
+
+    async def scenario() -> list[dict[str, Any]]:
+        together = [predictions.predict("loans", f"r{n}", records=[RECORD]) for n in range(5)]
+        answers = await asyncio.gather(*together)
+        answers.append(await predictions.predict("loans", "alone", records=[RECORD, RECORD]))
+        return answers
+
+    answers = asyncio.run(scenario())
+
+    assert model.estimator.calls == [5, 2]
+    assert [a["request_id"] for a in answers] == ["r0", "r1", "r2", "r3", "r4", "alone"]
+    assert [len(a["predictions"]) for a in answers] == [1, 1, 1, 1, 1, 2]
 
 
 def test_a_request_waiting_for_features_during_a_swap_is_scored_by_the_model_it_started_with() -> (

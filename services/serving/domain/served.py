@@ -108,7 +108,7 @@ class ServedModel:
                 data[column] = pd.Series(values, dtype=object)
             else:
                 data[column] = values
-        return pd.DataFrame(data, columns=list(self.schema.columns))
+        return pd.DataFrame(data)  # in the columns' order; columns= would cost a reindex
 
     def score(self, rows: Sequence[Mapping[str, FieldValue]]) -> list[Scored]:
         frame = self.frame(rows)

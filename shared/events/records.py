@@ -101,6 +101,9 @@ class FeaturesComputed(Payload):
     event_time: datetime
     features: dict[str, FieldValue]
     source: SourcePosition = Field(description="The validated message the features came from.")
+    label: FieldValue = Field(
+        None, description="The label, when it arrived with the record (spec arrival with_record)."
+    )
 
 
 class DatasetSpecRegistered(Payload):

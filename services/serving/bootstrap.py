@@ -25,12 +25,12 @@ from services.serving.adapters.specs import SpecSource
 from services.serving.domain.slots import CHALLENGER, CHAMPION, ModelSlots
 from services.serving.handlers import CONSUMES, PUBLISHES, SOURCE, Deps, log_prediction, routes
 from services.serving.http import ServingApi, install
-from services.serving.loading import ChampionLookup, ModelLoader
+from services.serving.loading import ChampionLookup, DeferredLoads, ModelLoader
 from services.serving.predictions import Predictions, ShadowScorer
 from services.serving.settings import ServingSettings
 from shared.datasets.registry import SpecRegistry
 from shared.kafka.config import client_config, consumer_config, producer_config
-from shared.kafka.consumer import ConsumerRunner, RetryPolicy
+from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.producer import EventProducer
 from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
@@ -96,7 +96,6 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         consumer_config=consumer,
         producer=producer,
         dead_letter_topic=catalog.name("bus.dead-letter", namespace),
-        retry=RetryPolicy(max_attempts=settings.load_attempts, max_backoff_s=10.0),
     )
     lifecycle = catalog.name(CONSUMES, namespace)
     positioned = threading.Event()
@@ -106,7 +105,8 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     )
     # The skeleton runs each of these on its own thread until shutdown, then closes the
     # producer: the prediction log is last, so it drains what the others still queue.
-    loops: list[Any] = [follower, lookup, *([shadow] if shadow else []), prediction_log]
+    retries = DeferredLoads(loader, settings.champion_retry_s)
+    loops: list[Any] = [follower, lookup, retries, *([shadow] if shadow else []), prediction_log]
     runtime = ServiceRuntime(
         name=NAME,
         settings=platform,

@@ -5,7 +5,8 @@ version, feature columns), the artifact (sha256 checked, skops, no pickle), its 
 and a warm-up on sample records built from the spec. Only then does the slot swap its
 reference. Anything refused is logged and counted (mlops_serving_models_refused_total) and
 the version served before keeps serving. Failures worth retrying (registry, MinIO or Kafka
-unreachable) propagate, so the consumer runner retries the event.
+unreachable) defer the change, retried in the background until it loads or a newer change
+for the same alias replaces it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.serving.domain.records import InputSchema
 from services.serving.domain.samples import sample_rows
 from services.serving.domain.served import ModelCard, ModelUnusable, ServedModel
 from services.serving.domain.slots import CHALLENGER, CHAMPION, Change, ModelSlots, Verdict
+from services.serving.domain.trees import check_tree_predictors
 from shared.artifacts import ArtifactRefused
 from shared.datasets.spec import DatasetSpec
 from shared.events.models import ArtifactRef
@@ -66,6 +68,14 @@ def artifact_reason(error: ArtifactRefused) -> str:
 
 
 class ModelLoader:
+    """Applies alias changes one at a time (lifecycle events, the start-up lookup, retries).
+
+    A change that fails for a reason worth retrying (registry, MinIO or Kafka unreachable) is
+    deferred, not raised: the lifecycle consumer moves on, and `retry_deferred` tries it again
+    until it loads, is refused, or a newer change for the same alias replaces it (so a late
+    retry never undoes what came after it).
+    """
+
     def __init__(
         self, slots: ModelSlots, registry: Registry, artifacts: Artifacts, specs: Specs
     ) -> None:
@@ -73,9 +83,30 @@ class ModelLoader:
         self._registry = registry
         self._artifacts = artifacts
         self._specs = specs
+        self._applying = threading.Lock()
+        self._deferred: dict[tuple[str, str], Change] = {}
 
     def apply(self, change: Change, card: ModelCard | None = None) -> Verdict | None:
-        """Loads and swaps in the version of a change if it applies; None when refused."""
+        """Loads and swaps in the version of a change if it applies; None when refused.
+        Start-up lookups (`change.initial`) raise what is worth retrying instead of deferring."""
+        with self._applying:
+            return self._apply(change, card)
+
+    def retry_deferred(self) -> None:
+        with self._applying:
+            waiting = list(self._deferred.values())
+        for change in waiting:
+            with self._applying:
+                if self._deferred.get((change.model, change.alias)) is change:
+                    self._apply(change)
+
+    @property
+    def deferred(self) -> list[Change]:
+        return list(self._deferred.values())
+
+    def _apply(self, change: Change, card: ModelCard | None = None) -> Verdict | None:
+        if not change.initial:
+            self._deferred.pop((change.model, change.alias), None)
         slot = self._slots.get(change.model)
         decided = slot.verdict(change)
         if decided != Verdict.LOAD:
@@ -87,6 +118,11 @@ class ModelLoader:
         except Refused as error:
             self._refused(change, error)
             return None
+        except Exception as error:
+            if change.initial:
+                raise
+            self._defer(change, error)
+            return Verdict.DEFERRED
         done = slot.swap(change, served)
         if done == Verdict.LOAD:
             metrics.MODELS_LOADED.labels(change.model, change.alias).inc()
@@ -126,6 +162,10 @@ class ModelLoader:
         except LookupError as error:
             raise Refused("unknown_spec", str(error)) from None
         try:
+            check_tree_predictors(estimator)
+        except ModelUnusable as error:
+            raise Refused("unsafe_tree", str(error)) from None
+        try:
             served = ServedModel.build(card, estimator, InputSchema.of(spec, card.feature_columns))
             served.warm_up(sample_rows(served.schema))
         except ModelUnusable as error:
@@ -143,6 +183,21 @@ class ModelLoader:
             self._slots.get(change.model).version(change.alias),
         )
 
+    def _defer(self, change: Change, error: Exception) -> None:
+        self._deferred[(change.model, change.alias)] = change
+        metrics.LOADS_DEFERRED.labels(change.model).inc()
+        log.warning(
+            "cannot load %s version %d as %s now, will retry: %s: %s",
+            change.model,
+            change.version,
+            change.alias,
+            type(error).__name__,
+            error,
+        )
+        slot = self._slots.get(change.model)
+        if change.alias == CHAMPION and slot.current() is None:
+            slot.waiting_for = f"version {change.version} to load (retrying): {error}"
+
     def _refused(self, change: Change, error: Refused) -> None:
         slot = self._slots.get(change.model)
         slot.handled(change)
@@ -159,6 +214,20 @@ class ModelLoader:
         )
         if change.alias == CHAMPION and kept is None:
             slot.waiting_for = f"version {change.version} was refused ({error.reason}): {error}"
+
+
+class DeferredLoads:
+    """Retries the changes the loader deferred, every `retry_s`."""
+
+    group_id = "deferred-loads"
+
+    def __init__(self, loader: ModelLoader, retry_s: float) -> None:
+        self._loader = loader
+        self._retry_s = retry_s
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self._retry_s):
+            self._loader.retry_deferred()
 
 
 class ChampionLookup:

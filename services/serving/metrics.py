@@ -23,6 +23,12 @@ MODELS_REFUSED = Counter(
     "the model served before keeps serving.",
     ["model", "reason"],
 )
+LOADS_DEFERRED = Counter(
+    "mlops_serving_loads_deferred_total",
+    "Versions that could not load for a reason worth retrying (registry, MinIO, Kafka down); "
+    "retried in the background.",
+    ["model"],
+)
 LIFECYCLE_IGNORED = Counter(
     "mlops_serving_lifecycle_ignored_total",
     "Lifecycle changes that swapped nothing (duplicate, same, older, superseded).",

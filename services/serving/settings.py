@@ -38,10 +38,10 @@ class ServingSettings(ServiceSettings):
     registry_timeout_s: float = Field(5.0, gt=0, description="Per request to the registry.")
     feature_store_timeout_s: float = Field(2.0, gt=0, description="Per lookup in the online store.")
     champion_retry_s: float = Field(
-        2.0, gt=0, description="How often a model still without champion is asked for again."
-    )
-    load_attempts: int = Field(
-        5, ge=1, description="Tries per lifecycle event when the registry or MinIO fails."
+        2.0,
+        gt=0,
+        description="How often a model without champion is asked for again, and a version "
+        "that could not load (registry, MinIO or Kafka down) is tried again.",
     )
     max_records: int = Field(1000, ge=1, description="Largest batch of records or entities.")
     max_batch_rows: int = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import UTC, datetime
 from functools import cache
@@ -18,6 +19,7 @@ from services.serving.domain.jobs import InvalidRecords, Job, Outcome, ScoringFa
 from services.serving.domain.records import InputSchema
 from services.serving.domain.samples import sample_rows
 from services.serving.domain.served import ModelCard, ModelUnusable, Scored, ServedModel
+from services.serving.domain.trees import check_tree_predictors
 from shared.datasets.sources import agrawal_records
 from shared.datasets.spec import shipped_specs
 from shared.events.models import ArtifactRef
@@ -222,3 +224,24 @@ def test_field_errors_take_fastapis_shape_and_stay_valid_json() -> None:
             "input": "nan",
         },
     ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("left", 10_000, "points past the end of its tree"),
+        ("right", 0, "points back to itself or an earlier node"),
+        ("feature_idx", 99, "reads a feature outside the model's"),
+        ("feature_idx", -1, "reads a feature outside the model's"),
+    ],
+)
+def test_a_tree_whose_nodes_point_outside_it_is_refused(
+    field: str, value: int, problem: str
+) -> None:
+    check_tree_predictors(fitted())  # the real thing passes
+    crafted = copy.deepcopy(fitted())
+    tree = crafted.named_steps["model"]._predictors[2][0]
+    tree.nodes[field][0] = value
+
+    with pytest.raises(ModelUnusable, match=f"tree of iteration 2: a split node {problem}"):
+        check_tree_predictors(crafted)

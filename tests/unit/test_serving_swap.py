@@ -363,12 +363,40 @@ def test_versions_unknown_to_the_registry_or_its_spec_are_refused(loading: Loadi
     assert loading.slots.get("loans").current() is None
 
 
-def test_an_unreachable_registry_is_raised_for_the_consumer_to_retry(loading: Loading) -> None:
+def test_a_change_that_cannot_load_now_is_deferred_and_retried(loading: Loading) -> None:
+    loading.registry.down = True
+
+    assert loading.loader.apply(change(1, event_id="e1")) == Verdict.DEFERRED
+    loading.loader.retry_deferred()
+    assert loading.slots.get("loans").current() is None
+    assert "version 1 to load (retrying)" in loading.slots.get("loans").waiting_for
+
+    loading.registry.down = False
+    loading.loader.retry_deferred()
+
+    assert loading.slots.get("loans").champion().version == 1
+    assert loading.loader.deferred == []
+    assert loading.loader.apply(change(1, event_id="e1")) == Verdict.DUPLICATE
+
+
+def test_a_deferred_rollback_never_undoes_a_later_promotion(loading: Loading) -> None:
+    loading.loader.apply(change(2, event_id="e2"))
+    loading.registry.down = True
+    assert loading.loader.apply(change(1, event_id="back", rollback=True)) == Verdict.DEFERRED
+    loading.registry.down = False
+
+    assert loading.loader.apply(change(3, event_id="e3")) == Verdict.LOAD
+    loading.loader.retry_deferred()
+
+    assert loading.slots.get("loans").champion().version == 3
+    assert loading.loader.deferred == []
+
+
+def test_the_start_up_lookup_raises_what_is_worth_retrying(loading: Loading) -> None:
     loading.registry.down = True
     with pytest.raises(RegistryUnavailable):
-        loading.loader.apply(change(1, event_id="e1"))
-    loading.registry.down = False
-    assert loading.loader.apply(change(1, event_id="e1")) == Verdict.LOAD
+        loading.loader.apply(change(1, initial=True))
+    assert loading.loader.deferred == []
 
 
 def lookup(loading: Loading, positioned: threading.Event) -> ChampionLookup:

@@ -44,6 +44,7 @@ class Verdict(StrEnum):
     SAME = "same"
     OLDER = "older"
     SUPERSEDED = "superseded"
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from tests.services import RunningService, free_port, namespace_topics, start_se
 from tests.waiting import wait_until
 
 MODEL = "loans"
+ALICE_KEY = "alice-" + uuid.uuid4().hex
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -93,7 +94,12 @@ class Platform:
 
     def start_registry(self) -> RunningService:
         database = f"sqlite:///{self.logs / 'registry.sqlite'}"
-        env = {**self.env, "MLOPS_REGISTRY_DATABASE_URL": database}
+        keys = json.dumps({"alice": ALICE_KEY})
+        env = {
+            **self.env,
+            "MLOPS_REGISTRY_DATABASE_URL": database,
+            "MLOPS_REGISTRY_API_KEYS": keys,
+        }
         (self.logs / "registry").mkdir()
         self.registry = start_service("registry", self.namespace, env, self.logs / "registry")
         return self.registry
@@ -515,3 +521,37 @@ def test_shadow_mode_logs_the_challengers_predictions_and_answers_with_the_champ
         (2, True),
     ]
     assert {e.data.request_id for e in logged} == {"shadowed"}
+
+
+def test_a_promotion_and_a_rollback_made_in_the_registry_reach_serving(
+    serving_v1: tuple[Platform, ArtifactRef],
+) -> None:
+    platform, _ = serving_v1
+    registry = platform.registry
+    assert registry is not None
+    platform.register(platform.store(train(seed=2, max_iter=40), "v2"))
+    record = loans_records(1, seed=49)
+
+    def answered_by(version: int) -> bool:
+        answer = platform.predict(record)
+        return answer.status_code == 200 and answer.json()["version"] == version
+
+    promoted = httpx.put(
+        f"{registry.url}/models/{MODEL}/aliases/champion",
+        json={"version": 2, "reason": "serving test"},
+        headers={"X-API-Key": ALICE_KEY},
+        timeout=30,
+    )
+    assert promoted.status_code == 200, promoted.text
+    wait_until(lambda: answered_by(2), what="serving to answer with v2")
+
+    rolled_back = httpx.post(
+        f"{registry.url}/models/{MODEL}/rollback",
+        json={"reason": "v2 misbehaves"},
+        headers={"X-API-Key": ALICE_KEY},
+        timeout=30,
+    )
+    assert rolled_back.status_code == 200, rolled_back.text
+    assert rolled_back.json()["event_type"] == "mlops.ModelRolledBack"
+    wait_until(lambda: answered_by(1), what="serving to answer with v1 again")
+    assert platform.metric("mlops_serving_models_loaded_total", model=MODEL, alias="champion") == 3

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up down status test test-unit test-integration lint format schemas bench-bus bench-data compose-env clean
+.PHONY: help install venv up down status test test-unit test-integration lint format schemas bench-bus bench-data bench-serving compose-env clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ compose-env: ## for docker compose: write .env with generated credentials (kept 
 
 bench-data: up ## records/s raw->validated->features next to a raw relay; online lookups next to Feast
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_data
+
+bench-serving: up ## requests/s and p50/p99 of /predict next to `mlflow models serve`, same model and load
+	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_serving
 
 clean: ## stop the stack and delete its data and credentials
 	@$(STACK) clean

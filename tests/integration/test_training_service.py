@@ -1,11 +1,14 @@
 """Training against the real stack, run as `python -m services.training`: real Kafka, MinIO,
 PostgreSQL or SQLite, and the real registry service (`python -m services.registry`).
 
-The feature store service does not exist yet, so each test writes its training set as Parquet
-into the real MinIO itself and serves the feature store's training-set endpoint
-(POST /training-sets, answered with the Parquet's location, row count, columns and lineage)
-from a small FastAPI app on a real port in a thread of the test. The stand-in counts the
-training sets asked for: a run that is not done twice asks once.
+The first test runs the real feature store too (`python -m services.feature_store`): records
+go in on data.validated and labels on data.labels, and training asks the store for its
+point-in-time training set. The others, which look at training's own behaviour (redelivery,
+baselines, triggers, refusals), write their training set as Parquet into the real MinIO
+themselves and serve the feature store's training-set endpoint (POST /training-sets, answered
+as the real store answers: location, rows, columns, spec version, lineage) from a small
+FastAPI app on a real port in a thread of the test: their training set is then fixed and
+known, and the stand-in counts the sets asked for (a run that is not done twice asks once).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from shared.datasets.spec import VersionedSpec, shipped_specs
 from shared.events import Event
 from shared.events.catalog import payload_type
 from shared.events.models import ModelTrained, OffsetRange, TrainingTrigger, TrainModel
-from shared.events.records import LabelRecorded
+from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
@@ -52,32 +55,42 @@ from tests.services import RunningService, free_port, namespace_topics, start_se
 from tests.waiting import wait_until
 
 LOANS = next(spec for spec in shipped_specs() if spec.name == "loans")
+LOANS_KEYS = ("applicant_id", "applied_at", "application_id")
 ROWS = 500
 FIT_PARAMS = {"max_iter": 30}
 
 
-def loans_training_set() -> pd.DataFrame:
-    """Loans rows as a point-in-time training set holds them: the record's columns, the
-    entity's aggregates, the label, and where each row came from."""
+def loans_rows(count: int) -> list[tuple[dict[str, Any], int]]:
+    """Loans records whose event times lie in the last two days, with their labels."""
     start = datetime.now(UTC) - timedelta(days=2)
+    return list(agrawal_records(count, seed=17, start=start, seconds_between=60, function_before=2))
+
+
+def loans_training_set(namespace: str) -> pd.DataFrame:
+    """Loans rows in the columns of the feature store's training sets: generic columns, the
+    record's features, the entity's aggregates, the label, and where each row came from."""
     rows = []
-    for index, (record, approved) in enumerate(
-        agrawal_records(ROWS, seed=17, start=start, seconds_between=60, function_before=2)
-    ):
+    for index, (record, approved) in enumerate(loans_rows(ROWS)):
+        event_time = datetime.fromisoformat(str(record["applied_at"]))
+        features = {k: v for k, v in record.items() if k not in LOANS_KEYS}
         rows.append(
             {
-                **record,
+                "record_id": record["application_id"],
+                "entity": record["applicant_id"],
+                "event_time": event_time,
+                "spec_version": 1,
+                "labelled_at": event_time + timedelta(hours=1),
+                **features,
                 "applications_1h": 1 + index % 3,
-                "loan_sum_1h": record["loan"] * (1 + index % 3),
+                "loan_sum_1h": float(record["loan"]) * (1 + index % 3),  # type: ignore[arg-type]
                 "loan_mean_1d": record["loan"],
-                "approved": approved,
+                "label": approved,
+                "source_topic": f"{namespace}.data.features",
                 "source_partition": index % 3,
                 "source_offset": index // 3,
             }
         )
-    frame = pd.DataFrame(rows)
-    frame["applied_at"] = pd.to_datetime(frame["applied_at"], utc=True)
-    return frame.sample(frac=1, random_state=4)  # stored in no particular order
+    return pd.DataFrame(rows).sample(frac=1, random_state=4)  # stored in no particular order
 
 
 @dataclass
@@ -126,15 +139,19 @@ class StandInFeatureStore:
         def live() -> dict[str, str]:
             return {"status": "ok"}
 
-        @app.post("/training-sets")
+        @app.post("/training-sets", status_code=201)
         def training_set(body: dict[str, Any]) -> dict[str, Any]:
             self.requests.append(body)
             return {
+                "id": "stand-in",
                 "dataset": body["dataset"],
+                "until": body.get("until"),
                 "uri": self.uri,
+                "location": {"bucket": self.bucket, "key": self.key},
                 "rows": len(self.frame),
                 "columns": list(self.frame.columns),
-                "lineage": [r.model_dump() for r in self.lineage],
+                "spec_version": 1,
+                "lineage": {"offsets": [r.model_dump() for r in self.lineage]},
             }
 
         return app
@@ -159,6 +176,7 @@ class Stack:
     minio: Minio
     feature_store: StandInFeatureStore
     models_bucket: str
+    offline_bucket: str
     specs: dict[str, VersionedSpec] = field(default_factory=dict)
     services: list[RunningService] = field(default_factory=list)
 
@@ -200,9 +218,12 @@ class Stack:
         for spec in shipped_specs():
             self.specs[spec.name] = registry.register(spec, self.producer)
 
-    def start(self, name: str, **settings: str) -> RunningService:
+    def start(
+        self, name: str, extra_env: dict[str, str] | None = None, **settings: str
+    ) -> RunningService:
         prefix = f"MLOPS_{name.upper()}_"
-        env = {**self.env, **{prefix + k.upper(): v for k, v in settings.items()}}
+        env = {**self.env, **(extra_env or {})}
+        env.update({prefix + k.upper(): v for k, v in settings.items()})
         logs = self.logs / f"{name}-{len(self.services)}"
         logs.mkdir()
         service = start_service(name, self.namespace, env, logs)
@@ -211,6 +232,16 @@ class Stack:
 
     def start_registry(self) -> RunningService:
         return self.start("registry", database_url=f"sqlite:///{self.logs / 'registry.sqlite'}")
+
+    def start_feature_store(self) -> RunningService:
+        """The real feature store, its offline store in a bucket of the test's own."""
+        return self.start(
+            "feature_store",
+            extra_env={"F_DATADIR": str(self.logs / "faust")},  # not in the working directory
+            bucket=self.offline_bucket,
+            offline_flush_s="0.5",
+            sqlite_path=str(self.logs / "online.sqlite"),
+        )
 
     def start_training(self, registry: RunningService, **settings: str) -> RunningService:
         defaults = {
@@ -295,11 +326,19 @@ def stack(
 ) -> Iterator[Stack]:
     namespace = unique_name("train")
     suffix = uuid.uuid4().hex[:12]
-    feature_store = StandInFeatureStore(minio, f"sets-{suffix}", namespace, loans_training_set())
+    frame = loans_training_set(namespace)
+    feature_store = StandInFeatureStore(minio, f"sets-{suffix}", namespace, frame)
     feature_store.start()
     with namespace_topics(admin, namespace):
         running = Stack(
-            namespace, settings, subprocess_env, tmp_path, minio, feature_store, f"models-{suffix}"
+            namespace,
+            settings,
+            subprocess_env,
+            tmp_path,
+            minio,
+            feature_store,
+            models_bucket=f"models-{suffix}",
+            offline_bucket=f"offline-{suffix}",
         )
         try:
             running.wait_for_leaders()
@@ -309,8 +348,18 @@ def stack(
             for service in reversed(running.services):
                 service.stop()
             feature_store.stop()
-            empty_bucket(minio, feature_store.bucket)
-            empty_bucket(minio, running.models_bucket)
+            for bucket in (feature_store.bucket, running.models_bucket, running.offline_bucket):
+                empty_bucket(minio, bucket)
+            delete_topics_of(admin, namespace)
+
+
+def delete_topics_of(admin: AdminClient, namespace: str) -> None:
+    """Topics the feature store's stream made for itself (<namespace>-feature-store-...)."""
+    own = [
+        name for name in admin.list_topics(timeout=10).topics if name.startswith(f"{namespace}-")
+    ]
+    if own:
+        admin.delete_topics(own, operation_timeout=10)
 
 
 def expected_holdout(stack: Stack) -> tuple[pd.DataFrame, pd.Series]:
@@ -324,6 +373,99 @@ def git_head() -> str:
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+FEATURE_STORE_RECORDS = 300
+
+
+def validated_and_labels(namespace: str) -> tuple[list[Event[Any]], list[Event[Any]]]:
+    """Loans records as validation writes them to data.validated, and their labels as
+    ingestion writes them to data.labels (known now, after the records)."""
+    records, labels = [], []
+    for index, (record, approved) in enumerate(loans_rows(FEATURE_STORE_RECORDS)):
+        values = {k: v for k, v in record.items() if k not in LOANS_KEYS}
+        payload = RecordValidated(
+            dataset="loans",
+            spec_version=1,
+            record_id=str(record["application_id"]),
+            entity=str(record["applicant_id"]),
+            event_time=datetime.fromisoformat(str(record["applied_at"])),
+            values=values,
+            source=SourcePosition(topic=f"{namespace}.data.raw", partition=0, offset=index),
+        )
+        records.append(Event.create(payload, source="validation", subject=payload.entity))
+        label_payload = LabelRecorded(
+            dataset="loans",
+            record_id=payload.record_id,
+            label=approved,
+            labelled_at=datetime.now(UTC),
+        )
+        labels.append(Event.create(label_payload, source="ingestion", subject=payload.record_id))
+    return records, labels
+
+
+def read_parquet(minio: Minio, uri: str) -> pd.DataFrame:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    response = minio.get_object(bucket, key)
+    try:
+        return pd.read_parquet(io.BytesIO(response.read()))
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def covered(ranges: list[OffsetRange], topic: str) -> int:
+    return sum(r.last_offset - r.first_offset + 1 for r in ranges if r.topic == topic)
+
+
+def test_a_model_is_trained_on_the_real_feature_store_s_point_in_time_set(stack: Stack) -> None:
+    records, labels = validated_and_labels(stack.namespace)
+    for record in records:
+        stack.publish("data.validated", record, key=record.data.entity)
+    for label_event in labels:
+        stack.publish("data.labels", label_event, key=label_event.data.record_id)
+    feature_store = stack.start_feature_store()
+
+    def every_record_labelled() -> bool:
+        answer = httpx.post(
+            f"{feature_store.url}/training-sets", json={"dataset": "loans"}, timeout=60
+        )
+        return answer.status_code == 201 and answer.json()["rows"] == FEATURE_STORE_RECORDS
+
+    wait_until(
+        every_record_labelled,
+        what=f"the feature store to join {FEATURE_STORE_RECORDS} records with their labels",
+        timeout_s=180,
+        interval_s=1,
+    )
+    registry = stack.start_registry()
+    stack.start_training(registry, feature_store_url=feature_store.url)
+    command = train_command()
+    stack.publish("training.requests", command, key="loans")
+
+    [event] = stack.read("models.trained", 1, timeout_s=180)
+    assert event.causationid == command.id
+    trained: ModelTrained = event.data
+    lineage = trained.lineage
+    prefix = f"s3://{stack.offline_bucket}/{stack.namespace}/training-sets/loans/"
+    assert lineage.training_set_uri is not None and lineage.training_set_uri.startswith(prefix)
+    stored = read_parquet(stack.minio, lineage.training_set_uri)
+    training = prepare(stored, LOANS)
+    assert lineage.training_set_sha256 == training.sha256
+    assert lineage.rows == len(stored) == FEATURE_STORE_RECORDS
+    assert lineage.holdout_rows == FEATURE_STORE_RECORDS // 5
+    assert lineage.spec_version == 1 and lineage.spec_fingerprint == LOANS.fingerprint()
+    assert covered(lineage.offsets, stack.topic("data.labels")) == FEATURE_STORE_RECORDS
+    # feature rows point back at the data.validated messages they were computed from
+    assert covered(lineage.offsets, stack.topic("data.validated")) == FEATURE_STORE_RECORDS
+    declared = [f.name for f in LOANS.features] + [a.name for a in LOANS.aggregations]
+    assert lineage.feature_columns == declared
+
+    model = load_model(stack.minio, trained.artifact)
+    holdout = time_split(training, 0.2).holdout
+    x, y = training.x(holdout), training.y(holdout)
+    assert score(model, x, y, "classification").metrics == trained.evaluation.metrics
+    assert trained.evaluation.metrics["roc_auc"] > 0.5
 
 
 def test_a_train_command_produces_a_model_whose_artifact_loads_and_predicts_with_full_lineage(

@@ -1,11 +1,16 @@
 """The feature store's offline store over HTTP: point-in-time-correct training sets.
 
     POST /training-sets {"dataset": "loans", "until": "2024-01-01T00:00:00+00:00"?}
-      -> {"uri": "s3://bucket/key.parquet", "rows": 1000, "columns": [...],
-          "lineage": [{"topic", "partition", "first_offset", "last_offset"}, ...], ...}
+      -> 201 {"id", "dataset", "until", "uri": "s3://bucket/key.parquet", "location",
+              "rows": 1000, "columns": [...], "spec_version": 1,
+              "lineage": {"offsets": [{"topic", "partition", "first_offset", "last_offset"}],
+                          "features": [...], "labels": [...]}, "counts": {...}}
+      (404: unknown dataset; 422: nothing labelled to train on yet)
 
-The store writes the set as Parquet to MinIO and answers where it is, its size, its columns,
-and the exact Kafka ranges its rows were built from.
+The store (services/feature_store/http.py) joins each label with its record's features as
+they were at the record's event time, writes the set as Parquet to MinIO and answers where
+it is, its size, its columns, and the exact Kafka ranges (data.validated for the features,
+data.labels for the labels) its rows were built from.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 from services.serving.domain.values import Invalid, as_number, check_range, coerce
@@ -77,8 +78,9 @@ class InputSchema:
             if c in self.features and self.features[c].type == FeatureType.CATEGORICAL
         )
 
-    @property
+    @cached_property
     def required(self) -> tuple[str, ...]:
+        """Columns a record must hold: the derived ones and the non-nullable features."""
         return tuple(
             column
             for column in self.columns
@@ -86,6 +88,7 @@ class InputSchema:
             or (column in self.features and not self.features[column].nullable)
         )
 
+    @cached_property
     def passthrough(self) -> frozenset[str]:
         """Columns a record may carry beside the model's input: keys, time, id, label."""
         spec = self.spec
@@ -151,7 +154,7 @@ def read_record(
 ) -> ReadRecord | list[FieldError]:
     """The model's view of one record, or every error found in it."""
     reader = _Reader(schema)
-    passthrough = schema.passthrough()
+    passthrough = schema.passthrough
     values: dict[str, FieldValue] = {}
     for name, value in record.items():
         if name in schema.features:

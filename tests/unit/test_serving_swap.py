@@ -410,7 +410,7 @@ def test_the_start_up_lookup_waits_for_a_champion_and_loads_it(loading: Loading)
     thread = threading.Thread(target=lookup(loading, positioned).run, args=(stop,))
     thread.start()
     try:
-        assert loading.slots.get("loans").waiting_for.endswith("(not asked yet)")
+        assert loading.slots.get("loans").waiting_for.endswith("once models.lifecycle is followed)")
         positioned.set()
         wait_until(
             lambda: "no version of 'loans' holds it" in loading.slots.get("loans").waiting_for,

@@ -94,7 +94,7 @@ class ModelSlot:
         self._served: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
         self._handled: OrderedDict[str, None] = OrderedDict()
-        self.waiting_for = "the registry's champion (not asked yet)"
+        self.waiting_for = "the registry's champion (asked once models.lifecycle is followed)"
 
     def current(self, alias: str = CHAMPION) -> ServedModel | None:
         """The model answering for an alias now; a plain read, never blocked by a swap."""

@@ -12,11 +12,13 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import uvicorn
 from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -76,14 +78,24 @@ class ServiceRuntime:
             self.crashed.append(runner.group_id)
 
 
-def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = ()) -> FastAPI:
+def create_app(
+    runtime: ServiceRuntime,
+    routers: Sequence[APIRouter] = (),
+    *,
+    telemetry: TelemetryConfig | None = None,
+    exclude_spans: Sequence[Literal["receive", "send"]] = (),
+) -> FastAPI:
+    """The service's app. `telemetry` is FastAPI's own (e.g. {"operation_spans": False}: no
+    fastapi.dependencies/fastapi.endpoint spans); `exclude_spans` drops the ASGI instrumentation's
+    'http receive'/'http send' spans. Both default to what FastAPI and OpenTelemetry do."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.start_consumers()
         yield
         runtime.stop_consumers()
 
-    app = FastAPI(title=f"mlops {runtime.name}", lifespan=lifespan)
+    app = FastAPI(title=f"mlops {runtime.name}", lifespan=lifespan, telemetry=telemetry)
 
     @app.get("/live", tags=["health"])
     def live() -> JSONResponse:
@@ -110,7 +122,9 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = ()) -> Fa
 
     for router in routers:
         app.include_router(router)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="live,ready,metrics")
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="live,ready,metrics", exclude_spans=list(exclude_spans) or None
+    )
     return app
 
 

@@ -48,6 +48,16 @@ class RunningService:
         except httpx.TransportError:
             return False
 
+    def is_live(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"{self.name} exited with {self.process.returncode}:\n{self.output()}"
+            )
+        try:
+            return httpx.get(f"{self.url}/live", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(10)
@@ -64,13 +74,20 @@ class RunningService:
 
 
 def start_service(
-    name: str, namespace: str, env: dict[str, str], log_dir: Path, timeout_s: float = 90
+    name: str,
+    namespace: str,
+    env: dict[str, str],
+    log_dir: Path,
+    timeout_s: float = 90,
+    extra_env: dict[str, str] | None = None,
+    wait_ready: bool = True,
 ) -> RunningService:
     """Starts `python -m services.<name>` on a free port and waits until /ready answers 200."""
     port = free_port()
     log = log_dir / f"{name}.log"
     service_env = {
         **env,
+        **(extra_env or {}),
         "MLOPS_NAMESPACE": namespace,
         f"MLOPS_{name.upper()}_PORT": str(port),
         f"MLOPS_{name.upper()}_HOST": "127.0.0.1",
@@ -84,7 +101,12 @@ def start_service(
             text=True,
         )
     service = RunningService(name, port, process, log)
-    wait_until(service.is_ready, what=f"{name} to be ready", timeout_s=timeout_s, interval_s=0.5)
+    if wait_ready:
+        wait_until(
+            service.is_ready, what=f"{name} to be ready", timeout_s=timeout_s, interval_s=0.5
+        )
+    else:
+        wait_until(service.is_live, what=f"{name} to be live", timeout_s=timeout_s, interval_s=0.5)
     return service
 
 

@@ -178,3 +178,31 @@ class PredictionServed(Payload):
     latency_ms: float = Field(ge=0)
     shadow: bool = Field(False, description="A challenger's prediction, logged but never returned.")
     served_at: datetime
+
+
+class DriftDetected(Payload):
+    """A River detector saw the distribution of one signal change: the evidence for a retrain.
+
+    `signal` is a feature name (validated records), "prediction" (the predicted positive
+    rate) or "error" (the 0/1 loss once labels arrived)."""
+
+    event_type: ClassVar[str] = "mlops.DriftDetected"
+
+    dataset: str
+    model_name: str = Field(pattern=MODEL_NAME)
+    model_version: int | None = Field(
+        None, ge=1, description="The version whose predictions drifted; null for feature drift."
+    )
+    signal: str = Field(min_length=1)
+    signal_kind: Literal["feature", "prediction", "error"]
+    detector: str = Field(description="River detector class, e.g. 'ADWIN'.")
+    detector_params: dict[str, Any] = Field(default_factory=dict)
+    position: int = Field(ge=1, description="Values of this signal the detector had seen.")
+    detected_at: datetime
+    event_time: datetime | None = Field(None, description="Time of the value that raised it.")
+    reference: dict[str, float] = Field(
+        default_factory=dict, description="Summary (count, mean, std) before the change."
+    )
+    current: dict[str, float] = Field(
+        default_factory=dict, description="Summary of the latest values, after the change."
+    )

@@ -1,0 +1,1 @@
+"""Monitoring: River drift detectors on features, predictions and errors; drift-triggered retraining."""

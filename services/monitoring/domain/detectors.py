@@ -1,0 +1,165 @@
+"""River drift detectors over one stream of numbers each, and what they saw when they fired.
+
+A `SignalDetector` wraps one River detector (ADWIN, KSWIN, PageHinkley) for one signal: a
+numeric feature, the predicted positive rate or the 0/1 loss. `update` feeds it one value and
+returns a `Drift` when the detector says the distribution changed, with summaries of the
+values before the change (reference) and of the latest ones (current).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from river import drift
+
+DetectorKind = Literal["adwin", "kswin", "page_hinkley"]
+SignalKind = Literal["feature", "prediction", "error"]
+
+_CLASSES: dict[str, type[Any]] = {
+    "adwin": drift.ADWIN,
+    "kswin": drift.KSWIN,
+    "page_hinkley": drift.PageHinkley,
+}
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Which River detector and its parameters (River's own names, e.g. delta for ADWIN)."""
+
+    kind: DetectorKind = "adwin"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Any:
+        try:
+            cls = _CLASSES[self.kind]
+        except KeyError:
+            raise ValueError(f"unknown detector {self.kind!r}; one of {sorted(_CLASSES)}") from None
+        return cls(**self.params)
+
+
+class RunningStats:
+    """Count, mean and standard deviation (Welford)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self._m2 = 0.0
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        delta = value - self.mean
+        self.mean += delta / self.count
+        self._m2 += delta * (value - self.mean)
+
+    def summary(self) -> dict[str, float]:
+        std = math.sqrt(self._m2 / (self.count - 1)) if self.count > 1 else 0.0
+        return {"count": float(self.count), "mean": self.mean, "std": std}
+
+
+@dataclass(frozen=True)
+class Drift:
+    signal: str
+    signal_kind: SignalKind
+    detector: str
+    detector_params: dict[str, Any]
+    position: int
+    reference: dict[str, float]
+    current: dict[str, float]
+
+
+class SignalDetector:
+    """One detector on one signal; `position` counts the values it has seen."""
+
+    def __init__(
+        self, signal: str, kind: SignalKind, spec: DetectorSpec, recent: int = 200
+    ) -> None:
+        self.signal = signal
+        self.kind = kind
+        self.spec = spec
+        self._detector = spec.build()
+        self.position = 0
+        self.drifts = 0
+        self._reference = RunningStats()
+        self._recent: deque[float] = deque(maxlen=recent)
+
+    def update(self, value: float) -> Drift | None:
+        if not math.isfinite(value):
+            return None
+        self.position += 1
+        self._recent.append(value)
+        self._detector.update(value)
+        if not self._detector.drift_detected:
+            self._reference.add(value)
+            return None
+        self.drifts += 1
+        found = Drift(
+            signal=self.signal,
+            signal_kind=self.kind,
+            detector=type(self._detector).__name__,
+            detector_params=dict(self.spec.params),
+            position=self.position,
+            reference=self._reference.summary(),
+            current=_summary(self._recent),
+        )
+        # The values since the change are the new reference.
+        self._reference = RunningStats()
+        return found
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "kind": self.kind,
+            "detector": type(self._detector).__name__,
+            "params": dict(self.spec.params),
+            "position": self.position,
+            "drifts": self.drifts,
+            "reference": self._reference.summary(),
+            "current": _summary(self._recent),
+        }
+
+
+def _summary(values: deque[float]) -> dict[str, float]:
+    stats = RunningStats()
+    for value in values:
+        stats.add(value)
+    return stats.summary()
+
+
+def as_number(value: Any) -> float | None:
+    """A feature value as a number, or None for categories, text and missing values."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def is_positive(prediction: Any) -> float:
+    """The predicted class as 0/1: 1, '1', True, 'true', 'yes' are positive."""
+    if isinstance(prediction, bool):
+        return float(prediction)
+    if isinstance(prediction, int | float):
+        return 1.0 if prediction >= 0.5 else 0.0
+    return 1.0 if str(prediction).strip().lower() in {"1", "true", "yes", "positive"} else 0.0
+
+
+def same_label(prediction: Any, label: Any) -> bool:
+    """Prediction and label compared as numbers when both are, else as text."""
+    left, right = _numeric(prediction), _numeric(label)
+    if left is not None and right is not None:
+        return left == right
+    return str(prediction) == str(label)
+
+
+def _numeric(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None

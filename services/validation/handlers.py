@@ -25,9 +25,9 @@ from services.validation.domain.duplicates import (
 )
 from services.validation.domain.quality import QualityStats
 from services.validation.domain.rules import Checked, check_record, error
-from services.validation.domain.values import wire
 from shared.datasets.registry import UnknownDataset
 from shared.datasets.spec import DatasetSpec, VersionedSpec
+from shared.datasets.values import wire
 from shared.events.envelope import Event
 from shared.events.records import (
     FieldError,

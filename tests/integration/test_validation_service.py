@@ -30,9 +30,9 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import create_engine
 
 from services.validation.adapters.record_ids import record_ids_table, table_name
-from services.validation.domain.values import wire
 from shared.datasets.registry import SpecRegistry
 from shared.datasets.spec import DatasetSpec, shipped_specs
+from shared.datasets.values import wire
 from shared.events import Event, RecordIngested
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage

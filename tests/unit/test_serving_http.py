@@ -128,7 +128,7 @@ def test_invalid_records_get_422_with_every_field_error_and_nothing_is_logged(ap
     assert answer.json()["detail"] == [
         {
             "loc": ["body", "records", 1, "age"],
-            "msg": "expected a number, got str 'old'",
+            "msg": "expected an integer, got str 'old'",
             "type": "type",
             "input": "old",
         }

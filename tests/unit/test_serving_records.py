@@ -10,9 +10,9 @@ import pytest
 
 from services.serving.domain.records import InputSchema, ReadRecord, read_record
 from services.serving.domain.samples import sample_rows
-from services.serving.domain.values import Invalid, coerce
 from shared.datasets.sources import agrawal_records
 from shared.datasets.spec import DatasetSpec, FeatureSpec, FeatureType, shipped_specs
+from shared.datasets.values import Invalid, coerce
 from shared.events.records import FieldError
 
 RAW = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")

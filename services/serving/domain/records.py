@@ -7,7 +7,7 @@ aggregates of the spec, or other derived columns. `read_record` collects every f
 | rule             | when                                                                  |
 |------------------|-----------------------------------------------------------------------|
 | required         | a non-nullable feature, or a derived column, the model needs is absent or null |
-| type, not_finite | a value of the wrong kind, NaN or ±inf (see domain/values.py)          |
+| type, not_finite | a value of the wrong kind, NaN or ±inf (shared/datasets/values.py)        |
 | range            | a numeric or integer feature outside the spec's min/max; a negative count or sum |
 | category         | a categorical value not among the spec's categories                   |
 | unexpected_field | a column neither the spec nor the model declares                      |
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Final
 
-from services.serving.domain.values import Invalid, as_number, check_range, coerce
 from shared.datasets.spec import Aggregation, DatasetSpec, FeatureSpec, FeatureType
+from shared.datasets.values import Invalid, as_number, check_range, coerce
 from shared.events.records import FieldError, FieldValue
 
 NUMERIC_TYPES: Final = frozenset({FeatureType.NUMERIC, FeatureType.INTEGER})
@@ -118,7 +118,7 @@ class _Reader:
         try:
             typed = coerce(feature.type, value, feature.categories)
             if feature.type in NUMERIC_TYPES:
-                check_range(float(typed), feature.min, feature.max)  # type: ignore[arg-type]
+                check_range(typed, feature.min, feature.max)  # type: ignore[arg-type]
         except Invalid as error:
             self.fail(feature.name, error, value)
             return None

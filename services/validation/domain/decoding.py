@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Final
 
 from pydantic import Field, ValidationError
 
-from services.validation.domain.values import wire
+from shared.datasets.values import wire
 from shared.events.envelope import Event, Payload, utc_now
 from shared.events.records import FieldValue, RawRecord, RecordIngested
 from shared.kafka.consumer import MessageInfo

@@ -20,8 +20,8 @@ from typing import Any, Final
 
 from river import stats
 
-from services.validation.domain.values import Invalid, as_number, category_text
 from shared.datasets.spec import DatasetSpec, FeatureType
+from shared.datasets.values import Invalid, as_number, category_text
 from shared.events.records import FieldError, FieldValue
 
 MAX_CATEGORIES: Final = 100

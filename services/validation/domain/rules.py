@@ -5,7 +5,7 @@
 | rule             | field        | when                                                          |
 |------------------|--------------|---------------------------------------------------------------|
 | required         | column       | entity key, record id column or non-nullable feature absent, null or "" (keys) |
-| type             | column       | a value of the wrong type (see domain/values.py for what each type accepts) |
+| type             | column       | a value of the wrong type (see shared/datasets/values.py for what each type accepts) |
 | range            | column       | a numeric or integer value outside min/max (inclusive)         |
 | category         | column       | a categorical value not among the categories (as strings)      |
 | not_finite       | column       | NaN or ±inf in any declared column (float, JSON token or string) |
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from services.validation.domain.values import (
+from shared.datasets.spec import DatasetSpec, FeatureType
+from shared.datasets.values import (
     Invalid,
     as_category,
     as_timestamp,
@@ -34,7 +35,6 @@ from services.validation.domain.values import (
     coerce,
     wire,
 )
-from shared.datasets.spec import DatasetSpec, FeatureType
 from shared.events.records import FieldError, FieldValue, RecordIngested
 
 MAX_RECORD_ID_LENGTH: Final = 200

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.validation.domain.values import (
+from shared.datasets.values import (
     Invalid,
     as_boolean,
     as_category,

@@ -1,0 +1,3 @@
+from services.feature_store.bootstrap import main
+
+main()

@@ -1,0 +1,1 @@
+"""Thin adapters: faust (streaming state), SQL (online store), MinIO (offline store), Kafka."""

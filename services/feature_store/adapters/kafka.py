@@ -1,0 +1,114 @@
+"""Publishing what a batch caused (features, dead letters) through the shared producer, each
+in the trace of the message that caused it, and retrying side effects until they hold."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from itertools import groupby
+from typing import TypeVar
+
+from confluent_kafka import KafkaException
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.feature_store.handlers import DEAD_LETTER, Incoming, Outcome, TracedEmit
+from shared.kafka.consumer import dead_letter_headers
+from shared.kafka.producer import DeliveryError, EventProducer, OutgoingMessage
+from shared.telemetry import TRACE_HEADERS, KafkaHeaders, extract_trace_context
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+T = TypeVar("T")
+RETRYABLE: tuple[type[Exception], ...] = (
+    DeliveryError,
+    KafkaException,
+    BufferError,
+    SQLAlchemyError,
+    OSError,
+)
+
+
+class Stopping(Exception):
+    """The service is stopping while a side effect still failed: nothing is acknowledged."""
+
+
+def retry_until_done(
+    action: Callable[[], T], what: str, stop: threading.Event, max_backoff_s: float
+) -> T:
+    """Runs `action` until it succeeds; every side effect retried here is idempotent."""
+    backoff = 0.1
+    while True:
+        try:
+            return action()
+        except RETRYABLE as error:
+            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(error).__name__,
+                        error, backoff)  # fmt: skip
+            if stop.wait(backoff):
+                raise Stopping(f"stopped while {what} kept failing: {error}") from error
+            backoff = min(backoff * 2, max_backoff_s)
+
+
+def _traceparent(headers: KafkaHeaders) -> bytes | None:
+    return next((value for name, value in headers if name == "traceparent"), None)
+
+
+class OutcomePublisher:
+    """Writes a batch's events to their topics and waits until the broker confirmed them."""
+
+    def __init__(
+        self,
+        producer: EventProducer,
+        topics: Mapping[str, str],
+        consumed_topic: str,
+        group_id: str,
+    ) -> None:
+        self._producer = producer
+        self._topics = topics
+        self._consumed = consumed_topic
+        self._group_id = group_id
+
+    def publish(self, outcome: Outcome) -> int:
+        messages: list[tuple[KafkaHeaders, OutgoingMessage]] = [
+            (traced.headers, self._event_message(traced)) for traced in outcome.emits
+        ]
+        messages += [
+            (item.headers, self._dead_letter(item, error)) for item, error in outcome.dead_letters
+        ]
+        for _, run in groupby(messages, key=lambda pair: _traceparent(pair[0])):
+            batch = list(run)
+            with _tracer.start_as_current_span(
+                f"{self._consumed} process",
+                context=extract_trace_context(batch[0][0]),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": self._consumed,
+                    "messaging.consumer.group.name": self._group_id,
+                    "messaging.batch.message_count": len(batch),
+                },
+            ):
+                self._producer.publish(message for _, message in batch)
+        self._producer.flush()
+        return len(messages)
+
+    def _event_message(self, traced: TracedEmit) -> OutgoingMessage:
+        emit = traced.emit
+        return OutgoingMessage.for_event(self._topics[emit.topic], emit.event, emit.key)
+
+    def _dead_letter(self, item: Incoming, error: Exception) -> OutgoingMessage:
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s", item.info.topic, item.info.partition,
+            item.info.offset, error,
+        )  # fmt: skip
+        return OutgoingMessage(
+            topic=self._topics[DEAD_LETTER],
+            value=item.value or b"",
+            key=item.info.key,
+            headers=[
+                *(h for h in item.headers if h[0] not in TRACE_HEADERS),
+                *dead_letter_headers(item.info, self._group_id, error),
+            ],
+        )

@@ -1,0 +1,252 @@
+"""Wires the feature store together and runs it in one process:
+
+- the faust worker (the streaming aggregates) in the main thread, which owns the signals:
+  SIGTERM/SIGINT stop it gracefully;
+- the HTTP app (shared skeleton: /live, /ready, /metrics, and the store's routes) under
+  uvicorn in a thread;
+- the offline store's two writers (data.features, data.labels) in threads.
+
+When the worker stops, the writers write what they hold and commit, then HTTP stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import faust
+import uvicorn
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI
+
+from services.feature_store.adapters.kafka import OutcomePublisher
+from services.feature_store.adapters.objects import ObjectStore, minio_client
+from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
+from services.feature_store.adapters.online import OnlineStore, create_database_engine
+from services.feature_store.adapters.streaming import (
+    FeaturePipeline,
+    FeatureStream,
+    app_id,
+    ensure_changelog,
+    partition_count,
+    streaming_app,
+)
+from services.feature_store.adapters.training_sets import TrainingSets
+from services.feature_store.domain.offline import FileBatch, Kind, feature_schema, label_schema
+from services.feature_store.handlers import (
+    CONSUMES,
+    DEAD_LETTER,
+    FEATURES,
+    LABELS,
+    offline_feature_rows,
+    offline_label_rows,
+)
+from services.feature_store.http import HttpDeps, install
+from services.feature_store.settings import FeatureStoreSettings
+from shared.datasets.registry import SpecRegistry
+from shared.datasets.spec import DatasetSpec
+from shared.events.codec import EventDecoder
+from shared.events.records import FeaturesComputed, LabelRecorded, RecordValidated
+from shared.kafka.config import client_config, producer_config
+from shared.kafka.producer import EventProducer
+from shared.kafka.topics import TopicCatalog
+from shared.service import ServiceRuntime, create_app, kafka_reachable
+from shared.settings import PlatformSettings
+from shared.telemetry import configure_tracing, shutdown_tracing
+
+NAME = "feature-store"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureStoreProcess:
+    """Everything the process runs; `run` blocks until the worker stops."""
+
+    settings: FeatureStoreSettings
+    stream: FeatureStream
+    pipeline: FeaturePipeline
+    sinks: list[OfflineSink]
+    http: FastAPI
+    producer: EventProducer
+    stop: threading.Event
+    runtime: ServiceRuntime
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def run(self) -> None:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.http,
+                host=self.settings.host,
+                port=self.settings.port,
+                log_level="info",
+                access_log=False,
+            )
+        )
+        for sink in self.sinks:
+            self._start(f"offline-{sink.config.kind}", self._run_sink, sink)
+        self._start("http", server.run)
+        self.stream.app.on_before_shutdown.connect(self._on_worker_stopping)
+        worker = faust.Worker(
+            self.stream.app,
+            loglevel="INFO",
+            quiet=True,
+            redirect_stdouts=False,
+            override_logging=False,
+        )
+        try:
+            worker.execute_from_commandline()
+        finally:
+            self.stop.set()
+            for thread in self._threads[:-1]:
+                thread.join(60)
+            server.should_exit = True
+            self._threads[-1].join(30)
+            self.pipeline.close()
+            self.producer.close()
+            shutdown_tracing()
+
+    async def _on_worker_stopping(self, app: faust.App, **_: object) -> None:
+        self.stop.set()
+
+    def _start(self, name: str, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _run_sink(self, sink: OfflineSink) -> None:
+        try:
+            sink.run(self.stop)
+        except Exception:
+            log.exception("offline writer of %s stopped on an error", sink.config.topic)
+            self.runtime.crashed.append(f"offline-{sink.config.kind}")
+
+
+def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> FeatureStoreProcess:
+    catalog = TopicCatalog.load()
+    namespace = platform.namespace
+    topics = {name: catalog.name(name, namespace) for name in (FEATURES, LABELS, DEAD_LETTER)}
+    stop = threading.Event()
+    admin = AdminClient(client_config(platform, f"{NAME}-admin"))
+    replication = 3 if platform.kafka_brokers >= 3 else 1
+    source_topic = catalog.name(CONSUMES, namespace)
+    partitions = partition_count(admin, source_topic)
+    ensure_changelog(admin, namespace, partitions, replication)
+
+    producer = EventProducer(producer_config(platform, NAME))
+    specs = SpecRegistry(
+        client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
+    )
+    store = ObjectStore(minio_client(platform), settings.bucket)
+    store.ensure_bucket()
+    online = OnlineStore(
+        create_database_engine(platform.database_url_or_sqlite(settings.sqlite_path)), namespace
+    )
+    pipeline = FeaturePipeline(
+        decoder=EventDecoder([RecordValidated], platform.max_payload_bytes),
+        specs=specs,
+        publisher=OutcomePublisher(producer, topics, source_topic, app_id(namespace)),
+        online=online,
+        grace_s=settings.window_grace_s,
+        stop=stop,
+        max_backoff_s=settings.retry_max_backoff_s,
+    )
+    app = streaming_app(
+        namespace,
+        platform.kafka_bootstrap_servers,
+        replication,
+        settings.session_timeout_s,
+        settings.commit_interval_s,
+    )
+    stream = FeatureStream(
+        app, source_topic, partitions, pipeline, settings.batch_max_records, settings.batch_within_s
+    )
+    sinks = _offline_sinks(platform, settings, topics, specs, store, producer)
+    runtime = ServiceRuntime(
+        name=NAME,
+        settings=platform,
+        readiness_checks={
+            "kafka": kafka_reachable(platform),
+            "database": online.ping,
+            "object_store": store.ping,
+            "stream": stream.ready,
+        },
+        stop=stop,
+    )
+    deps = HttpDeps(
+        online=online,
+        training_sets=TrainingSets(store, namespace),
+        known_dataset=lambda name: _require_spec(specs, name),
+        max_lookup_entities=settings.max_lookup_entities,
+    )
+    http = create_app(runtime)
+    install(http, deps)
+    return FeatureStoreProcess(settings, stream, pipeline, sinks, http, producer, stop, runtime)
+
+
+def _offline_sinks(
+    platform: PlatformSettings,
+    settings: FeatureStoreSettings,
+    topics: dict[str, str],
+    specs: SpecRegistry,
+    store: ObjectStore,
+    producer: EventProducer,
+) -> list[OfflineSink]:
+    def versions_of(batch: FileBatch) -> list[DatasetSpec]:
+        found = []
+        for version in sorted({int(row["spec_version"]) for row in batch.rows}):
+            try:
+                found.append(specs.get(batch.dataset, version).spec)
+            except LookupError:
+                log.warning("no spec %s v%d: columns typed as found", batch.dataset, version)
+        return found
+
+    def latest_of(batch: FileBatch) -> DatasetSpec | None:
+        try:
+            return specs.latest(batch.dataset).spec
+        except LookupError:
+            return None
+
+    def config(kind: Kind, topic: str) -> SinkConfig:
+        return SinkConfig(
+            kind=kind,
+            namespace=platform.namespace,
+            topic=topic,
+            group_id=f"{app_id(platform.namespace)}-offline-{kind}",
+            dead_letter_topic=topics[DEAD_LETTER],
+            flush_rows=settings.offline_flush_rows,
+            flush_s=settings.offline_flush_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+        )
+
+    features = OfflineSink(
+        config("features", topics[FEATURES]),
+        client_config(platform, f"{NAME}-offline-features"),
+        EventDecoder([FeaturesComputed], platform.max_payload_bytes),
+        offline_feature_rows,
+        lambda batch: feature_schema(versions_of(batch)),
+        store,
+        producer,
+    )
+    labels = OfflineSink(
+        config("labels", topics[LABELS]),
+        client_config(platform, f"{NAME}-offline-labels"),
+        EventDecoder([LabelRecorded], platform.max_payload_bytes),
+        offline_label_rows,
+        lambda batch: label_schema(latest_of(batch)),
+        store,
+        producer,
+    )
+    return [features, labels]
+
+
+def _require_spec(specs: SpecRegistry, name: str) -> None:
+    specs.latest(name)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform = PlatformSettings()
+    settings = FeatureStoreSettings()
+    configure_tracing(NAME, platform)
+    build(platform, settings).run()

@@ -1,0 +1,114 @@
+"""The feature store's HTTP API: online lookups and point-in-time training sets.
+
+GET  /features/{dataset}/{entity}       -> the entity's latest vector, 404 if unknown
+POST /features/{dataset}/batch          {"entities": [...]} -> {"found": [...], "missing": [...]}
+POST /training-sets                     {"dataset": ..., "until": ISO time?} -> 201, where the
+                                        Parquet set is, its rows, columns and lineage
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from services.feature_store.adapters.online import OnlineStore
+from services.feature_store.adapters.training_sets import NoTrainingData, TrainingSets
+from shared.datasets.registry import UnknownDataset
+
+
+class BatchLookup(BaseModel):
+    entities: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        min_length=1, description="Entity keys to look up."
+    )
+
+
+class TrainingSetRequest(BaseModel):
+    dataset: str = Field(min_length=1, max_length=200)
+    until: datetime | None = Field(
+        None, description="Only records and labels known by then (ISO 8601; no offset is UTC)."
+    )
+
+
+@dataclass(frozen=True)
+class HttpDeps:
+    online: OnlineStore
+    training_sets: TrainingSets
+    known_dataset: Callable[[str], None]
+    """Raises UnknownDataset for a dataset no spec names."""
+    max_lookup_entities: int
+
+
+def get_deps(request: Request) -> HttpDeps:
+    """The store's dependencies, put on the app by `install`."""
+    return request.app.state.feature_store
+
+
+Deps = Annotated[HttpDeps, Depends(get_deps)]
+
+
+def install(app: FastAPI, deps: HttpDeps) -> None:
+    app.state.feature_store = deps
+    app.include_router(features_router())
+
+
+def features_router() -> APIRouter:
+    router = APIRouter(tags=["features"])
+
+    @router.get("/features/{dataset}/{entity}")
+    def entity_features(dataset: str, entity: str, deps: Deps) -> dict[str, Any]:
+        """The latest feature vector of one entity (its record's values and aggregates)."""
+        _require_dataset(deps, dataset)
+        vector = deps.online.get(dataset, entity)
+        if vector is None:
+            raise HTTPException(
+                404, f"no features for entity {entity!r} of dataset {dataset!r} (yet)"
+            )
+        return vector.as_json()
+
+    @router.post("/features/{dataset}/batch")
+    def batch_features(dataset: str, body: BatchLookup, deps: Deps) -> dict[str, Any]:
+        """The latest vectors of many entities; the ones the store does not know are listed
+        under "missing"."""
+        _require_dataset(deps, dataset)
+        if len(body.entities) > deps.max_lookup_entities:
+            raise HTTPException(
+                422,
+                f"{len(body.entities)} entities asked; at most {deps.max_lookup_entities} "
+                "per request",
+            )
+        wanted = list(dict.fromkeys(body.entities))
+        found = deps.online.get_many(dataset, wanted)
+        return {
+            "dataset": dataset,
+            "found": [found[entity].as_json() for entity in wanted if entity in found],
+            "missing": [entity for entity in wanted if entity not in found],
+        }
+
+    @router.post("/training-sets", status_code=201)
+    def create_training_set(body: TrainingSetRequest, deps: Deps) -> dict[str, Any]:
+        """Joins each label with its record's features as they were at the record's event
+        time, writes the set as Parquet to MinIO, and answers with its location, rows,
+        columns and the exact Kafka offset ranges it was built from."""
+        _require_dataset(deps, body.dataset)
+        until = body.until
+        if until is not None and until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        try:
+            written = deps.training_sets.create(body.dataset, until)
+        except NoTrainingData as error:
+            raise HTTPException(422, str(error)) from None
+        return written.as_json()
+
+    return router
+
+
+def _require_dataset(deps: HttpDeps, dataset: str) -> None:
+    try:
+        deps.known_dataset(dataset)
+    except UnknownDataset as error:
+        raise HTTPException(404, str(error)) from None

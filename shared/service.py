@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import uvicorn
 from confluent_kafka.admin import AdminClient
@@ -23,12 +23,20 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.kafka.config import client_config
-from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.producer import EventProducer
 from shared.settings import PlatformSettings
 from shared.telemetry import shutdown_tracing
 
 log = logging.getLogger(__name__)
+
+
+class BackgroundLoop(Protocol):
+    """What a service runs beside its HTTP app: a ConsumerRunner, or a loop of its own."""
+
+    group_id: str
+
+    def run(self, stop: threading.Event) -> None: ...
+
 
 ReadinessCheck = Callable[[], None]
 """Returns when a dependency is reachable, raises with a reason when it is not."""
@@ -48,7 +56,7 @@ class ServiceRuntime:
     name: str
     settings: PlatformSettings
     producer: EventProducer | None = None
-    runners: Sequence[ConsumerRunner] = ()
+    runners: Sequence[BackgroundLoop] = ()
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     crashed: list[str] = field(default_factory=list)
@@ -70,7 +78,7 @@ class ServiceRuntime:
             self.producer.close()
         shutdown_tracing()
 
-    def _run_consumer(self, runner: ConsumerRunner) -> None:
+    def _run_consumer(self, runner: BackgroundLoop) -> None:
         try:
             runner.run(self.stop)
         except Exception:

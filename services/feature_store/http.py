@@ -75,13 +75,12 @@ def features_router() -> APIRouter:
         """The latest vectors of many entities; the ones the store does not know are listed
         under "missing"."""
         _require_dataset(deps, dataset)
-        if len(body.entities) > deps.max_lookup_entities:
+        wanted = list(dict.fromkeys(body.entities))
+        if len(wanted) > deps.max_lookup_entities:
             raise HTTPException(
                 422,
-                f"{len(body.entities)} entities asked; at most {deps.max_lookup_entities} "
-                "per request",
+                f"{len(wanted)} entities asked; at most {deps.max_lookup_entities} per request",
             )
-        wanted = list(dict.fromkeys(body.entities))
         found = deps.online.get_many(dataset, wanted)
         return {
             "dataset": dataset,

@@ -1,0 +1,3 @@
+from services.monitoring.bootstrap import main
+
+main()

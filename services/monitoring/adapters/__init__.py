@@ -1,0 +1,1 @@
+"""Monitoring adapters: SQL history and decision log."""

@@ -1,0 +1,170 @@
+"""Monitoring's SQL history: drift events, retraining decisions and performance snapshots,
+in tables named after the namespace (SQLite by default, PostgreSQL when configured), so they
+can be plotted and survive a restart."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+
+from services.monitoring.domain.policy import Decision
+from shared.events.envelope import Event
+from shared.events.models import DriftDetected
+
+
+def table_prefix(namespace: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", namespace.lower()) + "_monitoring"
+
+
+def create_monitoring_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
+
+
+class History:
+    def __init__(self, engine: Engine, namespace: str) -> None:
+        self._engine = engine
+        prefix = table_prefix(namespace)
+        metadata = MetaData()
+        self.drifts = Table(
+            f"{prefix}_drifts",
+            metadata,
+            Column("event_id", String(200), primary_key=True),
+            Column("detected_at", DateTime(timezone=True), nullable=False),
+            Column("dataset", String(200), nullable=False),
+            Column("model_name", String(200), nullable=False),
+            Column("model_version", Integer),
+            Column("signal", String(200), nullable=False),
+            Column("signal_kind", String(20), nullable=False),
+            Column("detector", String(50), nullable=False),
+            Column("position", Integer, nullable=False),
+            Column("event", Text, nullable=False),
+        )
+        self.decisions = Table(
+            f"{prefix}_decisions",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("decided_at", Float, nullable=False),
+            Column("model_name", String(200), nullable=False),
+            Column("action", String(20), nullable=False),
+            Column("reason", Text, nullable=False),
+            Column("drift_id", String(200), nullable=False),
+            Column("breaker_open", Boolean, nullable=False),
+            Column("labels_after_drift", Integer, nullable=False),
+            Column("command_id", String(200)),
+        )
+        self.performance = Table(
+            f"{prefix}_performance",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("at", Float, nullable=False),
+            Column("model_name", String(200), nullable=False),
+            Column("model_version", Integer, nullable=False),
+            Column("labelled", Integer, nullable=False),
+            Column("accuracy", Float),
+            Column("last_100", Float),
+            Column("last_1000", Float),
+            Column("served", Integer, nullable=False),
+            Column("expired", Integer, nullable=False),
+        )
+        self._metadata = metadata
+        metadata.create_all(engine)
+
+    def ping(self) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def record_drift(self, event: Event[DriftDetected]) -> None:
+        drift = event.data
+        row = {
+            "event_id": event.id,
+            "detected_at": drift.detected_at,
+            "dataset": drift.dataset,
+            "model_name": drift.model_name,
+            "model_version": drift.model_version,
+            "signal": drift.signal,
+            "signal_kind": drift.signal_kind,
+            "detector": drift.detector,
+            "position": drift.position,
+            "event": event.model_dump_json(),
+        }
+        with self._engine.begin() as connection:
+            known = connection.execute(
+                select(self.drifts.c.event_id).where(self.drifts.c.event_id == event.id)
+            ).first()
+            if known is None:
+                connection.execute(insert(self.drifts).values(**row))
+
+    def record_decision(self, decision: Decision, command_id: str | None) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                insert(self.decisions).values(
+                    decided_at=decision.at,
+                    model_name=decision.model_name,
+                    action=decision.action,
+                    reason=decision.reason,
+                    drift_id=decision.drift_id,
+                    breaker_open=decision.breaker_open,
+                    labels_after_drift=decision.labels_after_drift,
+                    command_id=command_id,
+                )
+            )
+
+    def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        columns = {c.name for c in self.performance.columns} - {"id", "at"}
+        with self._engine.begin() as connection:
+            connection.execute(
+                insert(self.performance),
+                [{"at": at, **{k: v for k, v in row.items() if k in columns}} for row in rows],
+            )
+
+    def recent_drifts(self, limit: int) -> list[dict[str, Any]]:
+        query = select(self.drifts.c.event).order_by(self.drifts.c.detected_at.desc()).limit(limit)
+        with self._engine.connect() as connection:
+            return [json.loads(row.event) for row in connection.execute(query)]
+
+    def recent_decisions(self, limit: int) -> list[dict[str, Any]]:
+        query = select(self.decisions).order_by(self.decisions.c.id.desc()).limit(limit)
+        with self._engine.connect() as connection:
+            return [_plain(dict(row._mapping)) for row in connection.execute(query)]
+
+    def performance_history(self, limit: int) -> list[dict[str, Any]]:
+        query = select(self.performance).order_by(self.performance.c.id.desc()).limit(limit)
+        with self._engine.connect() as connection:
+            return [_plain(dict(row._mapping)) for row in connection.execute(query)]
+
+    def drop(self) -> None:
+        """Removes the namespace's tables (tests)."""
+        self._metadata.drop_all(self._engine)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}

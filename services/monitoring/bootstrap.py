@@ -1,0 +1,71 @@
+"""Wires monitoring together: settings, the SQL history, the monitor and policy, one consumer
+loop over predictions, labels and validated records, and the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from services.monitoring.adapters.history import History, create_monitoring_engine
+from services.monitoring.domain.join import LabelJoin
+from services.monitoring.domain.monitor import Monitor, Served
+from services.monitoring.domain.policy import RetrainPolicy
+from services.monitoring.handlers import Deps, routes
+from services.monitoring.http import monitoring_router
+from services.monitoring.settings import MonitoringSettings
+from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.producer import EventProducer
+from shared.kafka.routes import bind
+from shared.kafka.topics import TopicCatalog
+from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
+from shared.settings import PlatformSettings
+from shared.telemetry import configure_tracing
+
+NAME = "monitoring"
+
+
+def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
+    catalog = TopicCatalog.load()
+    namespace = platform.namespace
+    for dataset in settings.detectors:
+        settings.detectors_for(dataset)  # a bad detector configuration fails at start-up
+    settings.detectors_for("")
+    producer = EventProducer(producer_config(platform, NAME))
+    history = History(create_monitoring_engine(settings.database_url_for(platform)), namespace)
+    deps = Deps(
+        monitor=Monitor(
+            settings.detectors_for,
+            settings.model_name_for,
+            LabelJoin[Served](settings.label_wait_s),
+        ),
+        policy=RetrainPolicy(settings.policy()),
+        history=history,
+        history_every=settings.history_every,
+    )
+    group = settings.group_id or f"{namespace}.{NAME}"
+    runner = ConsumerRunner(
+        group_id=group,
+        subscriptions=bind(routes(deps), namespace, platform.max_payload_bytes, catalog),
+        consumer_config=consumer_config(platform, NAME, group),
+        producer=producer,
+        dead_letter_topic=catalog.name("bus.dead-letter", namespace),
+    )
+    runtime = ServiceRuntime(
+        name=NAME,
+        settings=platform,
+        producer=producer,
+        runners=[runner],
+        readiness_checks={"kafka": kafka_reachable(platform), "database": history.ping},
+    )
+    router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s)
+    return create_app(runtime, [router])
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform = PlatformSettings()
+    settings = MonitoringSettings()
+    configure_tracing(NAME, platform)
+    serve(build(platform, settings), settings.host, settings.port)

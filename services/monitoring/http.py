@@ -1,0 +1,49 @@
+"""Monitoring's HTTP API.
+
+GET /drift        recent DriftDetected events (from SQL), detector state per dataset, model
+                  version and signal, the circuit breaker per model, the policy, and the
+                  latest retraining decisions (trigger / suppress / wait, and why)
+GET /performance  live accuracy per model version (overall, last 100, last 1000), served,
+                  joined and expired counts, and the SQL history of snapshots (for plots)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.monitoring.handlers import Deps
+
+
+def monitoring_router(deps: Deps, limit: int, label_wait_s: float) -> APIRouter:
+    router = APIRouter(tags=["monitoring"])
+
+    @router.get("/drift")
+    def drift() -> dict[str, Any]:
+        with deps.lock:
+            now = deps.clock()
+            detectors = deps.monitor.detector_states()
+            breakers = {m: deps.policy.breaker(m, now) for m in deps.policy.models()}
+        return {
+            "drifts": deps.history.recent_drifts(limit),
+            "detectors": detectors,
+            "breakers": breakers,
+            "policy": asdict(deps.policy.config),
+            "decisions": deps.history.recent_decisions(limit),
+        }
+
+    @router.get("/performance")
+    def performance() -> dict[str, Any]:
+        with deps.lock:
+            deps.monitor.expire(deps.clock())
+            models = deps.monitor.performance()
+            join = deps.monitor.join.counts()
+        return {
+            "models": models,
+            "join": {**join, "label_wait_s": label_wait_s},
+            "history": deps.history.performance_history(limit),
+        }
+
+    return router

@@ -1,0 +1,116 @@
+"""Monitoring's settings: MLOPS_MONITORING_* variables (the platform's are MLOPS_*)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.monitoring.domain.detectors import DetectorSpec
+from services.monitoring.domain.monitor import DatasetDetectors
+from services.monitoring.domain.policy import PolicyConfig
+from shared.events.models import MODEL_NAME
+from shared.settings import STACK_ENV_FILE, PlatformSettings, ServiceSettings
+
+
+class DetectorSetting(BaseModel):
+    """A River detector and its parameters, e.g. {"kind": "adwin", "params": {"delta": 0.002}}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["adwin", "kswin", "page_hinkley"] = "adwin"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def spec(self) -> DetectorSpec:
+        spec = DetectorSpec(self.kind, dict(self.params))
+        spec.build()  # unknown parameters fail at start-up
+        return spec
+
+
+class DatasetDetectorSettings(BaseModel):
+    """Detectors of one dataset: on each numeric feature, the predicted positive rate, the
+    0/1 loss. `features`: which features (default every numeric one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feature: DetectorSetting = DetectorSetting(kind="adwin", params={"delta": 0.002})
+    prediction: DetectorSetting = DetectorSetting(kind="adwin", params={"delta": 0.002})
+    error: DetectorSetting = DetectorSetting(kind="adwin", params={"delta": 0.002})
+    features: list[str] | None = None
+
+    def detectors(self) -> DatasetDetectors:
+        return DatasetDetectors(
+            feature=self.feature.spec(),
+            prediction=self.prediction.spec(),
+            error=self.error.spec(),
+            features=tuple(self.features) if self.features is not None else None,
+        )
+
+
+class MonitoringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_MONITORING_", env_file=STACK_ENV_FILE, extra="ignore", frozen=True
+    )
+
+    port: int = Field(8007, ge=1, le=65535)
+    group_id: str | None = Field(
+        None, description="Consumer group; default <namespace>.monitoring."
+    )
+    label_wait_s: float = Field(
+        3600.0, gt=0, description="How long a prediction waits for its label before it expires."
+    )
+    debounce_s: float = Field(
+        300.0, ge=0, description="Drift signals within this of an episode's first make one."
+    )
+    cooldown_s: float = Field(1800.0, ge=0, description="No new retrain this soon after one.")
+    min_labels_after_drift: int = Field(
+        100, ge=0, description="Labelled predictions needed after a drift before retraining."
+    )
+    max_retrains_per_hour: int = Field(
+        2, ge=0, description="Circuit breaker: more drift retrains than this per hour are refused."
+    )
+    model_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Dataset -> model name to retrain, as JSON; default the dataset's name.",
+    )
+    detectors: dict[str, DatasetDetectorSettings] = Field(
+        default_factory=dict, description="Per-dataset detectors, as JSON; others get defaults."
+    )
+    default_detectors: DatasetDetectorSettings = DatasetDetectorSettings()
+    history_every: int = Field(
+        100, ge=1, description="A performance snapshot goes to SQL after this many labels."
+    )
+    recent_limit: int = Field(100, ge=1, description="Rows GET /drift and /performance show.")
+    database_url: SecretStr | None = Field(
+        None, description="Drift, decision and performance history; default MLOPS_DATABASE_URL."
+    )
+    sqlite_path: str = Field(".local/data/monitoring.sqlite")
+
+    @field_validator("model_names")
+    @classmethod
+    def _model_names_are_valid(cls, names: dict[str, str]) -> dict[str, str]:
+        bad = {dataset: name for dataset, name in names.items() if not re.match(MODEL_NAME, name)}
+        if bad:
+            raise ValueError(f"model names must match {MODEL_NAME}: {bad}")
+        return names
+
+    def database_url_for(self, platform: PlatformSettings) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return platform.database_url_or_sqlite(self.sqlite_path)
+
+    def model_name_for(self, dataset: str) -> str:
+        return self.model_names.get(dataset, dataset)
+
+    def detectors_for(self, dataset: str) -> DatasetDetectors:
+        return self.detectors.get(dataset, self.default_detectors).detectors()
+
+    def policy(self) -> PolicyConfig:
+        return PolicyConfig(
+            debounce_s=self.debounce_s,
+            cooldown_s=self.cooldown_s,
+            min_labels_after_drift=self.min_labels_after_drift,
+            max_retrains_per_hour=self.max_retrains_per_hour,
+        )

@@ -1,0 +1,312 @@
+"""The monitoring service against the real broker and database, run as
+`python -m services.monitoring` in a namespace of each test's own.
+
+Predictions come from a decision tree trained on River's Agrawal stream before a concept
+drift; labels are River's. Drift history and decisions go to the platform's database (tables
+named after the namespace, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from sklearn.tree import DecisionTreeClassifier
+
+from services.monitoring.adapters.history import History, create_monitoring_engine
+from services.monitoring.settings import MonitoringSettings
+from shared.datasets.sources import agrawal_records
+from shared.events import Event
+from shared.events.models import PredictionServed
+from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
+from shared.kafka.config import producer_config
+from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.kafka.topics import TopicCatalog
+from shared.settings import PlatformSettings
+from tests.integration.kafka_helpers import unique_name
+from tests.services import RunningService, namespace_topics, start_service
+from tests.waiting import wait_until
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+NUMERIC = ["salary", "commission", "age", "hvalue", "hyears", "loan"]
+LENGTH = 3000
+DRIFT_AT = 1500
+CATALOG = TopicCatalog.load()
+
+
+@pytest.fixture(scope="module")
+def model() -> DecisionTreeClassifier:
+    rows = list(agrawal_records(2000, seed=7, start=START))
+    frame = pd.DataFrame([record for record, _ in rows])[NUMERIC]
+    return DecisionTreeClassifier(max_depth=6, random_state=0).fit(
+        frame, [label for _, label in rows]
+    )
+
+
+@pytest.fixture
+def namespace(admin: AdminClient, settings: PlatformSettings) -> Iterator[str]:
+    ns = unique_name("mon").replace("-", "")
+    with namespace_topics(admin, ns):
+        yield ns
+    engine = create_monitoring_engine(MonitoringSettings().database_url_for(settings))
+    History(engine, ns).drop()
+    engine.dispose()
+
+
+@pytest.fixture
+def producer(settings: PlatformSettings) -> Iterator[EventProducer]:
+    producer = EventProducer(producer_config(settings, "monitoring-test"))
+    yield producer
+    producer.close()
+
+
+def monitoring(
+    namespace: str, env: dict[str, str], tmp_path: Path, **overrides: str
+) -> RunningService:
+    extra = {
+        "MLOPS_MONITORING_DEBOUNCE_S": "300",
+        "MLOPS_MONITORING_COOLDOWN_S": "0",
+        "MLOPS_MONITORING_MIN_LABELS_AFTER_DRIFT": "50",
+        "MLOPS_MONITORING_MAX_RETRAINS_PER_HOUR": "3",
+        "MLOPS_MONITORING_HISTORY_EVERY": "500",
+        **overrides,
+    }
+    return start_service("monitoring", namespace, env, tmp_path, extra_env=extra)
+
+
+def stream(
+    model: DecisionTreeClassifier, drift_at: int | None, seed: int = 11
+) -> tuple[list[Event[PredictionServed]], list[Event[LabelRecorded]]]:
+    rows = list(agrawal_records(LENGTH, seed=seed, start=START, drift_at=drift_at))
+    predicted = model.predict(pd.DataFrame([record for record, _ in rows])[NUMERIC])
+    predictions, labels = [], []
+    for (record, label), prediction in zip(rows, predicted, strict=True):
+        record_id = str(record["application_id"])
+        served = PredictionServed(
+            request_id=f"req-{record_id}",
+            model_name="loans",
+            version=1,
+            dataset="loans",
+            record_id=record_id,
+            features={name: record[name] for name in NUMERIC},
+            prediction=int(prediction),
+            latency_ms=1.0,
+            served_at=datetime.fromisoformat(str(record["applied_at"])),
+        )
+        predictions.append(Event[PredictionServed].create(served, source="serving"))
+        labelled = LabelRecorded(
+            dataset="loans", record_id=record_id, label=label, labelled_at=served.served_at
+        )
+        labels.append(Event[LabelRecorded].create(labelled, source="labels"))
+    return predictions, labels
+
+
+def publish(producer: EventProducer, namespace: str, name: str, events: list[Event[Any]]) -> None:
+    """One key per topic: one partition, so the service sees the stream in order."""
+    topic = CATALOG.name(name, namespace)
+    producer.publish_confirmed(
+        [OutgoingMessage.for_event(topic, event, key="loans") for event in events], timeout=60
+    )
+
+
+def read_to_end(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("reader"),
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+        seen: dict[int, int] = {p: 0 for p, end in ends.items() if end > 0}
+        out: list[tuple[bytes | None, dict[str, Any]]] = []
+
+        def done() -> bool:
+            for message in consumer.consume(500, 0.5):
+                if message.error() is None:
+                    out.append((message.key(), json.loads(message.value())))
+                    seen[message.partition()] = message.offset() + 1
+            return all(seen[p] >= ends[p] for p in seen)
+
+        wait_until(done, what=f"{topic} read to its end", timeout_s=30, interval_s=0)
+        return out
+    finally:
+        consumer.close()
+
+
+def performance(service: RunningService) -> dict[str, Any]:
+    return httpx.get(f"{service.url}/performance", timeout=10).json()
+
+
+def drift_view(service: RunningService) -> dict[str, Any]:
+    return httpx.get(f"{service.url}/drift", timeout=10).json()
+
+
+def labelled(service: RunningService) -> int:
+    return sum(row["labelled"] for row in performance(service)["models"])
+
+
+def test_concept_drift_raises_drift_and_exactly_one_drift_retrain(
+    model, namespace, producer, subprocess_env, bootstrap, tmp_path
+) -> None:
+    service = monitoring(namespace, subprocess_env, tmp_path)
+    try:
+        predictions, labels = stream(model, DRIFT_AT)
+        publish(producer, namespace, "serving.predictions", predictions)
+        publish(producer, namespace, "data.labels", labels)
+        wait_until(lambda: labelled(service) == LENGTH, what="every label joined", timeout_s=120)
+        drifts = read_to_end(bootstrap, CATALOG.name("monitoring.drift", namespace))
+        commands = read_to_end(bootstrap, CATALOG.name("training.requests", namespace))
+        view = drift_view(service)
+    finally:
+        service.stop()
+
+    error_drifts = [d for _, d in drifts if d["data"]["signal"] == "error"]
+    assert error_drifts, f"no drift on the error stream: {[d['data']['signal'] for _, d in drifts]}"
+    first = error_drifts[0]["data"]
+    assert first["model_name"] == "loans" and first["model_version"] == 1
+    assert first["detector"] == "ADWIN" and first["signal_kind"] == "error"
+    assert first["position"] > DRIFT_AT
+    assert first["current"]["mean"] > first["reference"]["mean"]
+    assert len(commands) == 1, commands
+    key, command = commands[0]
+    assert key == b"loans" and command["type"] == "mlops.TrainModel"
+    assert command["data"]["trigger"]["kind"] == "drift"
+    assert command["data"]["trigger"]["event_id"] == drifts[0][1]["id"]
+    assert command["data"]["model_name"] == "loans" and command["data"]["dataset"] == "loans"
+    assert [d["action"] for d in view["decisions"]].count("trigger") == 1
+    assert {d["id"] for _, d in drifts} == {d["id"] for d in view["drifts"]}
+
+
+def test_stationary_stream_raises_no_drift(
+    model, namespace, producer, subprocess_env, bootstrap, tmp_path
+) -> None:
+    service = monitoring(namespace, subprocess_env, tmp_path)
+    try:
+        predictions, labels = stream(model, None)
+        publish(producer, namespace, "data.labels", labels)  # labels first: either order joins
+        publish(producer, namespace, "serving.predictions", predictions)
+        wait_until(lambda: labelled(service) == LENGTH, what="every label joined", timeout_s=120)
+        drifts = read_to_end(bootstrap, CATALOG.name("monitoring.drift", namespace))
+        commands = read_to_end(bootstrap, CATALOG.name("training.requests", namespace))
+        view = drift_view(service)
+    finally:
+        service.stop()
+    assert drifts == [] and commands == [] and view["decisions"] == []
+    positions = {d["signal"]: d["position"] for d in view["detectors"]}
+    assert positions == {"prediction": LENGTH, "error": LENGTH}
+
+
+def validated(namespace: str, index: int, values: dict[str, Any]) -> Event[RecordValidated]:
+    record = RecordValidated(
+        dataset="loans",
+        spec_version=1,
+        record_id=f"r-{index}",
+        entity="applicant-1",
+        event_time=START + timedelta(seconds=index),
+        values=values,
+        source=SourcePosition(topic=f"{namespace}.data.raw", partition=0, offset=index),
+    )
+    return Event[RecordValidated].create(record, source="validation")
+
+
+def shifted_records(namespace: str, first: int, count: int, shift: float) -> list[Event[Any]]:
+    rows = agrawal_records(count, seed=3, start=START, start_index=first)
+    return [
+        validated(
+            namespace,
+            first + i,
+            {
+                "salary": float(record["salary"]) + shift,
+                "loan": float(record["loan"]) + shift,
+                "hvalue": float(record["hvalue"]) + shift,
+                "elevel": record["elevel"],
+            },
+        )
+        for i, (record, _) in enumerate(rows)
+    ]
+
+
+def test_drift_burst_is_debounced_and_the_hourly_limit_opens_the_breaker(
+    namespace, producer, subprocess_env, bootstrap, tmp_path
+) -> None:
+    service = monitoring(
+        namespace,
+        subprocess_env,
+        tmp_path,
+        MLOPS_MONITORING_DEBOUNCE_S="3",
+        MLOPS_MONITORING_MIN_LABELS_AFTER_DRIFT="0",
+        MLOPS_MONITORING_MAX_RETRAINS_PER_HOUR="1",
+        MLOPS_MONITORING_DETECTORS=json.dumps(
+            {"loans": {"features": ["salary", "loan", "hvalue"]}}
+        ),
+    )
+    drift_topic = CATALOG.name("monitoring.drift", namespace)
+    commands_topic = CATALOG.name("training.requests", namespace)
+    try:
+        publish(producer, namespace, "data.validated", shifted_records(namespace, 0, 1000, 0.0))
+        publish(producer, namespace, "data.validated", shifted_records(namespace, 1000, 500, 5e5))
+        first_burst = wait_until(
+            lambda: (
+                len(read_to_end(bootstrap, drift_topic)) >= 3
+                and read_to_end(bootstrap, drift_topic)
+            ),
+            what="a drift on each shifted feature",
+            timeout_s=60,
+            interval_s=0.5,
+        )
+        assert {d["data"]["signal"] for _, d in first_burst} == {"salary", "loan", "hvalue"}
+        commands = read_to_end(bootstrap, commands_topic)
+        assert len(commands) == 1
+        assert commands[0][1]["data"]["trigger"]["event_id"] == first_burst[0][1]["id"]
+        started = time.monotonic()
+        wait_until(lambda: time.monotonic() - started > 3.5, what="the debounce window to pass")
+        publish(producer, namespace, "data.validated", shifted_records(namespace, 1500, 500, 0.0))
+        view = wait_until(
+            lambda: (v := drift_view(service))["breakers"].get("loans", {}).get("open") and v,
+            what="the circuit breaker to open",
+            timeout_s=60,
+            interval_s=0.5,
+        )
+        assert len(read_to_end(bootstrap, commands_topic)) == 1
+    finally:
+        service.stop()
+    reasons = [d["reason"] for d in view["decisions"]]
+    assert any(r.startswith("circuit_open") for r in reasons), reasons
+    assert any(r.startswith("debounced") for r in reasons), reasons
+    assert [d["action"] for d in view["decisions"]].count("trigger") == 1
+
+
+def test_predictions_whose_labels_never_arrive_expire_and_are_counted(
+    model, namespace, producer, subprocess_env, tmp_path
+) -> None:
+    service = monitoring(namespace, subprocess_env, tmp_path, MLOPS_MONITORING_LABEL_WAIT_S="2")
+    try:
+        predictions, labels = stream(model, None)
+        publish(producer, namespace, "serving.predictions", predictions[:25])
+        publish(producer, namespace, "data.labels", labels[:5])
+        body = wait_until(
+            lambda: (p := performance(service))["join"]["expired_predictions"] == 20 and p,
+            what="20 unlabelled predictions to expire",
+            timeout_s=30,
+            interval_s=0.5,
+        )
+    finally:
+        service.stop()
+    (row,) = body["models"]
+    assert row["served"] == 25 and row["labelled"] == 5 and row["expired"] == 20
+    assert body["join"]["joined"] == 5 and body["join"]["pending_predictions"] == 0

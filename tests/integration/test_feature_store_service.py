@@ -32,6 +32,7 @@ from services.feature_store.adapters.online import table_name
 from services.feature_store.adapters.streaming import app_id, changelog_topic
 from services.feature_store.domain.aggregates import replay
 from shared.datasets.registry import SpecRegistry
+from shared.datasets.sources import breast_cancer_records
 from shared.datasets.spec import VersionedSpec, shipped_specs
 from shared.events import Event, LabelRecorded, RecordValidated, SourcePosition
 from shared.kafka.config import client_config, producer_config
@@ -42,6 +43,7 @@ from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
 
 LOANS = next(spec for spec in shipped_specs() if spec.name == "loans")
+CANCER = next(spec for spec in shipped_specs() if spec.name == "breast_cancer")
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 BUCKET = "mlops-offline"
 GRACE = 86_400
@@ -432,6 +434,45 @@ def test_a_training_set_over_real_data_is_point_in_time_correct_and_reports_its_
     assert again.json()["id"] == body["id"], "the same data, the same set"
     missing = httpx.post(f"{service.url}/training-sets", json={"dataset": "nope"}, timeout=60)
     assert missing.status_code == 404
+
+
+def test_labels_that_arrive_with_their_records_make_a_training_set_too(
+    namespace: Namespace, settings: PlatformSettings
+) -> None:
+    ns = namespace
+    registry = SpecRegistry(client_config(settings, "fs-test"), ns.topic("data.specs"), "test")
+    spec = registry.register(CANCER, ns.producer)
+    exams = list(breast_cancer_records(12, seed=5, start=T0))
+    events = []
+    for row, diagnosis in exams:
+        payload = RecordValidated(
+            dataset="breast_cancer",
+            spec_version=spec.version,
+            record_id=row["sample_id"],
+            entity=row["patient_id"],
+            event_time=datetime.fromisoformat(row["examined_at"]),
+            values={f.name: row[f.name] for f in CANCER.features},
+            label=diagnosis,
+            source=SourcePosition(topic=ns.topic("data.raw"), partition=0, offset=0),
+        )
+        events.append(Event.create(payload, source="test", subject=row["patient_id"]))
+    service = ns.start()
+    publish(ns, ns.topic("data.validated"), events)
+
+    def answered() -> httpx.Response | None:
+        answer = httpx.post(
+            f"{service.url}/training-sets", json={"dataset": "breast_cancer"}, timeout=60
+        )
+        return answer if answer.status_code == 201 and answer.json()["rows"] == 12 else None
+
+    body = wait_until(answered, what="a training set of the 12 exams", timeout_s=90).json()
+    minio = minio_client(settings)
+    stored = pd.read_parquet(io.BytesIO(minio.get_object(BUCKET, body["location"]["key"]).read()))
+    assert stored.set_index("record_id")["label"].to_dict() == {
+        row["sample_id"]: diagnosis for row, diagnosis in exams
+    }
+    assert (stored["labelled_at"] == stored["event_time"]).all()
+    assert {r["topic"] for r in body["lineage"]["offsets"]} == {ns.topic("data.validated")}
 
 
 @pytest.mark.slow

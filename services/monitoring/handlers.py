@@ -21,9 +21,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from services.monitoring.adapters.history import History
 from services.monitoring.domain.monitor import Found, Monitor, Served
 from services.monitoring.domain.policy import Decision, RetrainPolicy
 from shared.events.envelope import Event, utc_now
@@ -39,6 +38,17 @@ DRIFT: Final = "monitoring.drift"
 COMMANDS: Final = "training.requests"
 EMITS: Final = (DRIFT, COMMANDS)
 _IDS = uuid.UUID("0c6f4f1e-3b7a-4d55-9a0e-2f8c1d7b6a41")
+
+
+class History(Protocol):
+    """Where drifts, decisions and performance snapshots are kept (SQL in production)."""
+
+    def record_drift(self, event: Event[DriftDetected]) -> None: ...
+    def record_decision(self, decision: Decision, command_id: str | None) -> None: ...
+    def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None: ...
+    def recent_drifts(self, limit: int) -> list[dict[str, Any]]: ...
+    def recent_decisions(self, limit: int) -> list[dict[str, Any]]: ...
+    def performance_history(self, limit: int) -> list[dict[str, Any]]: ...
 
 
 @dataclass

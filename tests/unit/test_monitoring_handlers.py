@@ -1,0 +1,187 @@
+"""Monitoring's handlers: what a prediction, a label or a validated record turns into."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.monitoring.domain.join import LabelJoin
+from services.monitoring.domain.monitor import Monitor, Served
+from services.monitoring.domain.policy import Decision, PolicyConfig, RetrainPolicy
+from services.monitoring.handlers import Deps, routes
+from services.monitoring.settings import MonitoringSettings
+from shared.events.envelope import Event
+from shared.events.models import DriftDetected, PredictionServed
+from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
+from shared.kafka.consumer import Emit, MessageInfo
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class InMemoryHistory:
+    def __init__(self) -> None:
+        self.drifts: list[Event[DriftDetected]] = []
+        self.decisions: list[tuple[Decision, str | None]] = []
+        self.snapshots: list[list[dict[str, Any]]] = []
+
+    def record_drift(self, event: Event[DriftDetected]) -> None:
+        self.drifts.append(event)
+
+    def record_decision(self, decision: Decision, command_id: str | None) -> None:
+        self.decisions.append((decision, command_id))
+
+    def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None:
+        self.snapshots.append(rows)
+
+    def recent_drifts(self, limit: int) -> list[dict[str, Any]]:
+        return []
+
+    def recent_decisions(self, limit: int) -> list[dict[str, Any]]:
+        return []
+
+    def performance_history(self, limit: int) -> list[dict[str, Any]]:
+        return []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(min_labels: int = 0, **settings: Any) -> tuple[Deps, InMemoryHistory, Clock]:
+    config = MonitoringSettings(_env_file=None, **settings)  # type: ignore[call-arg]
+    history, clock = InMemoryHistory(), Clock()
+    deps = Deps(
+        monitor=Monitor(config.detectors_for, config.model_name_for, LabelJoin[Served](60)),
+        policy=RetrainPolicy(
+            PolicyConfig(debounce_s=60, cooldown_s=0, min_labels_after_drift=min_labels)
+        ),
+        history=history,
+        history_every=2,
+        clock=clock,
+    )
+    return deps, history, clock
+
+
+def handler(deps: Deps, topic: str) -> Any:
+    return next(route.handler for route in routes(deps) if route.consumes == topic)
+
+
+def info(topic: str, offset: int) -> MessageInfo:
+    return MessageInfo(topic=topic, partition=0, offset=offset, key=None, timestamp_ms=None)
+
+
+def record(index: int, salary: float) -> Event[RecordValidated]:
+    return Event[RecordValidated].create(
+        RecordValidated(
+            dataset="loans",
+            spec_version=1,
+            record_id=f"r{index}",
+            entity="e",
+            event_time=START + timedelta(seconds=index),
+            values={"salary": salary, "elevel": "2"},
+            source=SourcePosition(topic="raw", partition=0, offset=index),
+        ),
+        source="test",
+    )
+
+
+def feed_shift(deps: Deps) -> list[Emit]:
+    observe = handler(deps, "data.validated")
+    emitted: list[Emit] = []
+    for i in range(800):
+        emitted += observe(record(i, 1000.0 + (i % 5) + (500.0 if i >= 500 else 0.0)), info("v", i))
+    return emitted
+
+
+def test_a_feature_shift_emits_drift_and_one_drift_retrain() -> None:
+    deps, history, _ = make(model_names={"loans": "loans-hgb"})
+    emitted = feed_shift(deps)
+    drifts = [e for e in emitted if e.topic == "monitoring.drift"]
+    commands = [e for e in emitted if e.topic == "training.requests"]
+    assert drifts and all(e.key == "loans-hgb" for e in drifts)
+    assert drifts[0].event.data.signal == "salary" and drifts[0].event.data.model_version is None
+    assert len(commands) == 1
+    command = commands[0]
+    assert command.key == "loans-hgb" and command.event.data.model_name == "loans-hgb"
+    assert command.event.data.trigger.kind == "drift"
+    assert command.event.data.trigger.event_id == drifts[0].event.id
+    assert command.event.causationid == drifts[0].event.id
+    assert history.decisions[0][0].action == "trigger"
+    assert history.decisions[0][1] == command.event.id
+    assert [e.id for e in history.drifts] == [e.event.id for e in drifts]
+
+
+def test_a_redelivered_message_keeps_its_drift_id() -> None:
+    first, _, _ = make()
+    second, _, _ = make()
+    ids = [e.event.id for e in feed_shift(first) if e.topic == "monitoring.drift"]
+    assert ids == [e.event.id for e in feed_shift(second) if e.topic == "monitoring.drift"]
+
+
+def prediction(index: int, predicted: int) -> Event[PredictionServed]:
+    return Event[PredictionServed].create(
+        PredictionServed(
+            request_id=f"q{index}",
+            model_name="loans",
+            version=3,
+            dataset="loans",
+            record_id=f"r{index}",
+            features={},
+            prediction=predicted,
+            latency_ms=1,
+            served_at=START,
+        ),
+        source="test",
+    )
+
+
+def label(index: int, value: int) -> Event[LabelRecorded]:
+    return Event[LabelRecorded].create(
+        LabelRecorded(dataset="loans", record_id=f"r{index}", label=value, labelled_at=START),
+        source="test",
+    )
+
+
+def test_a_waiting_episode_triggers_on_the_label_that_completes_it() -> None:
+    deps, history, _ = make(min_labels=3)
+    feed_shift(deps)
+    assert history.decisions[0][0].action == "wait"
+    serve, labels = handler(deps, "serving.predictions"), handler(deps, "data.labels")
+    emitted: list[Emit] = []
+    for i in range(3):
+        serve(prediction(i, 1), info("p", i))
+        emitted += labels(label(i, 1), info("l", i))
+    commands = [e for e in emitted if e.topic == "training.requests"]
+    assert len(commands) == 1 and commands[0].event.data.trigger.kind == "drift"
+    assert history.snapshots and history.snapshots[0][0]["model_version"] == 3
+
+
+def test_errors_once_labels_arrive_drift_on_the_error_stream() -> None:
+    deps, _, _ = make()
+    serve, labels = handler(deps, "serving.predictions"), handler(deps, "data.labels")
+    emitted: list[Emit] = []
+    for i in range(1500):
+        serve(prediction(i, 1), info("p", i))
+        emitted += labels(label(i, 1 if i < 1000 or i % 4 == 0 else 0), info("l", i))
+    signals = {e.event.data.signal for e in emitted if e.topic == "monitoring.drift"}
+    assert signals == {"error"}
+    assert deps.monitor.performance()[0]["labelled"] == 1500
+
+
+def test_bad_detector_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        MonitoringSettings(_env_file=None, detectors={"loans": {"error": {"kind": "nope"}}})  # type: ignore[call-arg]
+    settings = MonitoringSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        detectors={"loans": {"error": {"kind": "page_hinkley", "params": {"threshold": 20}}}},
+    )
+    assert settings.detectors_for("loans").error.kind == "page_hinkley"
+    assert settings.detectors_for("other").error.kind == "adwin"
+    with pytest.raises(ValueError):
+        MonitoringSettings(_env_file=None, model_names={"loans": "Bad Name"})  # type: ignore[call-arg]

@@ -33,7 +33,7 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from services.feature_store import metrics
-from services.feature_store.adapters.kafka import OutcomePublisher, retry_until_done
+from services.feature_store.adapters.kafka import OutcomePublisher, Stopping, retry_until_done
 from services.feature_store.adapters.online import OnlineStore
 from services.feature_store.domain.aggregates import EntityState
 from services.feature_store.handlers import (
@@ -286,6 +286,7 @@ class FeatureStream:
         self._pipeline = pipeline
         self._batch_max = batch_max
         self._within_s = within_s
+        self.failed: list[str] = []
         self.topic = app.topic(source_topic, key_type=bytes, value_type=bytes)
         # Keys and values are str (faust's JSON codec), not bytes: with raw bytes, faust
         # 0.15.3 still decodes the changelog's keys as JSON when it recovers the table, fails
@@ -300,13 +301,25 @@ class FeatureStream:
         app.agent(self.topic, name=AGENT)(self._run)
 
     async def _run(self, stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(self._batch_max, within=self._within_s):
-            await self._pipeline.process(events, self.table)
-            for event in events:
-                await stream.ack(event)
+        try:
+            async for events in stream.noack_take(self._batch_max, within=self._within_s):
+                await self._pipeline.process(events, self.table)
+                for event in events:
+                    await stream.ack(event)
+        except Stopping:
+            log.info("stream stopped with a batch unacknowledged: it is replayed at restart")
+        except Exception as error:
+            # Going on after a failed batch would let later records of its entities be counted
+            # first, and the failed ones then be skipped as replays: stop, and let a restart
+            # replay from the committed offsets, in order.
+            self.failed.append(f"{type(error).__name__}: {error}")
+            log.critical("the feature stream failed; stopping the worker", exc_info=True)
+            await self.app.crash(error)
 
     def ready(self) -> None:
         """Raises until the worker has its partitions and recovered its table."""
+        if self.failed:
+            raise RuntimeError(f"the stream failed: {self.failed[0]}")
         recovery = self.app.tables.recovery
         if not recovery.completed.is_set():
             raise RuntimeError("the stream is still recovering its state from the changelog")

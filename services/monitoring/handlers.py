@@ -9,8 +9,10 @@ and a decision of the retraining policy, kept in SQL; a "trigger" decision publi
 TrainModel (trigger kind "drift", event_id the DriftDetected's id) on training.requests.
 
 Detector, join and policy state live in memory (one consumer thread; HTTP reads under the
-lock); a restart starts them afresh from the group's committed offsets. DriftDetected ids
-derive from the message that raised them, so a redelivery re-emits the same id.
+lock); a restart starts them afresh from the group's committed offsets. A message is computed
+once: what it produced (drifts, decisions, commands) is kept until the SQL writes succeeded,
+so the runner's retries after a database error write the same rows (ids derived from the
+message's position, written once) and never feed the detectors twice.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class History(Protocol):
     """Where drifts, decisions and performance snapshots are kept (SQL in production)."""
 
     def record_drift(self, event: Event[DriftDetected]) -> None: ...
-    def record_decision(self, decision: Decision, command_id: str | None) -> None: ...
+    def record_decision(
+        self, decision_id: str, decision: Decision, command_id: str | None
+    ) -> None: ...
     def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None: ...
     def recent_drifts(self, limit: int) -> list[dict[str, Any]]: ...
     def recent_decisions(self, limit: int) -> list[dict[str, Any]]: ...
@@ -60,6 +64,21 @@ class Deps:
     clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock)
     _since_snapshot: int = 0
+    _unsaved: dict[tuple[str, int, int], Outcome] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What one message produced, before it is written to SQL and published."""
+
+    drifts: list[Event[DriftDetected]] = field(default_factory=list)
+    decisions: list[tuple[str, Decision, Event[TrainModel] | None]] = field(default_factory=list)
+    snapshot: tuple[float, list[dict[str, Any]]] | None = None
+
+    def emits(self) -> list[Emit]:
+        out = [Emit(DRIFT, drift, key=drift.data.model_name) for drift in self.drifts]
+        out += [Emit(COMMANDS, c, key=c.data.model_name) for _, _, c in self.decisions if c]
+        return out
 
 
 def routes(deps: Deps) -> list[Route]:
@@ -71,17 +90,16 @@ def routes(deps: Deps) -> list[Route]:
 
 
 def observe_record(deps: Deps) -> Handler:
-    def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
+    def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         record: RecordValidated = event.data
-        with deps.lock:
-            found = deps.monitor.observe_record(record.dataset, record.values, record.event_time)
-            return _on_drifts(deps, found, event, info)
+        found = deps.monitor.observe_record(record.dataset, record.values, record.event_time)
+        return _on_drifts(deps, found, event, info, Outcome())
 
-    return handle
+    return _once(deps, compute)
 
 
 def observe_prediction(deps: Deps) -> Handler:
-    def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
+    def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         served: PredictionServed = event.data
         kept = Served(
             dataset=served.dataset,
@@ -92,41 +110,65 @@ def observe_prediction(deps: Deps) -> Handler:
             shadow=served.shadow,
             served_at=served.served_at,
         )
-        with deps.lock:
-            found = deps.monitor.observe_prediction(kept, deps.clock())
-            return _on_drifts(deps, found, event, info)
+        found = deps.monitor.observe_prediction(kept, deps.clock())
+        return _on_drifts(deps, found, event, info, Outcome())
 
-    return handle
+    return _once(deps, compute)
 
 
 def observe_label(deps: Deps) -> Handler:
-    def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
+    def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         label: LabelRecorded = event.data
+        now = deps.clock()
+        found, labelled = deps.monitor.observe_label(
+            label.dataset, label.record_id, label.label, now
+        )
+        outcome = _on_drifts(deps, found, event, info, Outcome())
+        for served in labelled:
+            decision = deps.policy.on_label(served.model_name, now)
+            if decision is not None:
+                _decided(outcome, decision, served.dataset, None, info)
+        if labelled:
+            deps._since_snapshot += 1
+            if deps._since_snapshot >= deps.history_every:
+                deps._since_snapshot = 0
+                outcome.snapshot = (now, deps.monitor.performance())
+        return outcome
+
+    return _once(deps, compute)
+
+
+def _once(deps: Deps, compute: Callable[[Event[Any], MessageInfo], Outcome]) -> Handler:
+    """Computes a message's outcome once, writes it to SQL, and returns what to publish."""
+
+    def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
+        key = (info.topic, info.partition, info.offset)
         with deps.lock:
-            now = deps.clock()
-            found, labelled = deps.monitor.observe_label(
-                label.dataset, label.record_id, label.label, now
-            )
-            emits = _on_drifts(deps, found, event, info)
-            for served in labelled:
-                decision = deps.policy.on_label(served.model_name, now)
-                if decision is not None:
-                    emits.extend(_decided(deps, decision, served.dataset, None))
-            if labelled:
-                deps._since_snapshot += 1
-                if deps._since_snapshot >= deps.history_every:
-                    deps._since_snapshot = 0
-                    deps.history.record_performance(now, deps.monitor.performance())
-            return emits
+            outcome = deps._unsaved.get(key)
+            if outcome is None:
+                outcome = deps._unsaved[key] = compute(event, info)
+        _save(deps.history, outcome)
+        with deps.lock:
+            deps._unsaved.pop(key, None)
+        return outcome.emits()
 
     return handle
 
 
-def _on_drifts(deps: Deps, found: list[Found], cause: Event[Any], info: MessageInfo) -> list[Emit]:
-    emits: list[Emit] = []
+def _save(history: History, outcome: Outcome) -> None:
+    for drift in outcome.drifts:
+        history.record_drift(drift)
+    for decision_id, decision, command in outcome.decisions:
+        history.record_decision(decision_id, decision, command.id if command else None)
+    if outcome.snapshot is not None:
+        history.record_performance(*outcome.snapshot)
+
+
+def _on_drifts(
+    deps: Deps, found: list[Found], cause: Event[Any], info: MessageInfo, outcome: Outcome
+) -> Outcome:
     for item in found:
         drift = _drift_event(item, cause, info)
-        deps.history.record_drift(drift)
         log.info(
             "drift on %s/%s v%s %s at %d",
             item.dataset,
@@ -135,10 +177,10 @@ def _on_drifts(deps: Deps, found: list[Found], cause: Event[Any], info: MessageI
             item.drift.signal,
             item.drift.position,
         )
-        emits.append(Emit(DRIFT, drift, key=item.model_name))
+        outcome.drifts.append(drift)
         decision = deps.policy.on_drift(item.model_name, drift.id, deps.clock())
-        emits.extend(_decided(deps, decision, item.dataset, drift))
-    return emits
+        _decided(outcome, decision, item.dataset, drift, info)
+    return outcome
 
 
 def _drift_event(item: Found, cause: Event[Any], info: MessageInfo) -> Event[DriftDetected]:
@@ -165,12 +207,18 @@ def _drift_event(item: Found, cause: Event[Any], info: MessageInfo) -> Event[Dri
 
 
 def _decided(
-    deps: Deps, decision: Decision, dataset: str, drift: Event[DriftDetected] | None
-) -> list[Emit]:
+    outcome: Outcome,
+    decision: Decision,
+    dataset: str,
+    drift: Event[DriftDetected] | None,
+    info: MessageInfo,
+) -> None:
+    where = f"{info.topic}/{info.partition}/{info.offset}/decision/{len(outcome.decisions)}"
+    decision_id = str(uuid.uuid5(_IDS, where))
+    log.info("retrain %s for %s: %s", decision.action, decision.model_name, decision.reason)
     if decision.action != "trigger":
-        deps.history.record_decision(decision, None)
-        log.info("retrain %s for %s: %s", decision.action, decision.model_name, decision.reason)
-        return []
+        outcome.decisions.append((decision_id, decision, None))
+        return
     command = Event[TrainModel].create(
         TrainModel(
             model_name=decision.model_name,
@@ -183,6 +231,5 @@ def _decided(
         subject=decision.model_name,
         caused_by=drift,
     )
-    deps.history.record_decision(decision, command.id)
-    log.info("retrain triggered for %s: %s", decision.model_name, decision.reason)
-    return [Emit(COMMANDS, command, key=decision.model_name)]
+    command = command.model_copy(update={"id": str(uuid.uuid5(_IDS, f"{decision_id}/command"))})
+    outcome.decisions.append((decision_id, decision, command))

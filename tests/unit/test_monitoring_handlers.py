@@ -24,12 +24,16 @@ class InMemoryHistory:
     def __init__(self) -> None:
         self.drifts: list[Event[DriftDetected]] = []
         self.decisions: list[tuple[Decision, str | None]] = []
+        self.fail_next = 0
         self.snapshots: list[list[dict[str, Any]]] = []
 
     def record_drift(self, event: Event[DriftDetected]) -> None:
         self.drifts.append(event)
 
-    def record_decision(self, decision: Decision, command_id: str | None) -> None:
+    def record_decision(self, decision_id: str, decision: Decision, command_id: str | None) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("database down")
         self.decisions.append((decision, command_id))
 
     def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None:
@@ -185,3 +189,24 @@ def test_bad_detector_settings_are_refused() -> None:
     assert settings.detectors_for("other").error.kind == "adwin"
     with pytest.raises(ValueError):
         MonitoringSettings(_env_file=None, model_names={"loans": "Bad Name"})  # type: ignore[call-arg]
+
+
+def test_a_retry_after_a_database_error_writes_the_same_outcome_without_refeeding() -> None:
+    deps, history, _ = make()
+    observe = handler(deps, "data.validated")
+    emitted: list[Emit] = []
+    retried = False
+    for i in range(800):
+        message = record(i, 1000.0 + (i % 5) + (500.0 if i >= 500 else 0.0))
+        if i >= 500 and not emitted and history.fail_next == 0 and not history.decisions:
+            history.fail_next = 1
+        try:
+            emitted += observe(message, info("v", i))
+        except ConnectionError:
+            position = deps.monitor.detector_states()[0]["position"]
+            emitted += observe(message, info("v", i))  # the runner's retry
+            retried = True
+            assert deps.monitor.detector_states()[0]["position"] == position
+    commands = [e for e in emitted if e.topic == "training.requests"]
+    assert retried and len(commands) == 1 and len(history.decisions) >= 1
+    assert history.decisions[0][1] == commands[0].event.id

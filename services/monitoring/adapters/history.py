@@ -70,6 +70,7 @@ class History:
             f"{prefix}_decisions",
             metadata,
             Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("decision_id", String(200), nullable=False, unique=True),
             Column("decided_at", Float, nullable=False),
             Column("model_name", String(200), nullable=False),
             Column("action", String(20), nullable=False),
@@ -121,10 +122,16 @@ class History:
             if known is None:
                 connection.execute(insert(self.drifts).values(**row))
 
-    def record_decision(self, decision: Decision, command_id: str | None) -> None:
+    def record_decision(self, decision_id: str, decision: Decision, command_id: str | None) -> None:
         with self._engine.begin() as connection:
+            known = connection.execute(
+                select(self.decisions.c.id).where(self.decisions.c.decision_id == decision_id)
+            ).first()
+            if known is not None:
+                return
             connection.execute(
                 insert(self.decisions).values(
+                    decision_id=decision_id,
                     decided_at=decision.at,
                     model_name=decision.model_name,
                     action=decision.action,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import faust
 import uvicorn
@@ -53,7 +54,7 @@ from shared.kafka.producer import EventProducer
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable
 from shared.settings import PlatformSettings
-from shared.telemetry import configure_tracing, shutdown_tracing
+from shared.telemetry import configure_tracing
 
 NAME = "feature-store"
 log = logging.getLogger(__name__)
@@ -71,7 +72,6 @@ class FeatureStoreProcess:
     producer: EventProducer
     stop: threading.Event
     runtime: ServiceRuntime
-    _threads: list[threading.Thread] = field(default_factory=list)
 
     def run(self) -> None:
         server = uvicorn.Server(
@@ -83,9 +83,11 @@ class FeatureStoreProcess:
                 access_log=False,
             )
         )
-        for sink in self.sinks:
-            self._start(f"offline-{sink.config.kind}", self._run_sink, sink)
-        self._start("http", server.run)
+        writers = [
+            _thread(f"offline-{sink.config.kind}", lambda s=sink: self._run_sink(s))
+            for sink in self.sinks
+        ]
+        http = _thread("http", server.run)
         self.stream.app.on_before_shutdown.connect(self._on_worker_stopping)
         worker = faust.Worker(
             self.stream.app,
@@ -98,21 +100,15 @@ class FeatureStoreProcess:
             worker.execute_from_commandline()
         finally:
             self.stop.set()
-            for thread in self._threads[:-1]:
-                thread.join(60)
+            for writer in writers:
+                writer.join(60)
             server.should_exit = True
-            self._threads[-1].join(30)
+            http.join(30)
             self.pipeline.close()
-            self.producer.close()
-            shutdown_tracing()
+            self.producer.close()  # tracing was flushed by the HTTP app's shutdown
 
     async def _on_worker_stopping(self, app: faust.App, **_: object) -> None:
         self.stop.set()
-
-    def _start(self, name: str, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=name)  # type: ignore[arg-type]
-        thread.start()
-        self._threads.append(thread)
 
     def _run_sink(self, sink: OfflineSink) -> None:
         try:
@@ -238,6 +234,12 @@ def _offline_sinks(
         producer,
     )
     return [features, labels]
+
+
+def _thread(name: str, target: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    return thread
 
 
 def _require_spec(specs: SpecRegistry, name: str) -> None:

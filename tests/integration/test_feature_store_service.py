@@ -300,6 +300,7 @@ def test_features_reach_data_features_and_the_online_store_with_their_windowed_a
     assert (
         httpx.post(f"{service.url}/features/loans/batch", json={"entities": []}).status_code == 422
     )
+    assert service.stop() == 0, service.output()
 
 
 def test_the_offline_store_holds_features_and_labels_as_parquet_named_by_their_offsets(

@@ -310,3 +310,36 @@ def test_predictions_whose_labels_never_arrive_expire_and_are_counted(
     (row,) = body["models"]
     assert row["served"] == 25 and row["labelled"] == 5 and row["expired"] == 20
     assert body["join"]["joined"] == 5 and body["join"]["pending_predictions"] == 0
+
+
+def all_seen(view: dict[str, Any], records: int) -> bool:
+    positions = [d["position"] for d in view["detectors"]]
+    return len(positions) == 3 and all(p == records for p in positions)
+
+
+def test_drift_history_and_decisions_survive_a_restart_in_sqlite(
+    namespace, producer, subprocess_env, bootstrap, tmp_path
+) -> None:
+    database = {"MLOPS_MONITORING_DATABASE_URL": f"sqlite:///{tmp_path / 'monitoring.sqlite'}"}
+    options = {**database, "MLOPS_MONITORING_MIN_LABELS_AFTER_DRIFT": "0"}
+    service = monitoring(namespace, subprocess_env, tmp_path, **options)
+    try:
+        publish(producer, namespace, "data.validated", shifted_records(namespace, 0, 1000, 0.0))
+        publish(producer, namespace, "data.validated", shifted_records(namespace, 1000, 300, 5e5))
+        before = wait_until(
+            lambda: all_seen(v := drift_view(service), 1300) and v,
+            what="every record seen by the feature detectors",
+            timeout_s=60,
+            interval_s=0.5,
+        )
+    finally:
+        assert service.stop() == 0
+    service = monitoring(namespace, subprocess_env, tmp_path, **options)
+    try:
+        after = drift_view(service)
+    finally:
+        service.stop()
+    assert after["drifts"] == before["drifts"] and after["decisions"] == before["decisions"]
+    assert after["decisions"][-1]["action"] == "trigger"
+    assert len(read_to_end(bootstrap, CATALOG.name("training.requests", namespace))) == 1
+    assert (tmp_path / "monitoring.sqlite").exists()

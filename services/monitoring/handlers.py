@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from services.monitoring import metrics
 from services.monitoring.domain.monitor import Found, Monitor, Served
 from services.monitoring.domain.policy import Decision, RetrainPolicy
 from shared.events.envelope import Event, utc_now
@@ -162,6 +163,21 @@ def _save(history: History, outcome: Outcome) -> None:
         history.record_decision(decision_id, decision, command.id if command else None)
     if outcome.snapshot is not None:
         history.record_performance(*outcome.snapshot)
+    _count(outcome)
+
+
+def _count(outcome: Outcome) -> None:
+    for drift in outcome.drifts:
+        metrics.DRIFTS.labels(drift.data.model_name, drift.data.signal_kind).inc()
+    for _, decision, _ in outcome.decisions:
+        metrics.DECISIONS.labels(decision.model_name, decision.action).inc()
+        metrics.BREAKER_OPEN.labels(decision.model_name).set(int(decision.breaker_open))
+    if outcome.snapshot is not None:
+        for row in outcome.snapshot[1]:
+            if row["last_1000"] is not None:
+                metrics.ACCURACY.labels(row["model_name"], str(row["model_version"])).set(
+                    row["last_1000"]
+                )
 
 
 def _on_drifts(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
@@ -119,6 +120,8 @@ def test_a_feature_shift_emits_drift_and_one_drift_retrain() -> None:
     assert history.decisions[0][0].action == "trigger"
     assert history.decisions[0][1] == command.event.id
     assert [e.id for e in history.drifts] == [e.event.id for e in drifts]
+    labels = {"model": "loans-hgb", "action": "trigger"}
+    assert REGISTRY.get_sample_value("mlops_monitoring_retrain_decisions_total", labels) == 1
 
 
 def test_a_redelivered_message_keeps_its_drift_id() -> None:

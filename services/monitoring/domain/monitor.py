@@ -159,10 +159,12 @@ class Monitor:
     def expire(self, now: float) -> None:
         self._count_expired(now)
 
-    def _count_expired(self, now: float) -> None:
-        for served in self.join.expire(now):
+    def _count_expired(self, now: float) -> list[Served]:
+        expired = self.join.expire(now)
+        for served in expired:
             key = (served.model_name, served.version)
             self.expired[key] = self.expired.get(key, 0) + 1
+        return expired
 
     @staticmethod
     def _join_key(served: Served) -> str:

@@ -38,6 +38,7 @@ from shared.events import Event, RecordIngested
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer
 from shared.settings import PlatformSettings
+from tests.bench.venvs import ensure_venv
 from tests.services import free_port, namespace_topics, start_service
 from tests.waiting import wait_until
 
@@ -145,17 +146,7 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def ensure_feast_venv() -> Path:
-    python = FEAST_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run(
-            [sys.executable, "-m", "uv", "venv", "-q", "-p", "3.11", str(FEAST_VENV)], check=True
-        )
-        subprocess.run(
-            [sys.executable, "-m", "uv", "pip", "install", "-q", "-p", str(python),
-             f"feast=={FEAST_VERSION}"],
-            check=True,
-        )  # fmt: skip
-    return python
+    return ensure_venv(FEAST_VENV, [f"feast=={FEAST_VERSION}"])
 
 
 def online_vectors(feature_store_url: str, entities: list[str]) -> pd.DataFrame:

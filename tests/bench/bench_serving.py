@@ -56,6 +56,7 @@ from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from tests.bench.serving_pipeline import FEATURE_COLUMNS, loans_pipeline, training_frame
 from tests.bench.serving_stack import loans_trained, register_loans_spec
+from tests.bench.venvs import ensure_venv
 from tests.services import free_port, namespace_topics, start_service
 from tests.waiting import wait_until
 
@@ -89,24 +90,17 @@ def in_process_floor(model: Pipeline, records: list[Record], rounds: int) -> dic
     return {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99)}
 
 
-def uv() -> list[str]:
-    """uv as installed for `make venv` (python3 -m uv), or on the PATH."""
-    found = shutil.which("uv")
-    return [found] if found else ["python3", "-m", "uv"]
-
-
 def ensure_mlflow_venv() -> Path:
     """MLflow in its own virtualenv, with this project's scikit-learn, pandas and numpy."""
-    python = MLFLOW_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([*uv(), "venv", "-q", "-p", "3.11", str(MLFLOW_VENV)], check=True)
-    subprocess.run(
-        [*uv(), "pip", "install", "-q", "-p", str(python),
-         f"mlflow=={MLFLOW_VERSION}", f"scikit-learn=={sklearn.__version__}",
-         f"pandas=={pandas.__version__}", f"numpy=={np.__version__}"],
-        check=True,
-    )  # fmt: skip
-    return python
+    return ensure_venv(
+        MLFLOW_VENV,
+        [
+            f"mlflow=={MLFLOW_VERSION}",
+            f"scikit-learn=={sklearn.__version__}",
+            f"pandas=={pandas.__version__}",
+            f"numpy=={np.__version__}",
+        ],
+    )
 
 
 def answering(url: str) -> bool:

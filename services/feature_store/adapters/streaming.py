@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -85,6 +86,9 @@ def changelog_topic(namespace: str) -> str:
     return f"{app_id(namespace)}-{TABLE}-changelog"
 
 
+FAUST_DATA_ROOT = Path(".local/data/faust")
+
+
 def streaming_app(
     namespace: str,
     bootstrap_servers: str,
@@ -94,6 +98,7 @@ def streaming_app(
 ) -> StreamingApp:
     """The faust app; a worker that died is out of the group after `session_timeout_s`, so
     its restart gets the partitions back that soon (faust's default is 60 s)."""
+    FAUST_DATA_ROOT.mkdir(parents=True, exist_ok=True)
     return StreamingApp(
         app_id(namespace),
         broker=[f"kafka://{host.strip()}" for host in bootstrap_servers.split(",")],
@@ -110,6 +115,8 @@ def streaming_app(
         broker_commit_interval=commit_interval_s,
         broker_heartbeat_interval=min(3.0, session_timeout_s / 3),
         autodiscover=False,
+        # faust keeps a data folder per app id; without this it lands in the working directory.
+        datadir=str(FAUST_DATA_ROOT.resolve() / "{conf.name}-data"),
     )
 
 

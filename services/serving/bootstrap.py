@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.serving.adapters.artifacts import ArtifactStore, minio_client
+from services.serving.adapters.artifacts import ArtifactStore
 from services.serving.adapters.feature_store import FeatureStoreClient
 from services.serving.adapters.kafka import LifecycleFollower, PredictionLog, start_at_end
 from services.serving.adapters.registry import RegistryClient
@@ -35,6 +35,7 @@ from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
 from shared.settings import PlatformSettings
+from shared.storage import minio_client
 from shared.telemetry import configure_tracing
 
 NAME = SOURCE

@@ -13,7 +13,7 @@ from services.training.adapters.database import create_training_engine, ping
 from services.training.adapters.feature_store import FeatureStoreClient
 from services.training.adapters.kafka import CommandPublisher
 from services.training.adapters.labels import SqlLabelCounter
-from services.training.adapters.objects import ObjectStore, minio_client
+from services.training.adapters.objects import ObjectStore
 from services.training.adapters.registry import RegistryClient
 from services.training.adapters.runs import SqlRuns
 from services.training.handlers import COMMANDS, Deps, command_routes, label_routes
@@ -28,6 +28,7 @@ from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
 from shared.settings import PlatformSettings
+from shared.storage import minio_client
 from shared.telemetry import configure_tracing
 
 NAME = "training"

@@ -48,12 +48,12 @@ from confluent_kafka.admin import AdminClient
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from services.serving.adapters.artifacts import minio_client
 from shared.artifacts import store_model
 from shared.datasets.sources import agrawal_records
 from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
+from shared.storage import minio_client
 from tests.bench.serving_pipeline import FEATURE_COLUMNS, loans_pipeline, training_frame
 from tests.bench.serving_stack import loans_trained, register_loans_spec
 from tests.bench.venvs import ensure_venv

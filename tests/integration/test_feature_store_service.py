@@ -27,7 +27,6 @@ from minio.deleteobjects import DeleteObject
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import create_engine, text
 
-from services.feature_store.adapters.objects import minio_client
 from services.feature_store.adapters.online import table_name
 from services.feature_store.adapters.streaming import app_id, changelog_topic
 from services.feature_store.domain.aggregates import replay
@@ -38,6 +37,7 @@ from shared.events import Event, LabelRecorded, RecordValidated, SourcePosition
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
+from shared.storage import minio_client
 from tests.integration.kafka_helpers import committed_total, read_all, unique_name
 from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until

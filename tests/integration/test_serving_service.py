@@ -34,7 +34,6 @@ from confluent_kafka.admin import AdminClient
 from minio import Minio
 from sklearn.pipeline import Pipeline
 
-from services.serving.adapters.artifacts import minio_client
 from shared.artifacts import split_uri, store_model
 from shared.datasets.sources import agrawal_records
 from shared.events import Event
@@ -47,6 +46,7 @@ from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
+from shared.storage import minio_client
 from tests.bench.serving_pipeline import FEATURE_COLUMNS, loans_pipeline, training_frame
 from tests.bench.serving_stack import loans_trained, register_loans_spec
 from tests.integration.kafka_helpers import read_all, unique_name

@@ -11,22 +11,6 @@ import pyarrow.parquet as pq
 from minio import Minio
 from minio.error import S3Error
 
-from shared.settings import PlatformSettings
-
-
-def minio_client(settings: PlatformSettings) -> Minio:
-    if settings.s3_access_key is None or settings.s3_secret_key is None:
-        raise ValueError(
-            "MLOPS_S3_ACCESS_KEY and MLOPS_S3_SECRET_KEY are not set: the feature store keeps "
-            "its offline store in MinIO (make up writes them to .local/stack.env)"
-        )
-    return Minio(
-        settings.s3_endpoint,
-        access_key=settings.s3_access_key.get_secret_value(),
-        secret_key=settings.s3_secret_key.get_secret_value(),
-        secure=settings.s3_secure,
-    )
-
 
 class ObjectStore:
     """One bucket, created if missing."""

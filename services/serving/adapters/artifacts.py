@@ -9,20 +9,8 @@ from minio.error import S3Error
 
 from shared.artifacts import ArtifactRefused, load_model
 from shared.events.models import ArtifactRef
-from shared.settings import PlatformSettings
 
 MISSING = frozenset({"NoSuchKey", "NoSuchBucket"})
-
-
-def minio_client(settings: PlatformSettings) -> Minio:
-    access = settings.s3_access_key
-    secret = settings.s3_secret_key
-    return Minio(
-        settings.s3_endpoint,
-        access_key=access.get_secret_value() if access else None,
-        secret_key=secret.get_secret_value() if secret else None,
-        secure=settings.s3_secure,
-    )
 
 
 class ArtifactStore:

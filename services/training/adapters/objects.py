@@ -14,21 +14,6 @@ from urllib3.exceptions import HTTPError as TransportError
 from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
 from shared.artifacts import load_model, split_uri, store_model
 from shared.events.models import ArtifactRef
-from shared.settings import PlatformSettings
-
-
-def minio_client(settings: PlatformSettings) -> Minio:
-    if settings.s3_access_key is None or settings.s3_secret_key is None:
-        raise ValueError(
-            "MLOPS_S3_ACCESS_KEY and MLOPS_S3_SECRET_KEY are not set: training stores models "
-            "in MinIO (make up writes them to .local/stack.env)"
-        )
-    return Minio(
-        settings.s3_endpoint,
-        access_key=settings.s3_access_key.get_secret_value(),
-        secret_key=settings.s3_secret_key.get_secret_value(),
-        secure=settings.s3_secure,
-    )
 
 
 class ObjectStore:

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from services.feature_store.adapters.kafka import OutcomePublisher
 from services.feature_store.adapters.objects import ObjectStore
 from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
-from services.feature_store.adapters.online import OnlineStore, create_database_engine
+from services.feature_store.adapters.online import OnlineStore
 from services.feature_store.adapters.streaming import (
     FeaturePipeline,
     FeatureStream,
@@ -54,6 +54,7 @@ from shared.kafka.producer import EventProducer
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable
 from shared.settings import PlatformSettings
+from shared.sql import create_database_engine
 from shared.storage import minio_client
 from shared.telemetry import configure_tracing
 

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from services.validation import metrics
 from services.validation.adapters.record_ids import (
     SqlRecordIds,
-    create_database_engine,
     table_name,
 )
 from services.validation.adapters.specs import WatermarkedSpecs, topic_end_offsets
@@ -28,6 +27,7 @@ from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
 from shared.settings import PlatformSettings
+from shared.sql import create_database_engine
 from shared.telemetry import configure_tracing
 
 NAME = "validation"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from services.validation.adapters.record_ids import (
     SqlRecordIds,
-    create_database_engine,
     table_name,
 )
 from services.validation.domain.duplicates import Claim, Sighting, classify
 from shared.events.records import SourcePosition
 from shared.settings import PlatformSettings
+from shared.sql import create_database_engine
 from tests.integration.kafka_helpers import unique_name
 
 

@@ -10,7 +10,6 @@ from sqlalchemy import create_engine
 from services.validation.adapters.record_ids import (
     MemoryRecordIds,
     SqlRecordIds,
-    create_database_engine,
     table_name,
 )
 from services.validation.domain.duplicates import (
@@ -23,6 +22,7 @@ from services.validation.domain.duplicates import (
     validated_id,
 )
 from shared.events.records import SourcePosition
+from shared.sql import create_database_engine
 
 FIRST = SourcePosition(topic="ns.data.raw", partition=1, offset=10)
 LATER = SourcePosition(topic="ns.data.raw", partition=1, offset=99)

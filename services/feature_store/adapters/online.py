@@ -13,7 +13,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -27,8 +26,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    create_engine,
-    event,
     or_,
     select,
     text,
@@ -93,25 +90,6 @@ def online_table(name: str) -> Table:
         Column("source_partition", Integer, nullable=False),
         Column("source_offset", BigInteger, nullable=False),
     )
-
-
-def create_database_engine(url: str) -> Engine:
-    """An engine for `url`; a SQLite file gets its folder and WAL (readers beside a writer)."""
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    database = url.split(":///", 1)[1] if ":///" in url else ""
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
 
 
 class OnlineStore:

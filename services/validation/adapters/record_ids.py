@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -23,8 +22,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
-    event,
     func,
     insert,
     select,
@@ -60,29 +57,6 @@ def record_ids_table(name: str, metadata: MetaData | None = None) -> Table:
         Column("event_id", String(200), nullable=False),
         Column("claimed_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     )
-
-
-def create_database_engine(url: str) -> Engine:
-    """An engine for `url`; a SQLite file gets its folder, WAL and synchronous=NORMAL.
-
-    WAL with synchronous=NORMAL survives a crash of the process (what at-least-once needs);
-    only a power loss may lose the last commits.
-    """
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    database = url.split(":///", 1)[1] if ":///" in url else ""
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
 
 
 class SqlRecordIds:

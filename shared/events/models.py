@@ -45,6 +45,11 @@ class TrainingTrigger(_Part):
     event_id: str | None = Field(None, description="The event that caused it (e.g. DriftDetected).")
     reason: str = ""
     requested_by: str | None = None
+    since: datetime | None = Field(
+        None,
+        description="Train only on records whose event time is at or after this (e.g. the "
+        "drift's): the window the policy chose. Null: all the data.",
+    )
 
 
 class TrainingLineage(_Part):

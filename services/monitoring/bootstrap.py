@@ -43,6 +43,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         policy=RetrainPolicy(settings.policy()),
         history=history,
         history_every=settings.history_every,
+        retrain_since_drift=settings.retrain_since_drift,
     )
     group = settings.group_id or f"{namespace}.{NAME}"
     runner = ConsumerRunner(

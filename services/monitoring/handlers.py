@@ -6,7 +6,9 @@
 
 A drift found on any signal becomes a DriftDetected on monitoring.drift (keyed by model name)
 and a decision of the retraining policy, kept in SQL; a "trigger" decision publishes a
-TrainModel (trigger kind "drift", event_id the DriftDetected's id) on training.requests.
+TrainModel (trigger kind "drift", event_id the DriftDetected's id, since its event time) on
+training.requests, caused by the episode's DriftDetected (its correlation and causation ids),
+also when the label that completes the episode triggers it.
 
 Detector, join and policy state live in memory (one consumer thread; HTTP reads under the
 lock); a restart starts them afresh from the group's committed offsets. A message is computed
@@ -21,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -62,10 +65,21 @@ class Deps:
     policy: RetrainPolicy
     history: History
     history_every: int = 100
+    retrain_since_drift: bool = True
     clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock)
     _since_snapshot: int = 0
     _unsaved: dict[tuple[str, int, int], Outcome] = field(default_factory=dict)
+    _episode_drifts: OrderedDict[str, Event[DriftDetected]] = field(default_factory=OrderedDict)
+
+    def remember_drift(self, drift: Event[DriftDetected], keep: int = 1000) -> None:
+        """A drift that may start an episode: its trigger, later, is caused by this event."""
+        self._episode_drifts[drift.id] = drift
+        while len(self._episode_drifts) > keep:
+            self._episode_drifts.popitem(last=False)
+
+    def episode_drift(self, drift_id: str) -> Event[DriftDetected] | None:
+        return self._episode_drifts.get(drift_id)
 
 
 @dataclass
@@ -128,7 +142,8 @@ def observe_label(deps: Deps) -> Handler:
         for served in labelled:
             decision = deps.policy.on_label(served.model_name, now)
             if decision is not None:
-                _decided(outcome, decision, served.dataset, None, info)
+                drift = deps.episode_drift(decision.drift_id)
+                _decided(deps, outcome, decision, served.dataset, drift, info)
         if labelled:
             deps._since_snapshot += 1
             if deps._since_snapshot >= deps.history_every:
@@ -194,8 +209,9 @@ def _on_drifts(
             item.drift.position,
         )
         outcome.drifts.append(drift)
+        deps.remember_drift(drift)
         decision = deps.policy.on_drift(item.model_name, drift.id, deps.clock())
-        _decided(outcome, decision, item.dataset, drift, info)
+        _decided(deps, outcome, decision, item.dataset, deps.episode_drift(decision.drift_id), info)
     return outcome
 
 
@@ -223,6 +239,7 @@ def _drift_event(item: Found, cause: Event[Any], info: MessageInfo) -> Event[Dri
 
 
 def _decided(
+    deps: Deps,
     outcome: Outcome,
     decision: Decision,
     dataset: str,
@@ -235,12 +252,13 @@ def _decided(
     if decision.action != "trigger":
         outcome.decisions.append((decision_id, decision, None))
         return
+    since = drift.data.event_time if drift is not None and deps.retrain_since_drift else None
     command = Event[TrainModel].create(
         TrainModel(
             model_name=decision.model_name,
             dataset=dataset,
             trigger=TrainingTrigger(
-                kind="drift", event_id=decision.drift_id, reason=decision.reason
+                kind="drift", event_id=decision.drift_id, reason=decision.reason, since=since
             ),
         ),
         source=SOURCE,

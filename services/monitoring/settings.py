@@ -71,6 +71,11 @@ class MonitoringSettings(ServiceSettings):
     max_retrains_per_hour: int = Field(
         2, ge=0, description="Circuit breaker: more drift retrains than this per hour are refused."
     )
+    retrain_since_drift: bool = Field(
+        True,
+        description="A drift retrain trains on the records since the drift's event time only "
+        "(TrainModel trigger.since); false: on all the data.",
+    )
     model_names: dict[str, str] = Field(
         default_factory=dict,
         description="Dataset -> model name to retrain, as JSON; default the dataset's name.",

@@ -24,7 +24,7 @@ from services.training.adapters.feature_store import TrainingSetRef
 from services.training.adapters.registry import Champion
 from services.training.domain.errors import TrainingRefused
 from services.training.domain.estimators import Task, configure_estimator
-from services.training.domain.frames import TrainingFrame, prepare, require_rows
+from services.training.domain.frames import TrainingFrame, prepare, require_rows, since
 from services.training.domain.lineage import (
     data_quality,
     feature_definitions,
@@ -164,7 +164,9 @@ class Trainer:
             )
         if ref.spec_version is not None and ref.spec_version != versioned.version:
             versioned = self._specs.get(dataset, ref.spec_version)
-        training = prepare(raw, versioned.spec)
+        # A window the command asked for (e.g. since a drift): the holdout, and so the
+        # champion's baseline on it, then come from that window too.
+        training = since(prepare(raw, versioned.spec), command.data.trigger.since)
         require_rows(training, self.config.min_training_rows)
         split = time_split(training, self.config.holdout_fraction)
         return _Inputs(versioned, ref, training, split)

@@ -167,6 +167,18 @@ def test_a_waiting_episode_triggers_on_the_label_that_completes_it() -> None:
     commands = [e for e in emitted if e.topic == "training.requests"]
     assert len(commands) == 1 and commands[0].event.data.trigger.kind == "drift"
     assert history.snapshots and history.snapshots[0][0]["model_version"] == 3
+    [drift] = history.drifts[:1]
+    command = commands[0].event
+    assert command.data.trigger.event_id == drift.id
+    assert command.causationid == drift.id and command.correlationid == drift.correlationid
+    assert command.data.trigger.since == drift.data.event_time is not None
+
+
+def test_a_drift_retrain_can_be_asked_to_use_all_the_data() -> None:
+    deps, _, _ = make()
+    deps.retrain_since_drift = False
+    [command] = [e for e in feed_shift(deps) if e.topic == "training.requests"]
+    assert command.event.data.trigger.since is None
 
 
 def test_errors_once_labels_arrive_drift_on_the_error_stream() -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from services.training.domain.errors import BadTrainingSet, NotEnoughData
-from services.training.domain.frames import content_sha256, prepare, require_rows
+from services.training.domain.frames import content_sha256, prepare, require_rows, since
 from shared.datasets.sources import agrawal_records, breast_cancer_records
 from shared.datasets.spec import DatasetSpec, shipped_specs
 
@@ -117,6 +117,18 @@ def test_rows_without_a_label_are_dropped_and_counted() -> None:
     assert len(training.frame) == 18
     assert training.unlabelled_dropped == 2
     assert training.frame["approved"].dtype == np.int64
+
+
+def test_a_window_keeps_the_rows_since_its_start_and_counts_the_older_ones() -> None:
+    raw = loans_set(20)
+    raw.loc[[3], "approved"] = None
+    training = prepare(raw, SPECS["loans"])
+    windowed = since(training, START + timedelta(seconds=30 * 10))
+    assert len(windowed.frame) == 10
+    assert windowed.frame["applied_at"].min() == pd.Timestamp(START + timedelta(seconds=300))
+    assert (windowed.before_window, windowed.unlabelled_dropped) == (9, 1)
+    assert windowed.sha256 == training.sha256  # the set it came from, as stored
+    assert since(training, None) is training
 
 
 def test_rows_are_sorted_by_event_time_then_record_id() -> None:

@@ -104,12 +104,16 @@ class ChampionOrNone:
         return self.champion_
 
 
-def command(seed: int | None = 3, params: dict[str, Any] | None = None) -> Event[TrainModel]:
+def command(
+    seed: int | None = 3,
+    params: dict[str, Any] | None = None,
+    trigger: TrainingTrigger | None = None,
+) -> Event[TrainModel]:
     return Event.create(
         TrainModel(
             model_name="loans",
             dataset="loans",
-            trigger=TrainingTrigger(kind="manual", reason="test", requested_by="alice"),
+            trigger=trigger or TrainingTrigger(kind="manual", reason="test", requested_by="alice"),
             params={"max_iter": 20} if params is None else params,
             seed=seed,
         ),
@@ -194,6 +198,26 @@ def test_the_champion_is_scored_on_the_same_holdout() -> None:
     assert second.baseline.version == 4
     # same data, same seed: the champion scores exactly what the new model scores
     assert second.baseline.metrics == second.evaluation.metrics
+
+
+def test_a_window_since_a_drift_trains_and_scores_the_champion_on_that_window_only() -> None:
+    run, objects, _ = trainer()
+    first = run.train(command(seed=5))
+    champion = Champion(
+        version=4, artifact=first.artifact, feature_columns=first.lineage.feature_columns
+    )
+    challenger_run, challenger_objects, _ = trainer(champion=champion)
+    challenger_objects.stored.update(objects.stored)
+    frame = prepare(loans_set(), LOANS).frame
+    start = frame["applied_at"].iloc[200].to_pydatetime()
+    trigger = TrainingTrigger(kind="drift", event_id="drift-1", since=start)
+    second = challenger_run.train(command(seed=5, trigger=trigger))
+    assert (second.lineage.rows, second.lineage.holdout_rows) == (200, 40)
+    assert second.lineage.data_quality["rows_before_window"] == 200
+    assert second.lineage.data_quality["first_event_time"] == start.isoformat()
+    assert second.lineage.trigger.since == start
+    assert second.evaluation.holdout.startswith("last 20% by event time: 40 rows")
+    assert second.baseline is not None and second.baseline.version == 4
 
 
 def test_a_champion_that_cannot_be_loaded_gives_no_baseline() -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -59,6 +59,8 @@ class TrainingFrame:
     task: Literal["classification", "regression"]
     rows_read: int
     sha256: str
+    before_window: int = 0
+    """Labelled rows left out because they are older than the window asked for."""
 
     @property
     def features(self) -> list[str]:
@@ -70,7 +72,7 @@ class TrainingFrame:
 
     @property
     def unlabelled_dropped(self) -> int:
-        return self.rows_read - len(self.frame)
+        return self.rows_read - len(self.frame) - self.before_window
 
     def x(self, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         return (self.frame if frame is None else frame)[self.features]
@@ -95,6 +97,18 @@ def prepare(raw: pd.DataFrame, spec: DatasetSpec) -> TrainingFrame:
         frame[name] = _typed(frame[name], kind, name)
     frame[columns.label] = _typed_label(frame[columns.label], spec.label.task, columns.label)
     return TrainingFrame(frame, columns, spec.label.task, len(raw), digest)
+
+
+def since(training: TrainingFrame, start: datetime | None) -> TrainingFrame:
+    """Only the rows whose event time is at or after `start` (all of them when it is None)."""
+    if start is None:
+        return training
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    times = training.frame[training.columns.event_time]
+    kept = training.frame[times >= pd.Timestamp(start)].reset_index(drop=True)
+    dropped = training.before_window + len(training.frame) - len(kept)
+    return replace(training, frame=kept, before_window=dropped)
 
 
 def resolve_columns(raw: pd.DataFrame, spec: DatasetSpec) -> Columns:

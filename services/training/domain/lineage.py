@@ -54,6 +54,7 @@ def data_quality(training: TrainingFrame, split: TimeSplit) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "rows_read": training.rows_read,
         "unlabelled_rows_dropped": training.unlabelled_dropped,
+        "rows_before_window": training.before_window,
         "rows": len(frame),
         "train_rows": len(split.train),
         "holdout_rows": len(split.holdout),

@@ -1,16 +1,47 @@
-"""The `mlops` console script (placeholder until the commands land)."""
+"""The `mlops` console script. One sub-module per command group; each registers its
+commands here.
+
+Exit codes: 0 done; 1 the operation failed (not found, refused, incomplete, differs);
+2 bad usage; 3 Kafka or a service is unreachable.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-app = typer.Typer(name="mlops", no_args_is_help=True)
+from shared.cli import topics
+from shared.cli.common import CliError
+
+EPILOG = (
+    "Exit codes: 0 done; 1 the operation failed (not found, refused, incomplete, differs); "
+    "2 bad usage; 3 Kafka or a service is unreachable. Settings: the services' own (MLOPS_*, "
+    ".local/stack.env); service URLs MLOPS_CLI_<SERVICE>_URL."
+)
+
+app = typer.Typer(
+    name="mlops",
+    no_args_is_help=True,
+    epilog=EPILOG,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command(epilog=EPILOG)(topics.publish)
+app.command(epilog=EPILOG)(topics.tail)
+app.command(epilog=EPILOG)(topics.replay)
 
 
 @app.callback()
 def root() -> None:
-    """Operate the MLOps platform."""
+    """Operate the MLOps platform: topics, replays, models, training, the stack's health."""
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except CliError as error:
+        print(f"mlops: {error}", file=sys.stderr)
+        sys.exit(error.code)

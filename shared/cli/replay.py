@@ -1,0 +1,436 @@
+"""Topic replay: copies a range of a topic, partition by partition, into another namespace.
+
+Each message keeps its partition number, key, headers and original timestamp (as CreateTime),
+so a copy of the pipeline started with MLOPS_NAMESPACE=<into> processes the range exactly as
+production saw it, without touching production's topics, stores or models.
+
+Writes are idempotent and acks=all. Progress is checkpointed (a JSON file per target topic)
+only after a flush confirmed every write so far; on resume, messages confirmed after the last
+checkpoint are found by the target partition's end offset and skipped, so a replay that is
+interrupted (Ctrl-C, --limit, a crash) and run again never copies a message twice. That holds
+as long as nothing but the replay writes to its target topic.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from shared.cli.ranges import (
+    Checkpoint,
+    PartitionProgress,
+    Position,
+    RangeError,
+    TopicNames,
+    Watermarks,
+    checkpoint_path,
+    resolve_offset,
+    to_millis,
+    unrecorded_writes,
+)
+from shared.kafka.config import client_config
+from shared.kafka.topics import TopicCatalog, ensure_topics
+from shared.settings import PlatformSettings
+
+DEFAULT_CHECKPOINT_DIR = Path(".local/replay")
+CONSUME_BATCH = 10_000
+CHECKPOINT_EVERY = 100_000
+TIMEOUT_S = 10.0
+
+
+class ReplayError(Exception):
+    """The replay cannot start or did not complete; the message says why and what to do."""
+
+
+class ReplayInterrupted(ReplayError):
+    """Stopped on request; the checkpoint holds everything confirmed so far."""
+
+
+def fast_consumer_config(settings: PlatformSettings, client_id: str) -> dict[str, Any]:
+    """A reader of explicit offsets: no group membership, no commits, large fetches."""
+    return {
+        **client_config(settings, client_id),
+        "group.id": f"mlops-replay-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        # An offset no longer stored is an error, never a silent jump to the end.
+        "auto.offset.reset": "error",
+        "fetch.max.bytes": 52_428_800,
+        "max.partition.fetch.bytes": 8_388_608,
+        "queued.min.messages": 200_000,
+    }
+
+
+def replay_producer_config(settings: PlatformSettings) -> dict[str, Any]:
+    return {
+        **client_config(settings, "mlops-replay"),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "batch.size": 1_048_576,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "delivery.report.only.error": True,
+        "message.max.bytes": max(settings.max_payload_bytes * 2, 1_048_576),
+    }
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    names: TopicNames
+    start: Position
+    end: Position
+    from_text: str
+    to_text: str
+    limit: int | None = None
+    restart: bool = False
+
+
+@dataclass
+class ReplayResult:
+    checkpoint: Checkpoint
+    copied: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.copied / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Failures:
+    errors: list[str] = field(default_factory=list)
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.errors.append(f"{message.topic()}[{message.partition()}]: {error}")
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """A partition's low and high watermarks, waiting out a new topic's leader election."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), TIMEOUT_S)
+            return low, high
+        except KafkaException as error:
+            if time.monotonic() > deadline:
+                raise ReplayError(f"{topic}[{partition}]: {error.args[0].str()}") from None
+            time.sleep(0.2)
+
+
+class Replayer:
+    """Plans (resolves the range, prepares the target) and runs one replay."""
+
+    def __init__(
+        self,
+        settings: PlatformSettings,
+        checkpoint_dir: Path = DEFAULT_CHECKPOINT_DIR,
+        catalog: TopicCatalog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.checkpoint_dir = checkpoint_dir
+        self.catalog = catalog or TopicCatalog.load()
+        self.admin = AdminClient(client_config(settings, "mlops-replay-admin"))
+
+    # -- planning -------------------------------------------------------------------------
+
+    def source_partitions(self, topic: str) -> int:
+        metadata = self.admin.list_topics(topic=topic, timeout=TIMEOUT_S)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise ReplayError(f"topic {topic!r} does not exist")
+        return len(found.partitions)
+
+    def prepare_target(self, names: TopicNames, partitions: int, into: str) -> None:
+        """The whole pipeline's topics under the target namespace, the replayed one included,
+        with the source's partition count."""
+        if names.logical in self.catalog.specs:
+            ensure_topics(self.admin, list(self.catalog.specs.values()), into, TIMEOUT_S)
+        else:
+            self._create(names.target, partitions)
+        have = self._wait_for_leaders(names.target)
+        if have < partitions:
+            raise ReplayError(
+                f"{names.target} has {have} partitions, the source {partitions}: "
+                "partitions cannot be kept; delete the target topic or replay elsewhere"
+            )
+
+    def _wait_for_leaders(self, topic: str) -> int:
+        """A new topic's partition count, once every partition has a leader to write to."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            found = self.admin.list_topics(topic=topic, timeout=TIMEOUT_S).topics.get(topic)
+            ready = found is not None and found.error is None and found.partitions
+            if ready and all(p.leader >= 0 for p in found.partitions.values()):
+                return len(found.partitions)
+            if time.monotonic() > deadline:
+                raise ReplayError(f"topic {topic!r} has no leader for every partition yet")
+            time.sleep(0.2)
+
+    def _create(self, topic: str, partitions: int) -> None:
+        metadata = self.admin.list_topics(timeout=TIMEOUT_S)
+        if topic in metadata.topics:
+            return
+        replication = min(3, len(metadata.brokers))
+        future = self.admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=replication)],
+            operation_timeout=TIMEOUT_S,
+        )[topic]
+        try:
+            future.result(timeout=TIMEOUT_S)
+        except KafkaException as error:
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+
+    def plan(self, request: ReplayRequest, into: str) -> Checkpoint:
+        """The checkpoint to continue from: the saved one for the same request, or a new one
+        with the range resolved on every partition now (so `end` stays fixed across runs)."""
+        names = request.names
+        partitions = self.source_partitions(names.source)
+        self.prepare_target(names, partitions, into)
+        path = checkpoint_path(self.checkpoint_dir, names.target)
+        saved = None if request.restart else Checkpoint.load(path)
+        if saved is not None:
+            if not saved.same_request(
+                names.source, names.target, request.from_text, request.to_text
+            ):
+                raise ReplayError(
+                    f"{path} holds a replay of {saved.source_topic} "
+                    f"[{saved.from_position}, {saved.to_position}) into {saved.target_topic}; "
+                    "run that again to resume it, or pass --restart to start this one"
+                )
+            return saved
+        with self._reader() as consumer:
+            progress = self._resolve(consumer, names, partitions, request)
+        return Checkpoint(
+            source_topic=names.source,
+            target_topic=names.target,
+            from_position=request.from_text,
+            to_position=request.to_text,
+            partitions=progress,
+        )
+
+    def _resolve(
+        self, consumer: Consumer, names: TopicNames, partitions: int, request: ReplayRequest
+    ) -> dict[int, PartitionProgress]:
+        marks = {p: Watermarks(*watermarks(consumer, names.source, p)) for p in range(partitions)}
+        starts = self._bounds(consumer, names.source, request.start, marks)
+        ends = self._bounds(consumer, names.source, request.end, marks)
+        progress = {}
+        for p in range(partitions):
+            _, target_end = watermarks(consumer, names.target, p)
+            start, end = starts[p], max(ends[p], starts[p])
+            progress[p] = PartitionProgress(
+                start=start, end=end, next_offset=start, target_end=target_end
+            )
+        return progress
+
+    def _bounds(
+        self, consumer: Consumer, topic: str, position: Position, marks: dict[int, Watermarks]
+    ) -> dict[int, int]:
+        by_time: dict[int, int | None] = dict.fromkeys(marks)
+        if not isinstance(position, (int, str)):
+            asked = [TopicPartition(topic, p, to_millis(position)) for p in marks]
+            for found in consumer.offsets_for_times(asked, timeout=TIMEOUT_S):
+                by_time[found.partition] = found.offset
+        return {p: resolve_offset(position, marks[p], by_time[p]) for p in marks}
+
+    @contextmanager
+    def _reader(self) -> Iterator[Consumer]:
+        consumer = Consumer(fast_consumer_config(self.settings, "mlops-replay"))
+        try:
+            yield consumer
+        finally:
+            consumer.close()
+
+    # -- running --------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, target: str) -> Iterator[Path]:
+        path = checkpoint_path(self.checkpoint_dir, target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.with_suffix(".lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ReplayError(f"another replay into {target} is running") from None
+            yield path
+
+    def run(
+        self,
+        request: ReplayRequest,
+        into: str,
+        on_progress: Callable[[int], None] = lambda copied: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_plan: Callable[[Checkpoint], None] = lambda checkpoint: None,
+    ) -> ReplayResult:
+        with self._locked(request.names.target) as path:
+            try:
+                checkpoint = self.plan(request, into)
+                on_plan(checkpoint)
+                if checkpoint.complete:
+                    return ReplayResult(checkpoint, 0, 0.0)
+                return _Copy(self.settings, checkpoint, path, request.limit).run(
+                    on_progress, should_stop
+                )
+            except KafkaException as error:
+                raise ReplayError(f"Kafka: {error.args[0]}") from None
+
+
+class _Copy:
+    """The copy loop: consume batches, produce each message to the same partition, flush and
+    checkpoint every CHECKPOINT_EVERY messages and at the end."""
+
+    def __init__(
+        self, settings: PlatformSettings, checkpoint: Checkpoint, path: Path, limit: int | None
+    ) -> None:
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.path = path
+        self.limit = limit
+        self.failures = _Failures()
+        self.producer = Producer(
+            {**replay_producer_config(settings), "on_delivery": self.failures.on_delivery}
+        )
+        self.next_offset = {p: s.next_offset for p, s in checkpoint.partitions.items()}
+        self.end = {p: s.end for p, s in checkpoint.partitions.items()}
+        self.skip: dict[int, int] = {}
+        self.copied = 0
+        self.recorded = 0
+
+    def run(
+        self, on_progress: Callable[[int], None], should_stop: Callable[[], bool]
+    ) -> ReplayResult:
+        consumer = Consumer(fast_consumer_config(self.settings, "mlops-replay"))
+        started = time.perf_counter()
+        try:
+            self._skip_unrecorded(consumer)
+            open_partitions = {p for p in self.end if self.next_offset[p] < self.end[p]}
+            consumer.assign(
+                [
+                    TopicPartition(self.checkpoint.source_topic, p, self.next_offset[p])
+                    for p in sorted(open_partitions)
+                ]
+            )
+            since_checkpoint = 0
+            while open_partitions and not self._limit_reached():
+                if should_stop():
+                    self._save(consumer)
+                    raise ReplayInterrupted("interrupted")
+                copied = self._copy_batch(consumer, open_partitions)
+                since_checkpoint += copied
+                on_progress(copied)
+                if since_checkpoint >= CHECKPOINT_EVERY:
+                    self._save(consumer)
+                    since_checkpoint = 0
+            self._save(consumer, complete=not open_partitions)
+        except KeyboardInterrupt:
+            self._save(consumer)
+            raise ReplayInterrupted("interrupted") from None
+        finally:
+            consumer.close()
+        return ReplayResult(self.checkpoint, self.copied, time.perf_counter() - started)
+
+    def _limit_reached(self) -> bool:
+        return self.limit is not None and self.copied >= self.limit
+
+    def _skip_unrecorded(self, consumer: Consumer) -> None:
+        for p, progress in self.checkpoint.partitions.items():
+            _, target_end = watermarks(consumer, self.checkpoint.target_topic, p)
+            try:
+                extra = unrecorded_writes(progress, target_end)
+            except RangeError as error:
+                raise ReplayError(str(error)) from None
+            if extra:
+                self.skip[p] = extra
+
+    def _copy_batch(self, consumer: Consumer, open_partitions: set[int]) -> int:
+        produce = self.producer.produce
+        target = self.checkpoint.target_topic
+        end, next_offset, skip = self.end, self.next_offset, self.skip
+        budget = None if self.limit is None else self.limit - self.copied
+        batch = consumer.consume(
+            CONSUME_BATCH if budget is None else min(budget, CONSUME_BATCH), 0.5
+        )
+        copied = 0
+        for message in batch:
+            error = message.error()
+            partition = message.partition()
+            if error is not None:
+                self._on_consume_error(message, error, open_partitions)
+                continue
+            offset = message.offset()
+            if partition not in open_partitions or offset < next_offset[partition]:
+                continue
+            if offset >= end[partition]:
+                open_partitions.discard(partition)
+                continue
+            if skip.get(partition):
+                skip[partition] -= 1
+            else:
+                self._produce(produce, target, message, partition)
+                copied += 1
+            # Advanced only once the write is queued: an interruption in between leaves a
+            # write the resume finds on the target and skips, never a gap.
+            next_offset[partition] = offset + 1
+            if offset + 1 >= end[partition]:
+                open_partitions.discard(partition)
+            if budget is not None and copied >= budget:
+                break
+        self.producer.poll(0)
+        self.copied += copied
+        return copied
+
+    def _produce(self, produce: Any, target: str, message: Message, partition: int) -> None:
+        _kind, timestamp = message.timestamp()
+        kwargs: dict[str, Any] = {"partition": partition, "headers": message.headers()}
+        if timestamp >= 0:
+            kwargs["timestamp"] = timestamp
+        while True:
+            try:
+                produce(target, message.value(), message.key(), **kwargs)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _on_consume_error(
+        self, message: Message, error: KafkaError, open_partitions: set[int]
+    ) -> None:
+        partition = message.partition()
+        if error.code() == KafkaError._PARTITION_EOF:
+            # Compaction can leave the last offsets of a range empty: the end is reached.
+            if partition in open_partitions and message.offset() >= self.end[partition]:
+                self.next_offset[partition] = self.end[partition]
+                open_partitions.discard(partition)
+            return
+        if error.fatal() or not error.retriable():
+            raise ReplayError(f"reading {message.topic()}[{partition}] failed: {error.str()}")
+
+    def _save(self, consumer: Consumer, complete: bool = False) -> None:
+        """Flush (every write confirmed), then record how far each partition got."""
+        remaining = self.producer.flush(60)
+        if remaining or self.failures.errors:
+            shown = "; ".join(self.failures.errors[:3]) or f"{remaining} writes unconfirmed"
+            raise ReplayError(
+                f"Kafka did not confirm every write ({shown}); nothing after the last "
+                "checkpoint is recorded: run the same command again to resume"
+            )
+        for p, progress in self.checkpoint.partitions.items():
+            _, target_end = watermarks(consumer, self.checkpoint.target_topic, p)
+            progress.next_offset = self.next_offset[p]
+            progress.target_end = target_end
+        self.checkpoint.replayed += self.copied - self.recorded
+        self.recorded = self.copied
+        self.checkpoint.complete = complete
+        self.checkpoint.save(self.path)

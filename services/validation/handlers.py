@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from services.validation.domain.decoding import MalformedRaw
 from services.validation.domain.duplicates import (
+    Claim,
+    ClaimRequest,
     RecordIds,
     Sighting,
     classify,
@@ -65,6 +67,24 @@ class Deps:
     clock: Callable[[], float] = time.monotonic
 
 
+@dataclass(frozen=True)
+class _Passed:
+    """A record that passed every rule; only its id's claim is left to decide."""
+
+    event: Event[Any]
+    record: RecordIngested
+    position: SourcePosition
+    versioned: VersionedSpec
+    checked: Checked
+
+    @property
+    def claim_request(self) -> ClaimRequest:
+        assert self.checked.record_id is not None
+        return ClaimRequest(
+            self.record.dataset, self.checked.record_id, self.position, self.event.id
+        )
+
+
 class Validator:
     """The data.raw handler: one RecordValidated or RecordRejected per message."""
 
@@ -87,9 +107,24 @@ class Validator:
         return self._deps.specs
 
     def handle(self, event: Event[Any], info: MessageInfo) -> list[Emit]:
+        checked = self._check(event, info)
+        if isinstance(checked, Emit):
+            return [checked]
+        claim = self._deps.record_ids.claim_many([checked.claim_request])[0]
+        return [self._claimed(checked, claim)]
+
+    def handle_batch(self, items: Sequence[tuple[Event[Any], MessageInfo]]) -> list[list[Emit]]:
+        """`handle` for a run of messages, with one record-id store round trip for all."""
+        checked = [self._check(event, info) for event, info in items]
+        passed = [c for c in checked if isinstance(c, _Passed)]
+        claims = iter(self._deps.record_ids.claim_many([p.claim_request for p in passed]))
+        return [[c] if isinstance(c, Emit) else [self._claimed(c, next(claims))] for c in checked]
+
+    def _check(self, event: Event[Any], info: MessageInfo) -> Emit | _Passed:
+        """The rejection of a message, or the record that passed every rule but the id's."""
         position = SourcePosition(topic=info.topic, partition=info.partition, offset=info.offset)
         if isinstance(event.data, MalformedRaw):
-            return [self._malformed(event, event.data, position)]
+            return self._malformed(event, event.data, position)
         record: RecordIngested = event.data
         specs = self._specs()
         try:
@@ -100,29 +135,32 @@ class Validator:
         except UnknownDataset as unknown:
             self._deps.stats.observe_unattributed("unknown_dataset")
             problem = error(None, "unknown_dataset", str(unknown), record.dataset)
-            return [self._rejected(event, record, position, [problem])]
+            return self._rejected(event, record, position, [problem])
         except LookupError as unknown:
             latest = specs.latest(record.dataset)
             problem = error(None, "unknown_version", str(unknown), record.spec_version)
             self._deps.stats.observe(record.dataset, latest.spec, record.values, [problem])
-            return [self._rejected(event, record, position, [problem])]
+            return self._rejected(event, record, position, [problem])
 
         spec = versioned.spec
         checked = check_record(record, spec, event.id)
         if not checked.ok:
             self._deps.stats.observe(record.dataset, spec, record.values, checked.errors)
-            return [self._rejected(event, record, position, checked.errors, versioned, checked)]
+            return self._rejected(event, record, position, checked.errors, versioned, checked)
+        return _Passed(event, record, position, versioned, checked)
 
-        assert checked.record_id is not None
-        claim = self._deps.record_ids.claim(record.dataset, checked.record_id, position, event.id)
+    def _claimed(self, passed: _Passed, claim: Claim) -> Emit:
+        event, record, position = passed.event, passed.record, passed.position
+        versioned, checked = passed.versioned, passed.checked
         sighting = classify(claim, position)
         if sighting == Sighting.DUPLICATE:
-            problem = duplicate_error(spec.record_id, checked.record_id, claim)
-            self._deps.stats.observe(record.dataset, spec, record.values, [problem])
-            return [self._rejected(event, record, position, [problem], versioned, checked)]
+            assert checked.record_id is not None
+            problem = duplicate_error(versioned.spec.record_id, checked.record_id, claim)
+            self._deps.stats.observe(record.dataset, versioned.spec, record.values, [problem])
+            return self._rejected(event, record, position, [problem], versioned, checked)
         if sighting == Sighting.FIRST:  # a redelivery was counted the first time
-            self._deps.stats.observe(record.dataset, spec, record.values, [])
-        return [self._validated(event, record, position, versioned, checked)]
+            self._deps.stats.observe(record.dataset, versioned.spec, record.values, [])
+        return self._validated(event, record, position, versioned, checked)
 
     def _malformed(
         self, event: Event[Any], malformed: MalformedRaw, position: SourcePosition
@@ -211,4 +249,12 @@ def routes(deps: Deps) -> list[Route]:
     """data.raw -> data.validated | data.rejected. Bootstrap swaps the decoder for RawDecoder,
     which also accepts bare records and turns junk into MalformedRaw instead of dead letters."""
     validator = Validator(deps)
-    return [Route(CONSUMES, (RecordIngested,), validator.handle, emits=(VALIDATED, REJECTED))]
+    return [
+        Route(
+            CONSUMES,
+            (RecordIngested,),
+            validator.handle,
+            emits=(VALIDATED, REJECTED),
+            batch_handler=validator.handle_batch,
+        )
+    ]

@@ -49,6 +49,11 @@ class Emit:
 
 
 Handler = Callable[[Event[Any], MessageInfo], Iterable[Emit] | None]
+Decoded = tuple[Event[Any], MessageInfo]
+# Handles a whole consumed run at once (e.g. one SQL round trip for all of it) and returns what
+# each message emits, in order. When it raises, the runner handles the run message by message
+# with `handler`, so retries and dead letters stay per message.
+BatchHandler = Callable[[Sequence[Decoded]], Sequence[Iterable[Emit] | None]]
 
 
 class Decoder(Protocol):
@@ -70,6 +75,7 @@ class Subscription:
     decoder: Decoder
     handler: Handler
     emits: Mapping[str, str] = field(default_factory=dict)
+    batch_handler: BatchHandler | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,16 @@ def _trace_key(message: Message) -> tuple[str, bytes | None]:
     """Messages of one topic sent in one traced publish share a span on the way in, too."""
     traceparent = next((v for k, v in message.headers() or () if k == "traceparent"), None)
     return message.topic(), traceparent
+
+
+def _info(message: Message) -> MessageInfo:
+    return MessageInfo(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        timestamp_ms=message.timestamp()[1],
+    )
 
 
 class HandlerFailed(Exception):
@@ -181,8 +197,6 @@ class ConsumerRunner:
         first = run[0]
         topic = first.topic()
         subscription = self._routes[topic]
-        outgoing: list[OutgoingMessage] = []
-        handled = 0
         with _tracer.start_as_current_span(
             f"{topic} process",
             context=extract_trace_context(first.headers()),
@@ -195,32 +209,85 @@ class ConsumerRunner:
                 "messaging.kafka.offset": first.offset(),
             },
         ) as span:
-            for message in run:
-                info = MessageInfo(
-                    topic=topic,
-                    partition=message.partition(),
-                    offset=message.offset(),
-                    key=message.key(),
-                    timestamp_ms=message.timestamp()[1],
-                )
-                try:
-                    event = subscription.decoder.decode(message.value(), info)
-                    emitted = [
-                        OutgoingMessage.for_event(_declared_topic(subscription, e), e.event, e.key)
-                        for e in self._handle(subscription, event, info)
-                    ]
-                    outgoing.extend(emitted)
-                    handled += 1
-                except (UndecodableMessage, HandlerFailed) as error:
-                    span.add_event("dead-lettered", {"offset": info.offset, "reason": error.reason})
-                    outgoing.append(self._dead_letter(message, info, error))
-                next_offsets[(topic, info.partition)] = info.offset + 1
-                if stop.is_set():
-                    break
-            span.set_attribute("messaging.batch.message_count", len(run))
+            outgoing, handled, done = self._outgoing(subscription, run, stop, span)
+            for message in run[:done]:
+                next_offsets[(topic, message.partition())] = message.offset() + 1
+            span.set_attribute("messaging.batch.message_count", done)
             queued = self._producer.publish(outgoing)
         MESSAGES_HANDLED.labels(topic, self.group_id).inc(handled)
         return queued
+
+    def _outgoing(
+        self,
+        subscription: Subscription,
+        run: list[Message],
+        stop: threading.Event,
+        span: trace.Span,
+    ) -> tuple[list[OutgoingMessage], int, int]:
+        """What the run's messages emit (or their dead letters), how many were handled, and how
+        many leading messages of the run are done (all, unless asked to stop midway)."""
+        decoded: list[tuple[Message, MessageInfo, Event[Any] | UndecodableMessage]] = []
+        for message in run:
+            info = _info(message)
+            try:
+                decoded.append((message, info, subscription.decoder.decode(message.value(), info)))
+            except UndecodableMessage as error:
+                decoded.append((message, info, error))
+        events = [(item, info) for _, info, item in decoded if isinstance(item, Event)]
+        results = iter(self._handle_all(subscription, events, stop))
+        outgoing: list[OutgoingMessage] = []
+        handled = done = 0
+        for message, info, item in decoded:
+            failure: UndecodableMessage | HandlerFailed | None = None
+            if isinstance(item, UndecodableMessage):
+                failure = item
+            else:
+                result = next(results, None)
+                if result is None:  # asked to stop before this message
+                    break
+                try:
+                    if isinstance(result, HandlerFailed):
+                        raise result
+                    outgoing.extend(
+                        [
+                            OutgoingMessage.for_event(
+                                _declared_topic(subscription, e), e.event, e.key
+                            )
+                            for e in result
+                        ]
+                    )
+                    handled += 1
+                except HandlerFailed as error:
+                    failure = error
+            if failure is not None:
+                span.add_event("dead-lettered", {"offset": info.offset, "reason": failure.reason})
+                outgoing.append(self._dead_letter(message, info, failure))
+            done += 1
+        return outgoing, handled, done
+
+    def _handle_all(
+        self, subscription: Subscription, events: list[Decoded], stop: threading.Event
+    ) -> list[Iterable[Emit] | HandlerFailed]:
+        """Each event's emits, or the failure that dead-letters it; stops early on `stop`."""
+        if subscription.batch_handler is not None and events:
+            try:
+                emitted = subscription.batch_handler(events)
+                if len(emitted) != len(events):
+                    raise ValueError(f"{len(emitted)} results for {len(events)} events")
+                return [result or () for result in emitted]
+            except Exception as error:
+                log.warning(
+                    "batch handler of %s failed, one by one now: %s", events[0][1].topic, error
+                )
+        results: list[Iterable[Emit] | HandlerFailed] = []
+        for event, info in events:
+            try:
+                results.append(self._handle(subscription, event, info))
+            except HandlerFailed as failure:
+                results.append(failure)
+            if stop.is_set():
+                break
+        return results
 
     def _handle(
         self, subscription: Subscription, event: Event[Any], info: MessageInfo

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from shared.events.codec import EventDecoder
 from shared.events.envelope import Payload
-from shared.kafka.consumer import Handler, Subscription
+from shared.kafka.consumer import BatchHandler, Handler, Subscription
 from shared.kafka.topics import TopicCatalog
 
 
@@ -26,6 +26,7 @@ class Route:
     payloads: tuple[type[Payload], ...]
     handler: Handler
     emits: tuple[str, ...] = ()
+    batch_handler: BatchHandler | None = None
 
 
 def bind(
@@ -42,6 +43,7 @@ def bind(
             decoder=EventDecoder(route.payloads, max_payload_bytes),
             handler=route.handler,
             emits={name: catalog.name(name, namespace) for name in route.emits},
+            batch_handler=route.batch_handler,
         )
         for route in routes
     ]

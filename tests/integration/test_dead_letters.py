@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
@@ -30,9 +32,12 @@ def valid(n: int, **values: object) -> bytes:
     return Event.create(record, source="test", subject=f"e-{n}").to_json_bytes()
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batch-handler"])
 def test_poison_messages_are_dead_lettered_with_reasons_and_valid_ones_all_processed(
-    settings: PlatformSettings, admin: AdminClient, bootstrap: str
+    settings: PlatformSettings, admin: AdminClient, bootstrap: str, batched: bool
 ) -> None:
+    """With a batch handler too: a batch that fails is handled again message by message, so
+    retries and dead letters stay per message."""
     source, dead = unique_name("poison-in"), unique_name("poison-dlq")
     with topics(admin, source, dead):
         sequence = [
@@ -61,10 +66,25 @@ def test_poison_messages_are_dead_lettered_with_reasons_and_valid_ones_all_proce
                 raise RuntimeError("the handler cannot cope with this record")
             handled.append(n)
 
+        batch_calls: list[int] = []
+
+        def record_all(items: Sequence[tuple[Event, MessageInfo]]) -> list[None]:
+            batch_calls.append(len(items))
+            if any(event.data.values.get("explode") for event, _ in items):
+                raise RuntimeError("one record of the batch cannot be handled")
+            return [record(event, info) for event, info in items]
+
         group = unique_name("poison-group")
         runner = ConsumerRunner(
             group_id=group,
-            subscriptions=[Subscription(source, EventDecoder([RecordIngested], LIMIT), record)],
+            subscriptions=[
+                Subscription(
+                    source,
+                    EventDecoder([RecordIngested], LIMIT),
+                    record,
+                    batch_handler=record_all if batched else None,
+                )
+            ],
             consumer_config=consumer_config(settings, "poison-test", group),
             producer=EventProducer(producer_config(settings, "poison-test")),
             dead_letter_topic=dead,
@@ -81,6 +101,7 @@ def test_poison_messages_are_dead_lettered_with_reasons_and_valid_ones_all_proce
             thread.join(30)
 
     assert handled == [1, 2, 3, 4, 6]
+    assert bool(batch_calls) == batched
     assert attempts[5] == 3, "a failing handler is retried before its message is dead-lettered"
     poison = [(i, reason, value) for i, (reason, value) in enumerate(sequence) if reason != "valid"]
     assert len(letters) == len(poison)

@@ -14,11 +14,13 @@ from services.validation.adapters.record_ids import (
 )
 from services.validation.domain.duplicates import (
     Claim,
+    ClaimRequest,
     RecordIds,
     Sighting,
     classify,
     duplicate_error,
     rejected_id,
+    resolve_claims,
     validated_id,
 )
 from shared.events.records import SourcePosition
@@ -94,3 +96,26 @@ def test_the_sql_store_survives_a_new_engine_on_the_same_file(tmp_path) -> None:
     SqlRecordIds(create_database_engine(url), "ids").claim("shop", "o-1", FIRST, "e1")
     reopened = SqlRecordIds(create_engine(url), "ids")
     assert reopened.claim("shop", "o-1", LATER, "e2") == Claim(FIRST, "e1", inserted=False)
+
+
+def test_resolved_batch_claims_make_later_requests_of_an_id_duplicates_of_the_first() -> None:
+    first, second, third = (SourcePosition(topic="raw", partition=0, offset=n) for n in (1, 2, 3))
+    held = SourcePosition(topic="raw", partition=1, offset=0)
+    requests = [
+        ClaimRequest("loans", "a", first, "e1"),
+        ClaimRequest("loans", "a", second, "e2"),
+        ClaimRequest("loans", "b", third, "e3"),
+    ]
+    holder = Claim(held, "e0", inserted=False)
+    claims = resolve_claims(requests, won={("loans", "a")}, holders={("loans", "b"): holder})
+
+    assert claims[0] == Claim(first, "e1", inserted=True)
+    assert claims[1] == Claim(first, "e1", inserted=False)
+    assert classify(claims[1], second) == Sighting.DUPLICATE
+    assert claims[2] == holder
+
+
+def test_a_batch_claim_the_store_neither_won_nor_found_is_an_error() -> None:
+    request = ClaimRequest("loans", "a", SourcePosition(topic="raw", partition=0, offset=1), "e")
+    with pytest.raises(LookupError, match="'a'"):
+        resolve_claims([request], won=set(), holders={})

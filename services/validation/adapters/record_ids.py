@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -26,14 +28,16 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from services.validation.domain.duplicates import Claim
+from services.validation.domain.duplicates import Claim, ClaimRequest, resolve_claims
 from shared.events.records import SourcePosition
 
 _MAX_IDENTIFIER = 63  # PostgreSQL's limit
+T = TypeVar("T")
 
 
 def table_name(namespace: str) -> str:
@@ -59,6 +63,25 @@ def record_ids_table(name: str, metadata: MetaData | None = None) -> Table:
     )
 
 
+_CHUNK = 500  # rows per statement: well under SQLite's and PostgreSQL's parameter limits
+
+
+def _row(request: ClaimRequest) -> dict[str, Any]:
+    return {
+        "dataset": request.dataset,
+        "record_id": request.record_id,
+        "topic": request.position.topic,
+        "kafka_partition": request.position.partition,
+        "kafka_offset": request.position.offset,
+        "event_id": request.event_id,
+    }
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 class SqlRecordIds:
     """RecordIds on SQLAlchemy (SQLite or PostgreSQL)."""
 
@@ -67,8 +90,9 @@ class SqlRecordIds:
         self.table = record_ids_table(table)
         self.table.create(engine, checkfirst=True)
         self._insert = self._insert_ignoring_conflicts()
+        self._insert_many = self._insert_ignoring_conflicts(many=True)
 
-    def _insert_ignoring_conflicts(self) -> Any:
+    def _insert_ignoring_conflicts(self, many: bool = False) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING RETURNING: a row back means this claim won.
 
         (rowcount is not reliable here: psycopg reports -1 for it.)"""
@@ -78,17 +102,12 @@ class SqlRecordIds:
         if make is None:
             return None
         statement = make(self.table).on_conflict_do_nothing(index_elements=keys)
+        if many:
+            return statement.returning(self.table.c.dataset, self.table.c.record_id)
         return statement.returning(self.table.c.event_id)
 
     def claim(self, dataset: str, record_id: str, position: SourcePosition, event_id: str) -> Claim:
-        row = {
-            "dataset": dataset,
-            "record_id": record_id,
-            "topic": position.topic,
-            "kafka_partition": position.partition,
-            "kafka_offset": position.offset,
-            "event_id": event_id,
-        }
+        row = _row(ClaimRequest(dataset, record_id, position, event_id))
         with self.engine.begin() as connection:
             if self._insert is not None:
                 inserted = connection.execute(self._insert.values(**row)).first() is not None
@@ -112,6 +131,45 @@ class SqlRecordIds:
         )
         return Claim(first=first, first_event_id=holder.event_id, inserted=False)
 
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        """One transaction for the whole batch: one multi-row INSERT ... ON CONFLICT DO NOTHING
+        per chunk, then one SELECT of the holders of the ids already taken."""
+        if self._insert_many is None:
+            return [self.claim(r.dataset, r.record_id, r.position, r.event_id) for r in requests]
+        # Each id's first request, in key order so concurrent validators lock rows alike.
+        earliest = {request.key: request for request in reversed(requests)}
+        firsts = [earliest[key] for key in sorted(earliest)]
+        won: set[tuple[str, str]] = set()
+        holders: dict[tuple[str, str], Claim] = {}
+        with self.engine.begin() as connection:
+            if firsts:
+                # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row
+                # statements from one cached compilation.
+                inserted = connection.execute(self._insert_many, [_row(r) for r in firsts])
+                won.update((row.dataset, row.record_id) for row in inserted)
+            taken = [request.key for request in firsts if request.key not in won]
+            for chunk in _chunks(taken, _CHUNK):
+                holders.update(self._holders(connection, chunk))
+        return resolve_claims(requests, won, holders)
+
+    def _holders(
+        self, connection: Connection, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Claim]:
+        t = self.table.c
+        query = select(
+            t.dataset, t.record_id, t.topic, t.kafka_partition, t.kafka_offset, t.event_id
+        ).where(tuple_(t.dataset, t.record_id).in_(keys))
+        return {
+            (row.dataset, row.record_id): Claim(
+                first=SourcePosition(
+                    topic=row.topic, partition=row.kafka_partition, offset=row.kafka_offset
+                ),
+                first_event_id=row.event_id,
+                inserted=False,
+            )
+            for row in connection.execute(query)
+        }
+
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -134,3 +192,6 @@ class MemoryRecordIds:
                 return Claim(first=held.first, first_event_id=held.first_event_id, inserted=False)
             self._claims[(dataset, record_id)] = Claim(position, event_id, inserted=True)
             return self._claims[(dataset, record_id)]
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        return [self.claim(r.dataset, r.record_id, r.position, r.event_id) for r in requests]

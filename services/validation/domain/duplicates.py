@@ -16,6 +16,7 @@ rejected record is accepted, and a rejected record is never also reported as a d
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -38,12 +39,50 @@ class Claim:
     inserted: bool
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    dataset: str
+    record_id: str
+    position: SourcePosition
+    event_id: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.dataset, self.record_id
+
+
 class RecordIds(Protocol):
-    """Stores (dataset, record id) -> first position; `claim` is atomic."""
+    """Stores (dataset, record id) -> first position; `claim` and `claim_many` are atomic."""
 
     def claim(
         self, dataset: str, record_id: str, position: SourcePosition, event_id: str
     ) -> Claim: ...
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
+        """The claims of `requests` in order, as if claimed one after the other."""
+        ...
+
+
+def resolve_claims(
+    requests: Sequence[ClaimRequest],
+    won: set[tuple[str, str]],
+    holders: Mapping[tuple[str, str], Claim],
+) -> list[Claim]:
+    """Claims in request order, once the store said which first requests per id it inserted
+    (`won`) and who holds the other ids (`holders`): a later request for an id claimed earlier
+    in the same batch sees that earlier request as the holder."""
+    claims: list[Claim] = []
+    held: dict[tuple[str, str], Claim] = dict(holders)
+    for request in requests:
+        holder = held.get(request.key)
+        if holder is None and request.key in won:
+            claims.append(Claim(request.position, request.event_id, inserted=True))
+            held[request.key] = Claim(request.position, request.event_id, inserted=False)
+            continue
+        if holder is None:
+            raise LookupError(f"no holder for record id {request.record_id!r}")
+        claims.append(holder)
+    return claims
 
 
 def classify(claim: Claim, position: SourcePosition) -> Sighting:

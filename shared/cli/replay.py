@@ -19,11 +19,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from shared.cli.ranges import (
     Checkpoint,
@@ -116,17 +117,25 @@ class _Failures:
             self.errors.append(f"{message.topic()}[{message.partition()}]: {error}")
 
 
-def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-    """A partition's low and high watermarks, waiting out a new topic's leader election."""
+def list_offsets(
+    admin: AdminClient, topic: str, partitions: list[int], spec: OffsetSpec
+) -> dict[int, int]:
+    """One ListOffsets request for every partition (earliest, latest or for a timestamp);
+    waits out a new topic's leader election."""
     deadline = time.monotonic() + TIMEOUT_S
     while True:
+        asked = {TopicPartition(topic, p): spec for p in partitions}
         try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), TIMEOUT_S)
-            return low, high
+            futures = admin.list_offsets(asked, request_timeout=TIMEOUT_S)
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
         except KafkaException as error:
             if time.monotonic() > deadline:
-                raise ReplayError(f"{topic}[{partition}]: {error.args[0].str()}") from None
+                raise ReplayError(f"offsets of {topic}: {error.args[0].str()}") from None
             time.sleep(0.2)
+
+
+def end_offsets(admin: AdminClient, topic: str, partitions: list[int]) -> dict[int, int]:
+    return list_offsets(admin, topic, partitions, OffsetSpec.latest())
 
 
 class Replayer:
@@ -211,8 +220,7 @@ class Replayer:
                     "run that again to resume it, or pass --restart to start this one"
                 )
             return saved
-        with self._reader() as consumer:
-            progress = self._resolve(consumer, names, partitions, request)
+        progress = self._resolve(names, partitions, request)
         return Checkpoint(
             source_topic=names.source,
             target_topic=names.target,
@@ -222,37 +230,33 @@ class Replayer:
         )
 
     def _resolve(
-        self, consumer: Consumer, names: TopicNames, partitions: int, request: ReplayRequest
+        self, names: TopicNames, partitions: int, request: ReplayRequest
     ) -> dict[int, PartitionProgress]:
-        marks = {p: Watermarks(*watermarks(consumer, names.source, p)) for p in range(partitions)}
-        starts = self._bounds(consumer, names.source, request.start, marks)
-        ends = self._bounds(consumer, names.source, request.end, marks)
-        progress = {}
-        for p in range(partitions):
-            _, target_end = watermarks(consumer, names.target, p)
-            start, end = starts[p], max(ends[p], starts[p])
-            progress[p] = PartitionProgress(
-                start=start, end=end, next_offset=start, target_end=target_end
+        numbers = list(range(partitions))
+        lows = list_offsets(self.admin, names.source, numbers, OffsetSpec.earliest())
+        highs = end_offsets(self.admin, names.source, numbers)
+        marks = {p: Watermarks(lows[p], highs[p]) for p in numbers}
+        starts = self._bounds(names.source, request.start, marks)
+        ends = self._bounds(names.source, request.end, marks)
+        target_ends = end_offsets(self.admin, names.target, numbers)
+        return {
+            p: PartitionProgress(
+                start=starts[p],
+                end=max(ends[p], starts[p]),
+                next_offset=starts[p],
+                target_end=target_ends[p],
             )
-        return progress
+            for p in numbers
+        }
 
     def _bounds(
-        self, consumer: Consumer, topic: str, position: Position, marks: dict[int, Watermarks]
+        self, topic: str, position: Position, marks: dict[int, Watermarks]
     ) -> dict[int, int]:
         by_time: dict[int, int | None] = dict.fromkeys(marks)
-        if not isinstance(position, (int, str)):
-            asked = [TopicPartition(topic, p, to_millis(position)) for p in marks]
-            for found in consumer.offsets_for_times(asked, timeout=TIMEOUT_S):
-                by_time[found.partition] = found.offset
+        if isinstance(position, datetime):
+            spec = OffsetSpec.for_timestamp(to_millis(position))
+            by_time.update(list_offsets(self.admin, topic, list(marks), spec))
         return {p: resolve_offset(position, marks[p], by_time[p]) for p in marks}
-
-    @contextmanager
-    def _reader(self) -> Iterator[Consumer]:
-        consumer = Consumer(fast_consumer_config(self.settings, "mlops-replay"))
-        try:
-            yield consumer
-        finally:
-            consumer.close()
 
     # -- running --------------------------------------------------------------------------
 
@@ -281,7 +285,7 @@ class Replayer:
                 on_plan(checkpoint)
                 if checkpoint.complete:
                     return ReplayResult(checkpoint, 0, 0.0)
-                return _Copy(self.settings, checkpoint, path, request.limit).run(
+                return _Copy(self.settings, self.admin, checkpoint, path, request.limit).run(
                     on_progress, should_stop
                 )
             except KafkaException as error:
@@ -293,9 +297,15 @@ class _Copy:
     checkpoint every CHECKPOINT_EVERY messages and at the end."""
 
     def __init__(
-        self, settings: PlatformSettings, checkpoint: Checkpoint, path: Path, limit: int | None
+        self,
+        settings: PlatformSettings,
+        admin: AdminClient,
+        checkpoint: Checkpoint,
+        path: Path,
+        limit: int | None,
     ) -> None:
         self.settings = settings
+        self.admin = admin
         self.checkpoint = checkpoint
         self.path = path
         self.limit = limit
@@ -315,7 +325,7 @@ class _Copy:
         consumer = Consumer(fast_consumer_config(self.settings, "mlops-replay"))
         started = time.perf_counter()
         try:
-            self._skip_unrecorded(consumer)
+            self._skip_unrecorded()
             open_partitions = {p for p in self.end if self.next_offset[p] < self.end[p]}
             consumer.assign(
                 [
@@ -326,17 +336,17 @@ class _Copy:
             since_checkpoint = 0
             while open_partitions and not self._limit_reached():
                 if should_stop():
-                    self._save(consumer)
+                    self._save()
                     raise ReplayInterrupted("interrupted")
                 copied = self._copy_batch(consumer, open_partitions)
                 since_checkpoint += copied
                 on_progress(copied)
                 if since_checkpoint >= CHECKPOINT_EVERY:
-                    self._save(consumer)
+                    self._save()
                     since_checkpoint = 0
-            self._save(consumer, complete=not open_partitions)
+            self._save(complete=not open_partitions)
         except KeyboardInterrupt:
-            self._save(consumer)
+            self._save()
             raise ReplayInterrupted("interrupted") from None
         finally:
             consumer.close()
@@ -345,24 +355,31 @@ class _Copy:
     def _limit_reached(self) -> bool:
         return self.limit is not None and self.copied >= self.limit
 
-    def _skip_unrecorded(self, consumer: Consumer) -> None:
+    def _skip_unrecorded(self) -> None:
+        target_ends = self._target_ends()
         for p, progress in self.checkpoint.partitions.items():
-            _, target_end = watermarks(consumer, self.checkpoint.target_topic, p)
             try:
-                extra = unrecorded_writes(progress, target_end)
+                extra = unrecorded_writes(progress, target_ends[p])
             except RangeError as error:
                 raise ReplayError(str(error)) from None
             if extra:
                 self.skip[p] = extra
+
+    def _target_ends(self) -> dict[int, int]:
+        return end_offsets(
+            self.admin, self.checkpoint.target_topic, list(self.checkpoint.partitions)
+        )
 
     def _copy_batch(self, consumer: Consumer, open_partitions: set[int]) -> int:
         produce = self.producer.produce
         target = self.checkpoint.target_topic
         end, next_offset, skip = self.end, self.next_offset, self.skip
         budget = None if self.limit is None else self.limit - self.copied
-        batch = consumer.consume(
-            CONSUME_BATCH if budget is None else min(budget, CONSUME_BATCH), 0.5
-        )
+        # Asking for no more than what is left lets the last batch return as soon as it is
+        # there, instead of waiting out the timeout for messages the range does not have.
+        left = sum(end[p] - next_offset[p] + skip.get(p, 0) for p in open_partitions)
+        wanted = min(CONSUME_BATCH, max(left, 1), budget if budget is not None else CONSUME_BATCH)
+        batch = consumer.consume(wanted, 0.5)
         copied = 0
         for message in batch:
             error = message.error()
@@ -417,7 +434,7 @@ class _Copy:
         if error.fatal() or not error.retriable():
             raise ReplayError(f"reading {message.topic()}[{partition}] failed: {error.str()}")
 
-    def _save(self, consumer: Consumer, complete: bool = False) -> None:
+    def _save(self, complete: bool = False) -> None:
         """Flush (every write confirmed), then record how far each partition got."""
         remaining = self.producer.flush(60)
         if remaining or self.failures.errors:
@@ -426,10 +443,10 @@ class _Copy:
                 f"Kafka did not confirm every write ({shown}); nothing after the last "
                 "checkpoint is recorded: run the same command again to resume"
             )
+        target_ends = self._target_ends()
         for p, progress in self.checkpoint.partitions.items():
-            _, target_end = watermarks(consumer, self.checkpoint.target_topic, p)
             progress.next_offset = self.next_offset[p]
-            progress.target_end = target_end
+            progress.target_end = target_ends[p]
         self.checkpoint.replayed += self.copied - self.recorded
         self.recorded = self.copied
         self.checkpoint.complete = complete

@@ -381,45 +381,60 @@ class _Copy:
         wanted = min(CONSUME_BATCH, max(left, 1), budget if budget is not None else CONSUME_BATCH)
         batch = consumer.consume(wanted, 0.5)
         copied = 0
+        limit = CONSUME_BATCH if budget is None else budget
         for message in batch:
-            error = message.error()
+            if message.error() is not None:
+                self._on_consume_error(message, message.error(), open_partitions)
+                continue
             partition = message.partition()
-            if error is not None:
-                self._on_consume_error(message, error, open_partitions)
-                continue
             offset = message.offset()
-            if partition not in open_partitions or offset < next_offset[partition]:
+            # Closed partitions have next_offset >= end, so this also drops their messages.
+            if not next_offset[partition] <= offset < end[partition]:
                 continue
-            if offset >= end[partition]:
-                open_partitions.discard(partition)
-                continue
-            if skip.get(partition):
+            if skip and skip.get(partition):
                 skip[partition] -= 1
             else:
-                self._produce(produce, target, message, partition)
+                timestamp = message.timestamp()[1]
+                try:
+                    produce(
+                        target,
+                        message.value(),
+                        message.key(),
+                        partition=partition,
+                        timestamp=timestamp if timestamp > 0 else 0,
+                        headers=message.headers(),
+                    )
+                except BufferError:
+                    self._produce_when_room(target, message, partition, timestamp)
                 copied += 1
             # Advanced only once the write is queued: an interruption in between leaves a
             # write the resume finds on the target and skips, never a gap.
             next_offset[partition] = offset + 1
-            if offset + 1 >= end[partition]:
-                open_partitions.discard(partition)
-            if budget is not None and copied >= budget:
+            if copied >= limit:
                 break
+        open_partitions -= {p for p in open_partitions if next_offset[p] >= end[p]}
         self.producer.poll(0)
         self.copied += copied
         return copied
 
-    def _produce(self, produce: Any, target: str, message: Message, partition: int) -> None:
-        _kind, timestamp = message.timestamp()
-        kwargs: dict[str, Any] = {"partition": partition, "headers": message.headers()}
-        if timestamp >= 0:
-            kwargs["timestamp"] = timestamp
+    def _produce_when_room(
+        self, target: str, message: Message, partition: int, timestamp: int
+    ) -> None:
+        """The local queue is full: serve delivery reports until the write fits."""
         while True:
+            self.producer.poll(0.05)
             try:
-                produce(target, message.value(), message.key(), **kwargs)
+                self.producer.produce(
+                    target,
+                    message.value(),
+                    message.key(),
+                    partition=partition,
+                    timestamp=timestamp if timestamp > 0 else 0,
+                    headers=message.headers(),
+                )
                 return
             except BufferError:
-                self.producer.poll(0.05)
+                continue
 
     def _on_consume_error(
         self, message: Message, error: KafkaError, open_partitions: set[int]

@@ -11,13 +11,14 @@ import sys
 
 import typer
 
-from shared.cli import topics
+from shared.cli import models, status, topics, training
 from shared.cli.common import CliError
 
 EPILOG = (
     "Exit codes: 0 done; 1 the operation failed (not found, refused, incomplete, differs); "
     "2 bad usage; 3 Kafka or a service is unreachable. Settings: the services' own (MLOPS_*, "
-    ".local/stack.env); service URLs MLOPS_CLI_<SERVICE>_URL."
+    ".local/stack.env); service URLs MLOPS_CLI_INGESTION_URL, MLOPS_CLI_REGISTRY_URL, ... "
+    "(one per service)."
 )
 
 app = typer.Typer(
@@ -32,6 +33,11 @@ app = typer.Typer(
 app.command(epilog=EPILOG)(topics.publish)
 app.command(epilog=EPILOG)(topics.tail)
 app.command(epilog=EPILOG)(topics.replay)
+app.add_typer(models.models_app, name="models", epilog=EPILOG)
+app.command(epilog=EPILOG)(models.lineage)
+app.command(epilog=EPILOG)(training.train)
+app.command(epilog=EPILOG)(status.status)
+# `reproduce` goes in its own module (shared/cli/reproduce.py), registered the same way.
 
 
 @app.callback()

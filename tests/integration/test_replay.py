@@ -9,18 +9,32 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from sqlalchemy import create_engine, func, inspect, select
 
+from services.feature_store.adapters.online import online_table
+from services.feature_store.adapters.online import table_name as online_table_name
+from services.validation.adapters.record_ids import record_ids_table
+from services.validation.adapters.record_ids import table_name as record_ids_table_name
 from shared.cli.ranges import Checkpoint, parse_position, topic_names
 from shared.cli.replay import Replayer, ReplayRequest
+from shared.datasets.registry import SpecRegistry
+from shared.datasets.sources import agrawal_records
+from shared.datasets.spec import shipped_specs
+from shared.kafka.config import client_config, producer_config
+from shared.kafka.producer import EventProducer
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
-from tests.services import namespace_topics
+from tests.services import RunningService, namespace_topics, start_service
+from tests.waiting import wait_until
+
+LOANS = next(spec for spec in shipped_specs() if spec.name == "loans")
 
 PER_PARTITION = 400
 PARTITIONS = TopicCatalog.load()["data.raw"].partitions
@@ -224,3 +238,153 @@ def test_a_different_range_into_the_same_target_is_refused_until_restart(
     )  # fmt: skip
     assert result.returncode == 1
     assert "--restart" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- acceptance: a replay runs through a parallel pipeline, production untouched -----------
+
+
+def online_rows(url: str, ns: str) -> int:
+    table = online_table(online_table_name(ns))
+    with create_engine(url).connect() as connection:
+        if not inspect(connection).has_table(table.name):
+            return 0
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def record_id_rows(url: str, ns: str) -> int:
+    table = record_ids_table(record_ids_table_name(ns))
+    with create_engine(url).connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def count_messages(bootstrap: str, topic: str) -> int:
+    ends = end_offsets(bootstrap, [topic])
+    return sum(ends.values())
+
+
+def replay_cli(env: dict[str, str], *arguments: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "replay", *arguments],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def start_pipeline(ns: str, env: dict[str, str], logs: Path) -> list[RunningService]:
+    logs.mkdir(exist_ok=True)
+    started = [
+        start_service(name, ns, env, logs, wait_ready=False)
+        for name in ("validation", "feature_store")
+    ]
+    for service in started:
+        wait_until(service.is_ready, what=f"{service.name} in {ns} to be ready", timeout_s=120)
+    return started
+
+
+@pytest.fixture
+def two_namespaces(
+    admin: AdminClient, settings: PlatformSettings, tmp_path: Path
+) -> Iterator[tuple[str, str, str]]:
+    production, replica = namespace(), namespace()
+    url = settings.database_url_or_sqlite(str(tmp_path / "replay.sqlite"))
+    try:
+        with namespace_topics(admin, production):
+            yield production, replica, url
+    finally:
+        catalog = TopicCatalog.load()
+        admin.delete_topics(
+            [spec.full_name(replica) for spec in catalog.specs.values()], operation_timeout=10
+        )
+        engine = create_engine(url)
+        for ns in (production, replica):
+            online_table(online_table_name(ns)).drop(engine, checkfirst=True)
+            record_ids_table(record_ids_table_name(ns)).drop(engine, checkfirst=True)
+
+
+def test_a_replayed_range_runs_through_a_parallel_pipeline_and_production_is_untouched(
+    two_namespaces: tuple[str, str, str],
+    bootstrap: str,
+    settings: PlatformSettings,
+    subprocess_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    production, replica, url = two_namespaces
+    env = {**subprocess_env, "MLOPS_DATABASE_URL": url}
+    registry = SpecRegistry(
+        client_config(settings, "replay-test"), f"{production}.data.specs", "replay-test"
+    )
+    spec_producer = EventProducer(producer_config(settings, "replay-test"))
+
+    def registered() -> bool:
+        try:
+            registry.register(LOANS, spec_producer)
+        except KafkaException:  # the new topic's leader is not elected yet
+            return False
+        return True
+
+    wait_until(registered, what="the loans spec to be registered")
+    records = [
+        row
+        for row, _ in agrawal_records(
+            900, seed=5, start=datetime(2026, 1, 1, tzinfo=UTC), entities=200
+        )
+    ]
+    producer = Producer(producer_config(settings, "replay-test"))
+    for record in records:
+        value = {"dataset": "loans", "entity": record["applicant_id"], "values": record}
+        producer.produce(
+            f"{production}.data.raw", json.dumps(value).encode(), record["applicant_id"].encode()
+        )
+    assert producer.flush(30) == 0
+
+    services = start_pipeline(production, env, tmp_path / "production")
+    try:
+        outcomes = [f"{production}.data.validated", f"{production}.data.rejected"]
+        wait_until(
+            lambda: sum(count_messages(bootstrap, t) for t in outcomes) == len(records),
+            what="production to validate every record", timeout_s=120,
+        )  # fmt: skip
+        wait_until(
+            lambda: count_messages(bootstrap, f"{production}.data.features")
+            == count_messages(bootstrap, outcomes[0]),
+            what="production's features", timeout_s=120,
+        )  # fmt: skip
+        wait_until(lambda: online_rows(url, production) > 0, what="production's online store")
+        production_topics = [s.full_name(production) for s in TopicCatalog.load().specs.values()]
+        offsets_before = end_offsets(bootstrap, production_topics)
+        rows_before = (online_rows(url, production), record_id_rows(url, production))
+
+        cli_env = {**env, "MLOPS_NAMESPACE": production}
+        checkpoints = str(tmp_path / "checkpoints")
+        replay_cli(
+            cli_env, "--topic", "data.specs", "--into", replica, "--checkpoint-dir", checkpoints
+        )
+        replay_cli(cli_env, "--topic", "data.raw", "--into", replica, "--from", "50", "--to", "250",
+                   "--checkpoint-dir", checkpoints)  # fmt: skip
+        raw = read_range(bootstrap, f"{production}.data.raw")
+        replayed = [m for m in raw if 50 <= m.offset < 250]
+        assert count_messages(bootstrap, f"{replica}.data.raw") == len(replayed) > 0
+
+        services += start_pipeline(replica, env, tmp_path / "replica")
+        replica_outcomes = [f"{replica}.data.validated", f"{replica}.data.rejected"]
+        wait_until(
+            lambda: sum(count_messages(bootstrap, t) for t in replica_outcomes) == len(replayed),
+            what="the replica to validate the replayed range", timeout_s=120,
+        )  # fmt: skip
+        validated = count_messages(bootstrap, replica_outcomes[0])
+        wait_until(
+            lambda: count_messages(bootstrap, f"{replica}.data.features") == validated,
+            what="the replica's features", timeout_s=120,
+        )  # fmt: skip
+        entities = {m.key for m in replayed}
+        wait_until(
+            lambda: 0 < online_rows(url, replica) <= len(entities),
+            what="the replica's online store",
+        )
+        assert record_id_rows(url, replica) == validated
+
+        assert end_offsets(bootstrap, production_topics) == offsets_before, "production topics"
+        assert (online_rows(url, production), record_id_rows(url, production)) == rows_before
+    finally:
+        for service in services:
+            service.stop()

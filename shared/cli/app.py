@@ -45,9 +45,9 @@ def root() -> None:
     """Operate the MLOps platform: topics, replays, models, training, the stack's health."""
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     try:
-        app()
+        app(args=argv, prog_name="mlops")
     except CliError as error:
         print(f"mlops: {error}", file=sys.stderr)
         sys.exit(error.code)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.kafka.config import client_config
@@ -74,7 +72,7 @@ class CliSettings(BaseSettings):
     api_key_owner: str | None = None
     registry_api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
-        validation_alias=AliasChoices("MLOPS_REGISTRY_API_KEYS", "mlops_registry_api_keys"),
+        validation_alias="MLOPS_REGISTRY_API_KEYS",
     )
 
     def service_url(self, service: str) -> str:
@@ -117,15 +115,24 @@ def kafka_admin(settings: PlatformSettings, timeout_s: float = 10.0) -> AdminCli
 class ServiceClient:
     """JSON over HTTP to one service; refusals become CliError with the service's reason."""
 
+    transport: httpx.BaseTransport | None = None  # tests put a fake service here
+
     def __init__(self, service: str, settings: CliSettings) -> None:
         self.service = service
         self.base = settings.service_url(service)
         self.timeout = settings.http_timeout_s
 
-    @contextmanager
-    def _transport(self) -> Iterator[None]:
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """The answer, whatever its status; an unreachable service is exit 3."""
         try:
-            yield
+            with httpx.Client(transport=self.transport, timeout=self.timeout) as client:
+                return client.request(method, f"{self.base}{path}", json=body, headers=headers)
         except httpx.TransportError as error:
             raise Unreachable(f"{self.service} at {self.base} is unreachable ({error})") from None
 
@@ -136,20 +143,13 @@ class ServiceClient:
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        with self._transport():
-            response = httpx.request(
-                method, f"{self.base}{path}", json=body, headers=headers, timeout=self.timeout
-            )
+        response = self.send(method, path, body, headers)
         if response.status_code >= 400:
             raise CliError(f"{self.service}: {response.status_code} {_reason(response)}")
         return response.json() if response.content else None
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
-
-    def status(self, path: str) -> int:
-        with self._transport():
-            return httpx.get(f"{self.base}{path}", timeout=self.timeout).status_code
 
 
 def _reason(response: httpx.Response) -> str:

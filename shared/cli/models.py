@@ -75,17 +75,17 @@ def show(
     out.print(table)
 
 
-def _change(path: str, method: str, body: dict[str, Any]) -> None:
+def _change(name: str, path: str, method: str, body: dict[str, Any]) -> None:
     settings = cli_settings()
     answer = ServiceClient("registry", settings).request(
         method, path, body, headers={"X-API-Key": settings.registry_key()}
     )
     if not answer.get("changed", True):
-        out.print(f"{answer['model_name']}: nothing to change")
+        out.print(f"{name}: nothing to change")
         return
     previous = answer.get("previous_version")
     out.print(
-        f"{answer['model_name']}: {answer.get('alias')} -> version {answer.get('version')}"
+        f"{name}: {answer.get('alias')} -> version {answer.get('version')}"
         f"{f' (was {previous})' if previous is not None else ''}; "
         f"{answer.get('event_type')} {answer.get('event_id')}"
     )
@@ -100,7 +100,7 @@ def promote(
 ) -> None:
     """Point an alias (champion by default) at a version; serving swaps to it. Needs the
     registry API key."""
-    _change(f"/models/{name}/aliases/{alias}", "PUT", {"version": version, "reason": reason})
+    _change(name, f"/models/{name}/aliases/{alias}", "PUT", {"version": version, "reason": reason})
 
 
 @models_app.command()
@@ -110,7 +110,7 @@ def rollback(
     alias: Annotated[str, typer.Option(help="The alias to return.")] = "champion",
 ) -> None:
     """Return an alias to the version that held it before. Needs the registry API key."""
-    _change(f"/models/{name}/rollback", "POST", {"reason": reason, "alias": alias})
+    _change(name, f"/models/{name}/rollback", "POST", {"reason": reason, "alias": alias})
 
 
 def lineage(

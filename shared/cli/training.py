@@ -7,11 +7,10 @@ import json
 import time
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 
-from shared.cli.common import CliError, ServiceClient, Unreachable, cli_settings
+from shared.cli.common import CliError, ServiceClient, cli_settings
 
 err = Console(stderr=True)
 
@@ -68,10 +67,7 @@ def wait_for_run(client: ServiceClient, command_id: str, timeout_s: float) -> di
     deadline = time.monotonic() + timeout_s
     with err.status(f"training {command_id} ..."):
         while time.monotonic() < deadline:
-            try:
-                response = httpx.get(f"{client.base}/runs/{command_id}", timeout=client.timeout)
-            except httpx.TransportError as error:
-                raise Unreachable(f"training at {client.base} is unreachable ({error})") from None
+            response = client.send("GET", f"/runs/{command_id}")
             if response.status_code == 200:
                 result: dict[str, Any] = response.json()
                 return result

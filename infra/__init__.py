@@ -1,0 +1,1 @@
+"""Operating the platform locally: the stack scripts, the topic catalog, the demo."""

@@ -1,0 +1,125 @@
+"""Running platform services as local processes in a namespace of their own: for tests and
+for `make demo`, beside (never instead of) the services `make up` started."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from confluent_kafka.admin import AdminClient
+
+from shared.kafka.topics import TopicCatalog, ensure_topics
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RunningService:
+    name: str
+    port: int
+    process: subprocess.Popen[str]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def is_ready(self) -> bool:
+        return self._answers("/ready")
+
+    def is_live(self) -> bool:
+        return self._answers("/live")
+
+    def _answers(self, path: str) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"{self.name} exited with {self.process.returncode}:\n{self.output()}"
+            )
+        try:
+            return httpx.get(f"{self.url}{path}", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+
+def start_service(
+    name: str,
+    namespace: str,
+    env: dict[str, str],
+    log_dir: Path,
+    timeout_s: float = 90,
+    extra_env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+) -> RunningService:
+    """Starts `python -m services.<name>` on a free port and waits until /ready answers 200
+    (/live with `wait_ready=False`)."""
+    port = free_port()
+    log = log_dir / f"{name}.log"
+    service_env = {
+        **env,
+        **(extra_env or {}),
+        "MLOPS_NAMESPACE": namespace,
+        f"MLOPS_{name.upper()}_PORT": str(port),
+        f"MLOPS_{name.upper()}_HOST": "127.0.0.1",
+    }
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=service_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    service = RunningService(name, port, process, log)
+    probe, what = (service.is_ready, "ready") if wait_ready else (service.is_live, "live")
+    _wait(probe, f"{name} to be {what}", timeout_s)
+    return service
+
+
+def _wait(probe: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@contextmanager
+def namespace_topics(admin: AdminClient, namespace: str) -> Iterator[TopicCatalog]:
+    """Every catalog topic under a namespace of its own, deleted afterwards."""
+    catalog = TopicCatalog.load()
+    ensure_topics(admin, list(catalog.specs.values()), namespace)
+    try:
+        yield catalog
+    finally:
+        names = [spec.full_name(namespace) for spec in catalog.specs.values()]
+        admin.delete_topics(names, operation_timeout=10)

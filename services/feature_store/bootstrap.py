@@ -34,6 +34,7 @@ from services.feature_store.adapters.streaming import (
     streaming_app,
 )
 from services.feature_store.adapters.training_sets import TrainingSets
+from services.feature_store.domain.lookup_cache import LookupCache
 from services.feature_store.domain.offline import FileBatch, Kind, feature_schema, label_schema
 from services.feature_store.handlers import (
     CONSUMES,
@@ -138,7 +139,9 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
     store = ObjectStore(minio_client(platform), settings.bucket)
     store.ensure_bucket()
     online = OnlineStore(
-        create_database_engine(platform.database_url_or_sqlite(settings.sqlite_path)), namespace
+        create_database_engine(platform.database_url_or_sqlite(settings.sqlite_path)),
+        namespace,
+        LookupCache(settings.lookup_cache_entries, settings.lookup_cache_ttl_s),
     )
     pipeline = FeaturePipeline(
         decoder=EventDecoder([RecordValidated], platform.max_payload_bytes),
@@ -177,7 +180,9 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         known_dataset=lambda name: _require_spec(specs, name),
         max_lookup_entities=settings.max_lookup_entities,
     )
-    http = create_app(runtime)
+    http = create_app(
+        runtime, telemetry={"operation_spans": False}, exclude_spans=("receive", "send")
+    )
     install(http, deps)
     return FeatureStoreProcess(settings, stream, pipeline, sinks, http, producer, stop, runtime)
 

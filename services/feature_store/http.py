@@ -8,15 +8,17 @@ POST /training-sets                     {"dataset": ..., "until": ISO time?} -> 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from services.feature_store.adapters.online import OnlineStore
+from services.feature_store.adapters.online import OnlineStore, OnlineVector
 from services.feature_store.adapters.training_sets import NoTrainingData, TrainingSets
 from shared.datasets.registry import UnknownDataset
 
@@ -60,15 +62,19 @@ def features_router() -> APIRouter:
     router = APIRouter(tags=["features"])
 
     @router.get("/features/{dataset}/{entity}")
-    def entity_features(dataset: str, entity: str, deps: Deps) -> dict[str, Any]:
+    async def entity_features(dataset: str, entity: str, deps: Deps) -> Response:
         """The latest feature vector of one entity (its record's values and aggregates)."""
+        # A cache hit is answered on the event loop; SQL is read on the thread pool.
+        cached = deps.online.cache.rendered(dataset, entity, _render)
+        if cached is not None:
+            return Response(cached, media_type="application/json")
         _require_dataset(deps, dataset)
-        vector = deps.online.get(dataset, entity)
+        vector = await run_in_threadpool(deps.online.get, dataset, entity)
         if vector is None:
             raise HTTPException(
                 404, f"no features for entity {entity!r} of dataset {dataset!r} (yet)"
             )
-        return vector.as_json()
+        return Response(_render(vector), media_type="application/json")
 
     @router.post("/features/{dataset}/batch")
     def batch_features(dataset: str, body: BatchLookup, deps: Deps) -> dict[str, Any]:
@@ -104,6 +110,10 @@ def features_router() -> APIRouter:
         return written.as_json()
 
     return router
+
+
+def _render(vector: OnlineVector) -> bytes:
+    return json.dumps(vector.as_json(), separators=(",", ":")).encode()
 
 
 def _require_dataset(deps: HttpDeps, dataset: str) -> None:

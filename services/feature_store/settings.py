@@ -39,6 +39,17 @@ class FeatureStoreSettings(ServiceSettings):
     offline_flush_s: float = Field(
         10.0, gt=0, description="...or when its oldest row has waited this long."
     )
+    lookup_cache_entries: int = Field(
+        100_000,
+        ge=0,
+        description="Latest vectors kept in memory for lookups (0: every lookup reads SQL).",
+    )
+    lookup_cache_ttl_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long a cached vector answers lookups; with several workers, the "
+        "most a lookup can lag another worker's write (one worker: never stale).",
+    )
     max_lookup_entities: int = Field(
         1000, ge=1, description="Entities one POST /features/{dataset}/batch may ask for."
     )

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from services.feature_store.adapters.online import OnlineVector
 from services.feature_store.adapters.training_sets import NoTrainingData
+from services.feature_store.domain.lookup_cache import LookupCache
 from services.feature_store.http import HttpDeps, install
 from shared.datasets.registry import UnknownDataset
 
@@ -29,6 +30,7 @@ def vector(entity: str) -> OnlineVector:
 class FakeOnline:
     vectors: dict[str, OnlineVector]
     asked: list[list[str]] = field(default_factory=list)
+    cache: LookupCache[OnlineVector] = field(default_factory=lambda: LookupCache(0, 0))
 
     def get(self, dataset: str, entity: str) -> OnlineVector | None:
         return self.vectors.get(entity)
@@ -64,6 +66,18 @@ def client(online: FakeOnline, sets: FakeTrainingSets, limit: int = 3) -> TestCl
     app = FastAPI()
     install(app, HttpDeps(online, sets, known, limit))  # type: ignore[arg-type]
     return TestClient(app)
+
+
+def test_a_cached_vector_answers_a_lookup_without_reading_the_store() -> None:
+    online = FakeOnline({})
+    online.cache = LookupCache(10, 60)
+    online.cache.put([vector("alice")])
+    api = client(online, FakeTrainingSets())
+    found = api.get("/features/loans/alice")
+    assert found.status_code == 200
+    assert found.json()["record_id"] == "r-alice"
+    assert found.json()["source"] == {"topic": "ns.data.validated", "partition": 1, "offset": 9}
+    assert api.get("/features/loans/bob").status_code == 404
 
 
 def test_an_entity_lookup_answers_its_latest_vector_or_a_clear_404() -> None:

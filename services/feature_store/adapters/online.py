@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.feature_store.domain.lookup_cache import LookupCache
 from services.feature_store.domain.windows import epoch_micros
 from shared.events.records import FeaturesComputed, FieldValue
 
@@ -49,6 +50,10 @@ class OnlineVector:
     source_topic: str
     source_partition: int
     source_offset: int
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return epoch_micros(self.event_time), self.source_offset
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -93,18 +98,20 @@ def online_table(name: str) -> Table:
 
 
 class OnlineStore:
-    def __init__(self, engine: Engine, namespace: str) -> None:
+    """The SQL table, behind a LookupCache (domain/lookup_cache.py; disabled by default)."""
+
+    def __init__(
+        self, engine: Engine, namespace: str, cache: LookupCache[OnlineVector] | None = None
+    ) -> None:
         self.engine = engine
         self.table = online_table(table_name(namespace))
         self.table.metadata.create_all(engine, checkfirst=True)
+        self.cache: LookupCache[OnlineVector] = cache if cache is not None else LookupCache(0, 0)
+        self._upsert = self._upsert_statement()
 
-    def upsert(self, computed: Iterable[FeaturesComputed]) -> int:
-        """Stores each entity's newest vector of the batch unless a newer one is stored."""
-        rows = list(_newest_per_entity(computed).values())
-        if not rows:
-            return 0
+    def _upsert_statement(self) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(self.table).values(rows)
+        statement = dialect.insert(self.table)
         stored, incoming = self.table.c, statement.excluded
         newer = or_(
             stored.event_time_us < incoming.event_time_us,
@@ -113,12 +120,21 @@ class OnlineStore:
                 stored.source_offset <= incoming.source_offset,
             ),
         )
-        replaced = {name: incoming[name] for name in rows[0] if name not in ("dataset", "entity")}
-        statement = statement.on_conflict_do_update(
+        keys = ("dataset", "entity")
+        replaced = {c.name: incoming[c.name] for c in self.table.columns if c.name not in keys}
+        return statement.on_conflict_do_update(
             index_elements=[stored.dataset, stored.entity], set_=replaced, where=newer
         )
+
+    def upsert(self, computed: Iterable[FeaturesComputed]) -> int:
+        """Stores each entity's newest vector of the batch unless a newer one is stored."""
+        rows = list(_newest_per_entity(computed).values())
+        if not rows:
+            return 0
         with self.engine.begin() as connection:
-            connection.execute(statement)
+            # executemany: one compiled statement, sent in multi-row batches by SQLAlchemy.
+            connection.execute(self._upsert, rows)
+        self.cache.put(_vector(row) for row in rows)
         return len(rows)
 
     def get(self, dataset: str, entity: str) -> OnlineVector | None:
@@ -126,15 +142,23 @@ class OnlineStore:
         return found.get(entity)
 
     def get_many(self, dataset: str, entities: Sequence[str]) -> dict[str, OnlineVector]:
-        if not entities:
-            return {}
+        found: dict[str, OnlineVector] = {}
+        unknown: list[str] = []
+        for entity in entities:
+            cached = self.cache.get(dataset, entity)
+            if cached is not None:
+                found[entity] = cached
+            else:
+                unknown.append(entity)
+        if not unknown:
+            return found
         columns = self.table.c
-        query = select(self.table).where(
-            columns.dataset == dataset, columns.entity.in_(list(entities))
-        )
+        query = select(self.table).where(columns.dataset == dataset, columns.entity.in_(unknown))
         with self.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return {row["entity"]: _vector(row) for row in rows}
+            read = [_vector(row) for row in connection.execute(query).mappings()]
+        self.cache.put(read)
+        found.update((vector.entity, vector) for vector in read)
+        return found
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

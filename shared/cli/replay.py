@@ -14,12 +14,18 @@ as long as nothing but the replay writes to its target topic.
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -278,18 +284,146 @@ class Replayer:
         on_progress: Callable[[int], None] = lambda copied: None,
         should_stop: Callable[[], bool] = lambda: False,
         on_plan: Callable[[Checkpoint], None] = lambda checkpoint: None,
+        workers: int = 1,
     ) -> ReplayResult:
+        """Copies what is left of the range. With workers > 1 (and no --limit) the partitions
+        are shared among that many processes, each with its own consumer and producer."""
         with self._locked(request.names.target) as path:
             try:
                 checkpoint = self.plan(request, into)
                 on_plan(checkpoint)
                 if checkpoint.complete:
                     return ReplayResult(checkpoint, 0, 0.0)
-                return _Copy(self.settings, self.admin, checkpoint, path, request.limit).run(
-                    on_progress, should_stop
-                )
+                recorder = _Recorder(checkpoint, path)
+                groups = partition_groups(checkpoint, workers if request.limit is None else 1)
+                started = time.perf_counter()
+                if len(groups) > 1:
+                    copied = _run_workers(
+                        self.settings, checkpoint, groups, recorder, on_progress, should_stop
+                    )
+                else:
+                    copied = _Copy(
+                        self.settings,
+                        checkpoint,
+                        checkpoint.partitions,
+                        request.limit,
+                        recorder.record,
+                    ).run(on_progress, should_stop)
+                return ReplayResult(checkpoint, copied, time.perf_counter() - started)
             except KafkaException as error:
                 raise ReplayError(f"Kafka: {error.args[0]}") from None
+
+
+def partition_groups(checkpoint: Checkpoint, workers: int) -> list[list[int]]:
+    """The partitions still open, dealt round-robin to at most `workers` groups."""
+    open_partitions = [p for p, s in sorted(checkpoint.partitions.items()) if s.remaining]
+    count = max(1, min(workers, len(open_partitions)))
+    return [group for group in (open_partitions[i::count] for i in range(count)) if group]
+
+
+Updates = dict[int, tuple[int, int]]  # partition -> (next source offset, target end offset)
+
+
+class _Recorder:
+    """Merges confirmed progress into the checkpoint and saves it."""
+
+    def __init__(self, checkpoint: Checkpoint, path: Path) -> None:
+        self.checkpoint = checkpoint
+        self.path = path
+
+    def record(self, updates: Updates, copied: int) -> None:
+        for p, (next_offset, target_end) in updates.items():
+            progress = self.checkpoint.partitions[p]
+            progress.next_offset, progress.target_end = next_offset, target_end
+        self.checkpoint.replayed += copied
+        self.checkpoint.complete = self.checkpoint.remaining == 0
+        self.checkpoint.save(self.path)
+
+
+def _run_workers(
+    settings: PlatformSettings,
+    checkpoint: Checkpoint,
+    groups: list[list[int]],
+    recorder: _Recorder,
+    on_progress: Callable[[int], None],
+    should_stop: Callable[[], bool],
+) -> int:
+    """One forked process per group; the parent relays progress and writes the checkpoint."""
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    pipes, processes = [], []
+    for group in groups:
+        receiver, sender = context.Pipe(duplex=False)
+        partitions = {p: checkpoint.partitions[p] for p in group}
+        process = context.Process(
+            target=_worker, args=(settings, checkpoint, partitions, sender, stop), daemon=True
+        )
+        process.start()
+        sender.close()
+        pipes.append(receiver)
+        processes.append(process)
+    copied, failures, interrupted = 0, [], False
+    live = list(pipes)
+    while live:
+        if should_stop():
+            stop.set()
+        for pipe in multiprocessing.connection.wait(live, timeout=0.2):
+            try:
+                kind, *payload = pipe.recv()
+            except EOFError:
+                live.remove(pipe)
+                continue
+            if kind == "progress":
+                on_progress(payload[0])
+            elif kind == "saved":
+                recorder.record(payload[0], payload[1])
+                copied += payload[1]
+            elif kind == "interrupted":
+                interrupted = True
+            elif kind == "error":
+                failures.append(payload[0])
+                stop.set()
+    for process in processes:
+        process.join(30)
+    if failures:
+        raise ReplayError(failures[0])
+    if interrupted:
+        raise ReplayInterrupted("interrupted")
+    if recorder.checkpoint.remaining and not stop.is_set():
+        raise ReplayError("a replay worker ended before its partitions were copied")
+    return copied
+
+
+def _worker(
+    settings: PlatformSettings,
+    checkpoint: Checkpoint,
+    partitions: dict[int, PartitionProgress],
+    pipe: Connection,
+    stop: EventType,
+) -> None:
+    """A forked copy of some partitions. It builds its own Kafka clients (the parent's are not
+    usable after fork) and leaves with os._exit, so the parent's clients are never torn down
+    here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    code = 0
+    try:
+        copy = _Copy(
+            settings,
+            checkpoint,
+            partitions,
+            None,
+            lambda updates, copied: pipe.send(("saved", updates, copied)),
+        )
+        copy.run(lambda copied: pipe.send(("progress", copied)), stop.is_set)
+    except ReplayInterrupted:
+        pipe.send(("interrupted",))
+    except Exception as error:
+        pipe.send(("error", str(error)))
+        code = 1
+    finally:
+        pipe.close()
+        os._exit(code)
 
 
 class _Copy:
@@ -299,37 +433,36 @@ class _Copy:
     def __init__(
         self,
         settings: PlatformSettings,
-        admin: AdminClient,
         checkpoint: Checkpoint,
-        path: Path,
+        partitions: dict[int, PartitionProgress],
         limit: int | None,
+        record: Callable[[Updates, int], None],
     ) -> None:
         self.settings = settings
-        self.admin = admin
-        self.checkpoint = checkpoint
-        self.path = path
+        self.admin = AdminClient(client_config(settings, "mlops-replay-admin"))
+        self.source = checkpoint.source_topic
+        self.target = checkpoint.target_topic
+        self.partitions = partitions
         self.limit = limit
+        self.record = record
         self.failures = _Failures()
         self.producer = Producer(
             {**replay_producer_config(settings), "on_delivery": self.failures.on_delivery}
         )
-        self.next_offset = {p: s.next_offset for p, s in checkpoint.partitions.items()}
-        self.end = {p: s.end for p, s in checkpoint.partitions.items()}
+        self.next_offset = {p: s.next_offset for p, s in partitions.items()}
+        self.end = {p: s.end for p, s in partitions.items()}
         self.skip: dict[int, int] = {}
         self.copied = 0
         self.recorded = 0
 
-    def run(
-        self, on_progress: Callable[[int], None], should_stop: Callable[[], bool]
-    ) -> ReplayResult:
+    def run(self, on_progress: Callable[[int], None], should_stop: Callable[[], bool]) -> int:
         consumer = Consumer(fast_consumer_config(self.settings, "mlops-replay"))
-        started = time.perf_counter()
         try:
             self._skip_unrecorded()
             open_partitions = {p for p in self.end if self.next_offset[p] < self.end[p]}
             consumer.assign(
                 [
-                    TopicPartition(self.checkpoint.source_topic, p, self.next_offset[p])
+                    TopicPartition(self.source, p, self.next_offset[p])
                     for p in sorted(open_partitions)
                 ]
             )
@@ -344,20 +477,20 @@ class _Copy:
                 if since_checkpoint >= CHECKPOINT_EVERY:
                     self._save()
                     since_checkpoint = 0
-            self._save(complete=not open_partitions)
+            self._save()
         except KeyboardInterrupt:
             self._save()
             raise ReplayInterrupted("interrupted") from None
         finally:
             consumer.close()
-        return ReplayResult(self.checkpoint, self.copied, time.perf_counter() - started)
+        return self.copied
 
     def _limit_reached(self) -> bool:
         return self.limit is not None and self.copied >= self.limit
 
     def _skip_unrecorded(self) -> None:
         target_ends = self._target_ends()
-        for p, progress in self.checkpoint.partitions.items():
+        for p, progress in self.partitions.items():
             try:
                 extra = unrecorded_writes(progress, target_ends[p])
             except RangeError as error:
@@ -366,13 +499,11 @@ class _Copy:
                 self.skip[p] = extra
 
     def _target_ends(self) -> dict[int, int]:
-        return end_offsets(
-            self.admin, self.checkpoint.target_topic, list(self.checkpoint.partitions)
-        )
+        return end_offsets(self.admin, self.target, list(self.partitions))
 
     def _copy_batch(self, consumer: Consumer, open_partitions: set[int]) -> int:
         produce = self.producer.produce
-        target = self.checkpoint.target_topic
+        target = self.target
         end, next_offset, skip = self.end, self.next_offset, self.skip
         budget = None if self.limit is None else self.limit - self.copied
         # Asking for no more than what is left lets the last batch return as soon as it is
@@ -449,7 +580,7 @@ class _Copy:
         if error.fatal() or not error.retriable():
             raise ReplayError(f"reading {message.topic()}[{partition}] failed: {error.str()}")
 
-    def _save(self, complete: bool = False) -> None:
+    def _save(self) -> None:
         """Flush (every write confirmed), then record how far each partition got."""
         remaining = self.producer.flush(60)
         if remaining or self.failures.errors:
@@ -459,10 +590,6 @@ class _Copy:
                 "checkpoint is recorded: run the same command again to resume"
             )
         target_ends = self._target_ends()
-        for p, progress in self.checkpoint.partitions.items():
-            progress.next_offset = self.next_offset[p]
-            progress.target_end = target_ends[p]
-        self.checkpoint.replayed += self.copied - self.recorded
+        updates = {p: (self.next_offset[p], target_ends[p]) for p in self.partitions}
+        self.record(updates, self.copied - self.recorded)
         self.recorded = self.copied
-        self.checkpoint.complete = complete
-        self.checkpoint.save(self.path)

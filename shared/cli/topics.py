@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -36,6 +37,7 @@ from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
 
 err = Console(stderr=True)
+DEFAULT_WORKERS = os.cpu_count() or 1
 NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as PlatformSettings.namespace
 
 
@@ -276,6 +278,10 @@ def replay(
     restart: Annotated[
         bool, typer.Option(help="Forget this replay's checkpoint and start it again.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Processes sharing the partitions (default: one per CPU)."),
+    ] = DEFAULT_WORKERS,
     checkpoint_dir: Annotated[
         Path, typer.Option(help="Where progress is kept, one JSON file per target topic.")
     ] = DEFAULT_CHECKPOINT_DIR,
@@ -308,7 +314,7 @@ def replay(
             def planned(checkpoint: Checkpoint) -> None:
                 progress.update(task, total=checkpoint.remaining, completed=0)
 
-            result = replayer.run(request, into, advance, stop, planned)
+            result = replayer.run(request, into, advance, stop, planned, workers)
     except ReplayError as error:
         raise CliError(f"replay: {error}; run the same command again to resume") from None
     checkpoint = result.checkpoint

@@ -13,6 +13,7 @@ replay at 0.5x the raw consume or better.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import uuid
@@ -35,6 +36,7 @@ from shared.settings import PlatformSettings
 
 PARTITIONS = 3
 TARGET = 0.5
+DEFAULT_WORKERS = os.cpu_count() or 1  # as `mlops replay` by default
 
 
 def fill(settings: PlatformSettings, topic: str, events: int) -> None:
@@ -81,14 +83,14 @@ def raw_consume(settings: PlatformSettings, topic: str, ends: dict[int, int]) ->
 
 
 def replay_once(
-    settings: PlatformSettings, topic: str, checkpoints: Path
+    settings: PlatformSettings, topic: str, checkpoints: Path, workers: int
 ) -> tuple[int, float, float, str]:
     """Messages copied, seconds of the copy, seconds including planning, target topic."""
     into = f"benchreplay{uuid.uuid4().hex[:8]}"
     names = topic_names(topic, settings.namespace, into, set())
     request = ReplayRequest(names, EARLIEST, END, EARLIEST, END)
     started = time.perf_counter()
-    result = Replayer(settings, checkpoints).run(request, into)
+    result = Replayer(settings, checkpoints).run(request, into, workers=workers)
     total = time.perf_counter() - started
     assert result.checkpoint.complete, "the replay did not complete"
     return result.copied, result.seconds, total, names.target
@@ -98,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_replay")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     args = parser.parse_args()
     settings = PlatformSettings(namespace=f"benchsrc{uuid.uuid4().hex[:8]}")
     admin = AdminClient(client_config(settings, "bench-replay"))
@@ -113,12 +116,14 @@ def main() -> None:
                 count, seconds = raw_consume(settings, source, ends)
                 assert count == args.events, f"raw consume read {count} of {args.events}"
                 raw_rates.append(count / seconds)
-                copied, copy_s, total_s, target = replay_once(settings, source, Path(checkpoints))
+                copied, copy_s, total_s, target = replay_once(
+                    settings, source, Path(checkpoints), args.workers
+                )
                 created.append(target)
                 assert copied == args.events, f"replay copied {copied} of {args.events}"
                 replay_rates.append(copied / copy_s)
                 replay_totals.append(copied / total_s)
-        report(args.events, args.rounds, raw_rates, replay_rates, replay_totals)
+        report(args.events, args.rounds, args.workers, raw_rates, replay_rates, replay_totals)
     finally:
         admin.delete_topics(created, operation_timeout=30)
 
@@ -126,6 +131,7 @@ def main() -> None:
 def report(
     events: int,
     rounds: int,
+    workers: int,
     raw: list[float],
     replay: list[float],
     replay_total: list[float],
@@ -135,11 +141,12 @@ def report(
         f"bench-replay: {events} messages (~90 bytes, key, traceparent header), "
         f"{PARTITIONS} partitions, median of {rounds} rounds"
     )
-    print(f"{'path':52}{'events/s':>10}")
-    print(f"{'raw confluent-kafka consume of the range':52}{raw_rate:>10,.0f}")
-    print(f"{'mlops replay (consume, produce acks=all, checkpoint)':52}{replay_rate:>10,.0f}")
+    print(f"{'path':60}{'events/s':>10}")
+    print(f"{'raw confluent-kafka consume of the range':60}{raw_rate:>10,.0f}")
+    label = f"mlops replay, {workers} process(es) (acks=all, checkpoints)"
+    print(f"{label:60}{replay_rate:>10,.0f}")
     print(
-        f"{'  the same, including planning (offsets, topics)':52}{statistics.median(replay_total):>10,.0f}"
+        f"{'  the same, including planning (offsets, topics)':60}{statistics.median(replay_total):>10,.0f}"
     )
     ratio = replay_rate / raw_rate
     verdict = "met" if ratio >= TARGET else "MISSED"

@@ -22,7 +22,7 @@ from services.feature_store.adapters.online import table_name as online_table_na
 from services.validation.adapters.record_ids import record_ids_table
 from services.validation.adapters.record_ids import table_name as record_ids_table_name
 from shared.cli.ranges import Checkpoint, parse_position, topic_names
-from shared.cli.replay import Replayer, ReplayRequest
+from shared.cli.replay import Replayer, ReplayInterrupted, ReplayRequest
 from shared.datasets.registry import SpecRegistry
 from shared.datasets.sources import agrawal_records
 from shared.datasets.spec import shipped_specs
@@ -222,6 +222,30 @@ def test_writes_confirmed_after_the_last_checkpoint_are_not_copied_again(
     assert last.copied == PER_PARTITION * PARTITIONS - 600
     copied = read_range(bootstrap, f"{target}.data.raw")
     assert len(copied) == PER_PARTITION * PARTITIONS, "nothing copied twice"
+    source_messages = read_range(bootstrap, f"{source}.data.raw")
+    assert [s.content() for s in copied] == [s.content() for s in source_messages]
+
+
+def test_worker_processes_share_the_partitions_and_a_stopped_run_resumes_exactly(
+    source: str, target: str, bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.cli.replay.CONSUME_BATCH", 20)  # many batches: time to stop
+    engine = replayer(source, tmp_path)
+    progressed: list[int] = []
+    with pytest.raises(ReplayInterrupted):
+        engine.run(
+            request(source, target, "earliest", "end"),
+            target,
+            on_progress=progressed.append,
+            should_stop=lambda: bool(progressed),
+            workers=PARTITIONS,
+        )
+    stopped = Checkpoint.load(tmp_path / "checkpoints" / f"{target}.data.raw.json")
+    assert stopped is not None and not stopped.complete
+    last = engine.run(request(source, target, "earliest", "end"), target, workers=PARTITIONS)
+    assert last.checkpoint.complete
+    assert stopped.replayed + last.copied == PER_PARTITION * PARTITIONS
+    copied = read_range(bootstrap, f"{target}.data.raw")
     source_messages = read_range(bootstrap, f"{source}.data.raw")
     assert [s.content() for s in copied] == [s.content() for s in source_messages]
 

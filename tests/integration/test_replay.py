@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,6 +167,16 @@ def test_a_middle_range_arrives_exactly_as_it_was_and_production_is_untouched(
     copied = read_range(bootstrap, f"{target}.data.raw")
     assert [s.content() for s in copied] == [s.content() for s in expected]
     assert [s.offset for s in copied if s.partition == 0] == list(range(200))
+    tailed = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "tail", f"{target}.data.raw", "--from-beginning",
+         "--max", "3"],
+        env=subprocess_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert tailed.returncode == 0, tailed.stderr
+    shown = tailed.stdout.splitlines()
+    assert len(shown) == 3
+    assert all(re.match(r"^\d/\d+ key-\d-\d ", line) for line in shown), shown
+    assert all(json.loads(line.split(" ", 2)[2])["n"] >= 100 for line in shown)
     assert end_offsets(bootstrap, catalog_topics) == before, "production topics unchanged"
     every_target_topic = TopicCatalog.load().specs.values()
     assert len(end_offsets(bootstrap, [s.full_name(target) for s in every_target_topic])) > 0
@@ -353,13 +364,16 @@ def test_a_replayed_range_runs_through_a_parallel_pipeline_and_production_is_unt
             900, seed=5, start=datetime(2026, 1, 1, tzinfo=UTC), entities=200
         )
     ]
-    producer = Producer(producer_config(settings, "replay-test"))
-    for record in records:
-        value = {"dataset": "loans", "entity": record["applicant_id"], "values": record}
-        producer.produce(
-            f"{production}.data.raw", json.dumps(value).encode(), record["applicant_id"].encode()
-        )
-    assert producer.flush(30) == 0
+    lines = tmp_path / "records.jsonl"
+    lines.write_text("".join(json.dumps(record) + "\n" for record in records))
+    published = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "publish", "data.raw", str(lines), "--dataset", "loans"],
+        env={**env, "MLOPS_NAMESPACE": production}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    assert count_messages(bootstrap, f"{production}.data.raw") == len(records)
+    keyed = read_range(bootstrap, f"{production}.data.raw")
+    assert {m.key for m in keyed} == {r["applicant_id"].encode() for r in records}
 
     services = start_pipeline(production, env, tmp_path / "production")
     try:

@@ -17,7 +17,14 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from infra.demo.loop import EventWatcher, LoopStream, StreamPlan, Urls, train_first_model
+from infra.demo.loop import (
+    FEATURE_DETECTORS,
+    EventWatcher,
+    LoopStream,
+    StreamPlan,
+    Urls,
+    train_first_model,
+)
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
 from tests.services import RunningService, namespace_topics, start_service
@@ -36,6 +43,7 @@ MONITORING = {
     "MLOPS_MONITORING_COOLDOWN_S": "600",
     "MLOPS_MONITORING_MIN_LABELS_AFTER_DRIFT": "400",
     "MLOPS_MONITORING_MAX_RETRAINS_PER_HOUR": "2",
+    "MLOPS_MONITORING_DETECTORS": FEATURE_DETECTORS,
 }
 
 

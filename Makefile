@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up down status test test-unit test-integration lint format schemas bench-bus bench-data bench-serving bench-replay compose-env clean
+.PHONY: help install venv up demo down status test test-unit test-integration lint format schemas bench-bus bench-data bench-serving bench-replay compose-env clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ install: venv ## everything the stack needs: apt packages, Kafka jars, MinIO and
 
 up: install ## start Kafka, PostgreSQL, MinIO, Jaeger and the services (idempotent)
 	@$(STACK) up
+
+demo: up ## the closed loop live: drift, one retrain, promotion, hot-swap; ends with a report (< 10 min)
+	@$(WITH_STACK_ENV) $(PY) -m infra.demo
 
 down: ## stop what `make up` started
 	@$(STACK) down

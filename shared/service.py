@@ -142,7 +142,16 @@ def serve(app: FastAPI, host: str, port: int) -> None:
     # logs it lets a requested stop end the process with status 0 instead of -SIGTERM.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _log_stop_signal)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.Server(server_config(app, host, port)).run()
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's settings for every service. Each request task starts from a clean context:
+    otherwise a request arriving on a keep-alive connection while the previous one finishes
+    (always, for bodies over 64 KiB) inherits its server span and joins its trace."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="info", access_log=False, reset_contextvars=True
+    )
 
 
 def _log_stop_signal(signum: int, _frame: object) -> None:

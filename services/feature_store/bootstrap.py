@@ -53,7 +53,7 @@ from shared.events.records import FeaturesComputed, LabelRecorded, RecordValidat
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer
 from shared.kafka.topics import TopicCatalog
-from shared.service import ServiceRuntime, create_app, kafka_reachable
+from shared.service import ServiceRuntime, create_app, kafka_reachable, server_config
 from shared.settings import PlatformSettings
 from shared.sql import create_database_engine
 from shared.storage import minio_client
@@ -77,15 +77,7 @@ class FeatureStoreProcess:
     runtime: ServiceRuntime
 
     def run(self) -> None:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                self.http,
-                host=self.settings.host,
-                port=self.settings.port,
-                log_level="info",
-                access_log=False,
-            )
-        )
+        server = uvicorn.Server(server_config(self.http, self.settings.host, self.settings.port))
         writers = [
             _thread(f"offline-{sink.config.kind}", lambda s=sink: self._run_sink(s))
             for sink in self.sinks

@@ -160,8 +160,15 @@ def compute_record(
         source=SourcePosition(topic=info.topic, partition=info.partition, offset=info.offset),
         label=record.label,
     )
-    created = Event.create(payload, source=SOURCE, subject=record.entity, caused_by=event)
-    output = created.model_copy(update={"id": features_event_id(event.id)})
+    output = Event[FeaturesComputed](
+        id=features_event_id(event.id),
+        source=SOURCE,
+        type=FeaturesComputed.event_type,
+        subject=record.entity,
+        correlationid=event.correlationid or event.id,
+        causationid=event.id,
+        data=payload,
+    )
     return Emit(FEATURES, output, key=record.entity), applied.state, applied.late
 
 

@@ -78,3 +78,13 @@ def test_event_times_become_exact_microseconds_and_naive_times_are_refused() -> 
     assert epoch_micros(moment) == 1_704_067_200 * MICROS + 7
     with pytest.raises(ValueError, match="no time zone"):
         epoch_micros(datetime(2024, 1, 1))
+
+
+@pytest.mark.parametrize(("size", "hop"), [(HOUR, HOUR), (DAY, HOUR), (7 * DAY, DAY), (90, 30)])
+def test_the_trailing_window_is_the_earliest_window_containing_the_moment(
+    size: int, hop: int
+) -> None:
+    shape = WindowShape(size, hop)
+    for moment in (0, 1, hop - 1, hop, size, size + 1, 1_700_000_123):
+        moment_us = moment * MICROS + 17
+        assert trailing_start(shape, moment_us) == window_starts(shape, moment_us)[0]

@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,11 @@ def signature(aggregation: Aggregation) -> str:
     return ":".join((*parts, str(shape.size_s), str(shape.hop_s)))
 
 
+@functools.lru_cache(maxsize=1024)
+def _shape_and_signature(aggregation: Aggregation) -> tuple[WindowShape, str]:
+    return WindowShape.of(aggregation), signature(aggregation)
+
+
 def already_applied(state: EntityState | None, *, partition: int, offset: int) -> bool:
     """True when a record at this position was counted before (a replay)."""
     return state is not None and state.partition == partition and offset <= state.offset
@@ -111,20 +117,20 @@ def apply_record(
     aggregates: dict[str, FieldValue] = {}
     late = False
     for aggregation in aggregations:
-        shape = WindowShape.of(aggregation)
-        key = signature(aggregation)
-        late = late or _ends_before(shape, trailing_start(shape, moment_us), horizon_us)
+        shape, key = _shape_and_signature(aggregation)
+        trailing = trailing_start(shape, moment_us)
+        late = late or _ends_before(shape, trailing, horizon_us)
         contribution = _contribution(aggregation, values)
         buckets = _add(state.windows.get(key, {}), shape, moment_us, contribution)
-        aggregates[aggregation.name] = _value(
-            aggregation, buckets.get(trailing_start(shape, moment_us), (0, 0.0))
-        )
+        aggregates[aggregation.name] = _value(aggregation, buckets.get(trailing, (0, 0.0)))
         windows[key] = {
             start: totals
             for start, totals in buckets.items()
             if not _ends_before(shape, start, horizon_us)
         }
-    new_state = EntityState(
+    # Built from values made here, not read: validating the windows again costs more than
+    # everything else a record does.
+    new_state = EntityState.model_construct(
         partition=partition, offset=offset, watermark_us=watermark_us, windows=windows
     )
     return Applied(new_state, aggregates, late)

@@ -70,4 +70,4 @@ def trailing_start(shape: WindowShape, moment_us: int) -> int:
     """The window that answers "as of" the moment: of those containing it, the one that
     started first, so it covers the most of the ``size`` seconds up to the moment (for a
     hopping window: the last ``size`` seconds, to within one hop)."""
-    return window_starts(shape, moment_us)[0]
+    return ((moment_us - shape.size_s * MICROS) // (shape.hop_s * MICROS) + 1) * shape.hop_s

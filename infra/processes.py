@@ -123,3 +123,41 @@ def namespace_topics(admin: AdminClient, namespace: str) -> Iterator[TopicCatalo
     finally:
         names = [spec.full_name(namespace) for spec in catalog.specs.values()]
         admin.delete_topics(names, operation_timeout=10)
+
+
+def drop_namespace_state(database_url: str, namespace: str) -> list[str]:
+    """Drops what the services of `namespace` kept in SQL: schemas and tables named after it
+    (the namespace must be unique, e.g. with a timestamp or a random suffix). Returns them."""
+    from sqlalchemy import create_engine, text
+
+    if len(namespace) < 8:
+        raise ValueError(f"namespace {namespace!r} is too short to be unique")
+    pattern = f"%{namespace}%"
+    engine = create_engine(database_url)
+    dropped: list[str] = []
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name != "postgresql":
+                return dropped
+            schemas = connection.execute(
+                text(
+                    "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"
+                ),
+                {"p": pattern},
+            ).scalars()
+            for schema in list(schemas):
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                dropped.append(schema)
+            tables = connection.execute(
+                text(
+                    "SELECT table_schema, table_name FROM information_schema.tables "
+                    "WHERE table_name LIKE :p AND table_schema = 'public'"
+                ),
+                {"p": pattern},
+            ).all()
+            for schema, table in tables:
+                connection.execute(text(f'DROP TABLE IF EXISTS "{schema}"."{table}" CASCADE'))
+                dropped.append(f"{schema}.{table}")
+    finally:
+        engine.dispose()
+    return dropped

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.live import Live
@@ -37,7 +38,7 @@ from infra.demo.loop import (
     trace_in_jaeger,
     train_first_model,
 )
-from infra.processes import RunningService, namespace_topics, start_service
+from infra.processes import RunningService, drop_namespace_state, namespace_topics, start_service
 from shared.settings import PlatformSettings
 
 MODEL = "loans"
@@ -111,6 +112,9 @@ def platform(
             with console.status("stopping the demo's services"):
                 for service in reversed(list(services.values())):
                     service.stop()
+            if settings.database_url is not None:
+                url = settings.database_url.get_secret_value()
+                drop_namespace_state(url, namespace)
 
 
 @dataclass
@@ -201,7 +205,8 @@ def run(config: DemoConfig, settings: PlatformSettings) -> int:
             stream = LoopStream(urls, plan)
             stats, progress = watch(stream, watcher, first, config, started)
             retrains = len({s.event["id"] for s in watcher.drift_commands()})
-            return report(stats, progress, stream, retrains, settings, started)
+            expired = expired_predictions(urls)
+            return report(stats, progress, stream, retrains, expired, settings, started)
         finally:
             watcher.stop()
 
@@ -243,6 +248,7 @@ def report(
     progress: Progress,
     stream: LoopStream,
     retrains: int,
+    expired: int,
     settings: PlatformSettings,
     started: float,
 ) -> int:
@@ -274,8 +280,9 @@ def report(
         where = f"{settings.jaeger_query_url.rstrip('/')}/trace/{trace_id}"
         print(f"# the retraining's trace: {where} ({spans} spans in Jaeger)")
     print(
-        f"# {stats.sent} events, {stats.requests} /predict requests, "
-        f"{stats.labels_dropped} labels never sent, {time.monotonic() - started:.0f}s"
+        f"# {stats.sent} events, {stats.requests} /predict requests, {stats.labels_dropped} "
+        f"labels never sent ({expired} predictions expired unlabelled in monitoring so far), "
+        f"{time.monotonic() - started:.0f}s"
     )
     ok = (
         progress.promoted is not None
@@ -287,6 +294,11 @@ def report(
     if not ok:
         print("# the loop did not close: see the service logs", file=sys.stderr)
     return 0 if ok else 1
+
+
+def expired_predictions(urls: Urls) -> int:
+    answer = httpx.get(f"{urls.monitoring}/performance", timeout=10)
+    return sum(int(row.get("expired", 0)) for row in answer.json().get("models", []))
 
 
 def _event_time(seen: Seen | None) -> float | None:

@@ -25,6 +25,7 @@ from infra.demo.loop import (
     Urls,
     train_first_model,
 )
+from infra.processes import drop_namespace_state
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
 from tests.services import RunningService, namespace_topics, start_service
@@ -102,6 +103,8 @@ def loop(
             watcher.stop()
             for service in reversed(list(services.values())):
                 service.stop()
+            if settings.database_url is not None:
+                drop_namespace_state(settings.database_url.get_secret_value(), namespace)
 
 
 def stream(loop: Loop, drift_at: int | None) -> LoopStream:

@@ -29,7 +29,7 @@ from shared.datasets.sources import agrawal_records
 from shared.datasets.spec import shipped_specs
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer
-from shared.kafka.topics import TopicCatalog
+from shared.kafka.topics import TopicCatalog, ensure_topics
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
 from tests.services import RunningService, namespace_topics, start_service
@@ -305,14 +305,22 @@ def replay_cli(env: dict[str, str], *arguments: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def start_pipeline(ns: str, env: dict[str, str], logs: Path) -> list[RunningService]:
-    logs.mkdir(exist_ok=True)
-    started = [
-        start_service(name, ns, env, logs, wait_ready=False)
-        for name in ("validation", "feature_store")
-    ]
-    for service in started:
-        wait_until(service.is_ready, what=f"{service.name} in {ns} to be ready", timeout_s=120)
+def start_pipelines(namespaces: list[str], env: dict[str, str], logs: Path) -> list[RunningService]:
+    """Validation and the feature store in each namespace, all started at once."""
+    started = []
+    for ns in namespaces:
+        (logs / ns).mkdir()
+        started += [
+            start_service(name, ns, env, logs / ns, wait_ready=False)
+            for name in ("validation", "feature_store")
+        ]
+    try:
+        for service in started:
+            wait_until(service.is_ready, what=f"{service.name} to be ready", timeout_s=120)
+    except BaseException:
+        for service in started:
+            service.stop()
+        raise
     return started
 
 
@@ -324,6 +332,9 @@ def two_namespaces(
     url = settings.database_url_or_sqlite(str(tmp_path / "replay.sqlite"))
     try:
         with namespace_topics(admin, production):
+            # The replica's pipeline starts beside production's, before the replay (which
+            # would create these topics itself), to start all services at once.
+            ensure_topics(admin, list(TopicCatalog.load().specs.values()), replica)
             yield production, replica, url
     finally:
         catalog = TopicCatalog.load()
@@ -361,7 +372,7 @@ def test_a_replayed_range_runs_through_a_parallel_pipeline_and_production_is_unt
     records = [
         row
         for row, _ in agrawal_records(
-            900, seed=5, start=datetime(2026, 1, 1, tzinfo=UTC), entities=200
+            450, seed=5, start=datetime(2026, 1, 1, tzinfo=UTC), entities=200
         )
     ]
     lines = tmp_path / "records.jsonl"
@@ -375,7 +386,7 @@ def test_a_replayed_range_runs_through_a_parallel_pipeline_and_production_is_unt
     keyed = read_range(bootstrap, f"{production}.data.raw")
     assert {m.key for m in keyed} == {r["applicant_id"].encode() for r in records}
 
-    services = start_pipeline(production, env, tmp_path / "production")
+    services = start_pipelines([production, replica], env, tmp_path)
     try:
         outcomes = [f"{production}.data.validated", f"{production}.data.rejected"]
         wait_until(
@@ -397,13 +408,12 @@ def test_a_replayed_range_runs_through_a_parallel_pipeline_and_production_is_unt
         replay_cli(
             cli_env, "--topic", "data.specs", "--into", replica, "--checkpoint-dir", checkpoints
         )
-        replay_cli(cli_env, "--topic", "data.raw", "--into", replica, "--from", "50", "--to", "250",
+        replay_cli(cli_env, "--topic", "data.raw", "--into", replica, "--from", "30", "--to", "120",
                    "--checkpoint-dir", checkpoints)  # fmt: skip
         raw = read_range(bootstrap, f"{production}.data.raw")
-        replayed = [m for m in raw if 50 <= m.offset < 250]
+        replayed = [m for m in raw if 30 <= m.offset < 120]
         assert count_messages(bootstrap, f"{replica}.data.raw") == len(replayed) > 0
 
-        services += start_pipeline(replica, env, tmp_path / "replica")
         replica_outcomes = [f"{replica}.data.validated", f"{replica}.data.rejected"]
         wait_until(
             lambda: sum(count_messages(bootstrap, t) for t in replica_outcomes) == len(replayed),

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up demo down status test test-unit test-integration lint format schemas bench-bus bench-data bench-serving bench-replay compose-env clean
+.PHONY: help install venv up demo down status test test-unit test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift compose-env clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench-data: up ## records/s raw->validated->features next to a raw relay; online
 
 bench-serving: up ## requests/s and p50/p99 of /predict next to `mlflow models serve`, same model and load
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_serving
+
+bench-drift: venv ## drift delay, false alarms, misses and CPU of the monitoring detectors next to Evidently
+	@$(PY) -m tests.bench.bench_drift
 
 bench-replay: up ## events/s of `mlops replay` next to a raw confluent-kafka consume of the same range
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_replay

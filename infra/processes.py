@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from confluent_kafka.admin import AdminClient
@@ -100,17 +101,20 @@ def start_service(
         )
     service = RunningService(name, port, process, log)
     probe, what = (service.is_ready, "ready") if wait_ready else (service.is_live, "live")
-    _wait(probe, f"{name} to be {what}", timeout_s)
+    wait_for(probe, f"{name} to be {what}", timeout_s, interval_s=0.5)
     return service
 
 
-def _wait(probe: Callable[[], bool], what: str, timeout_s: float) -> None:
+def wait_for(probe: Callable[[], Any], what: str, timeout_s: float, interval_s: float = 1.0) -> Any:
+    """Polls `probe` until it returns something truthy, and returns that."""
     deadline = time.monotonic() + timeout_s
+    last = None
     while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
 
 
 @contextmanager

@@ -8,11 +8,12 @@ Used by `make demo` (infra/demo/__main__.py) and by tests/e2e/test_closed_loop.p
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, KafkaError
 
+from infra.processes import wait_for
 from shared.datasets.sources import Record, agrawal_records
 
 DATASET = "loans"
@@ -40,18 +42,6 @@ class Urls:
     registry: str
     serving: str
     monitoring: str
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout_s: float, interval_s: float = 1.0) -> Any:
-    """Polls `probe` until it returns something truthy, and returns that."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
 
 
 # --- the first model ---------------------------------------------------------------------
@@ -214,19 +204,7 @@ class LoopStream:
 
     def snapshot(self) -> StreamStats:
         with self.lock:
-            return StreamStats(
-                **{
-                    name: getattr(self.stats, name)
-                    for name in StreamStats.__dataclass_fields__
-                    if name not in ("failures", "phases", "recent", "versions_first_seen")
-                },
-                failures=deque(self.stats.failures, maxlen=5),
-                phases={
-                    k: PhaseScore(v.predicted, v.correct) for k, v in self.stats.phases.items()
-                },
-                recent=deque(self.stats.recent, maxlen=200),
-                versions_first_seen=dict(self.stats.versions_first_seen),
-            )
+            return copy.deepcopy(self.stats)
 
     def sent_after_switch_at(self, at: float) -> int:
         """How many applications after the switch had been sent at `at` (time.time())."""

@@ -129,6 +129,8 @@ def test_a_window_keeps_the_rows_since_its_start_and_counts_the_older_ones() -> 
     assert (windowed.before_window, windowed.unlabelled_dropped) == (9, 1)
     assert windowed.sha256 == training.sha256  # the set it came from, as stored
     assert since(training, None) is training
+    with pytest.raises(NotEnoughData, match="19 older than the window"):
+        require_rows(since(training, START + timedelta(days=1)), 10)
 
 
 def test_rows_are_sorted_by_event_time_then_record_id() -> None:

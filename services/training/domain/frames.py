@@ -264,6 +264,10 @@ def _typed_label(series: pd.Series, task: str, name: str) -> pd.Series:
 def require_rows(training: TrainingFrame, minimum: int) -> None:
     rows = len(training.frame)
     if rows < minimum:
+        older = (
+            f", {training.before_window} older than the window" if training.before_window else ""
+        )
         raise NotEnoughData(
-            f"{rows} labelled rows (of {training.rows_read} read); at least {minimum} are needed"
+            f"{rows} labelled rows (of {training.rows_read} read{older}); "
+            f"at least {minimum} are needed"
         )

@@ -74,6 +74,7 @@ class TracedEmit:
 
     emit: Emit
     headers: KafkaHeaders
+    source_partition: int = 0
 
 
 @dataclass
@@ -121,7 +122,7 @@ def compute_features(
             outcome.dead_letters.append((item, error))
             continue
         outcome.states[key] = new_state
-        outcome.emits.append(TracedEmit(emitted, item.headers))
+        outcome.emits.append(TracedEmit(emitted, item.headers, item.info.partition))
         outcome.computed.append(emitted.event.data)
         outcome.late += int(late)
     return outcome

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services.feature_store.handlers import Outcome
 
@@ -27,6 +27,17 @@ OFFLINE_FILES = Counter(
 )
 OFFLINE_ROWS = Counter(
     "mlops_feature_store_offline_rows_total", "Rows written to the offline store.", ["kind"]
+)
+BATCH_RECORDS = Histogram(
+    "mlops_feature_store_batch_records",
+    "Records per stream batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000),
+)
+BATCH_SECONDS = Histogram(
+    "mlops_feature_store_batch_seconds",
+    "Time a stream batch spends per step: compute, deliver (publish and online store), save "
+    "(changelog).",
+    ["step"],
 )
 TRAINING_SETS = Counter("mlops_feature_store_training_sets_total", "Training sets written.")
 

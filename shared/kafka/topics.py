@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from shared.kafka.config import client_config
 from shared.settings import PlatformSettings
@@ -105,7 +106,29 @@ def ensure_topics(
         except Exception as error:
             if "TOPIC_ALREADY_EXISTS" not in str(error):
                 raise
+    wait_for_leaders(admin, created, timeout_s)
     return created
+
+
+def wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Returns once every partition of `names` has a leader: a topic just created answers
+    NOT_LEADER_FOR_PARTITION to reads and writes until then."""
+    deadline = time.monotonic() + timeout_s
+    waiting = set(names)
+    while waiting:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        waiting = {name for name in waiting if not _led(topics.get(name))}
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no leader after {timeout_s}s for: {', '.join(sorted(waiting))}")
+        time.sleep(0.05)
+
+
+def _led(topic: TopicMetadata | None) -> bool:
+    if topic is None or topic.error is not None or not topic.partitions:
+        return False
+    return all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,17 +71,23 @@ class OutcomePublisher:
         self._group_id = group_id
 
     def publish(self, outcome: Outcome) -> int:
-        messages: list[tuple[KafkaHeaders, OutgoingMessage]] = [
-            (traced.headers, self._event_message(traced)) for traced in outcome.emits
+        messages: list[tuple[int, KafkaHeaders, OutgoingMessage]] = [
+            (traced.source_partition, traced.headers, self._event_message(traced))
+            for traced in outcome.emits
         ]
         messages += [
-            (item.headers, self._dead_letter(item, error)) for item, error in outcome.dead_letters
+            (item.info.partition, item.headers, self._dead_letter(item, error))
+            for item, error in outcome.dead_letters
         ]
-        for _, run in groupby(messages, key=lambda pair: _traceparent(pair[0])):
+        # A batch interleaves partitions, and with them the traces of their records: taken
+        # partition by partition (each in order, as an entity's records share a partition),
+        # a trace's messages follow each other and get one span.
+        messages.sort(key=lambda item: item[0])
+        for _, run in groupby(messages, key=lambda item: _traceparent(item[1])):
             batch = list(run)
             with _tracer.start_as_current_span(
                 f"{self._consumed} process",
-                context=extract_trace_context(batch[0][0]),
+                context=extract_trace_context(batch[0][1]),
                 kind=SpanKind.CONSUMER,
                 attributes={
                     "messaging.system": "kafka",
@@ -90,7 +96,7 @@ class OutcomePublisher:
                     "messaging.batch.message_count": len(batch),
                 },
             ):
-                self._producer.publish(message for _, message in batch)
+                self._producer.publish(message for _, _, message in batch)
         self._producer.flush()
         return len(messages)
 

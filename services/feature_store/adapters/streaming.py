@@ -193,11 +193,15 @@ class FeaturePipeline:
 
     async def process(self, events: Sequence[faust.types.EventT], table: Any) -> Outcome:
         loop = asyncio.get_running_loop()
-        batch = [self._incoming(event) for event in events]
-        specs = await loop.run_in_executor(self._io, self._resolve_specs, spec_keys(batch))
-        outcome = compute_features(batch, specs, _state_loader(table), self._grace_s)
-        await loop.run_in_executor(self._io, self._deliver, outcome)
-        await self._save(table, outcome.states)
+        metrics.BATCH_RECORDS.observe(len(events))
+        with metrics.BATCH_SECONDS.labels("compute").time():
+            batch = [self._incoming(event) for event in events]
+            specs = await loop.run_in_executor(self._io, self._resolve_specs, spec_keys(batch))
+            outcome = compute_features(batch, specs, _state_loader(table), self._grace_s)
+        with metrics.BATCH_SECONDS.labels("deliver").time():
+            await loop.run_in_executor(self._io, self._deliver, outcome)
+        with metrics.BATCH_SECONDS.labels("save").time():
+            await self._save(table, outcome.states)
         metrics.record_batch(outcome)
         return outcome
 

@@ -21,7 +21,7 @@ import uvicorn
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
-from services.feature_store.adapters.kafka import OutcomePublisher
+from services.feature_store.adapters.kafka import ChangelogWriter, OutcomePublisher
 from services.feature_store.adapters.objects import ObjectStore
 from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
 from services.feature_store.adapters.online import OnlineStore
@@ -122,7 +122,7 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
     replication = 3 if platform.kafka_brokers >= 3 else 1
     source_topic = catalog.name(CONSUMES, namespace)
     partitions = partition_count(admin, source_topic)
-    ensure_changelog(admin, namespace, partitions, replication)
+    changelog = ensure_changelog(admin, namespace, partitions, replication)
 
     producer = EventProducer(producer_config(platform, NAME))
     specs = SpecRegistry(
@@ -139,6 +139,7 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         decoder=EventDecoder([RecordValidated], platform.max_payload_bytes),
         specs=specs,
         publisher=OutcomePublisher(producer, topics, source_topic, app_id(namespace)),
+        changelog=ChangelogWriter(producer, changelog),
         online=online,
         grace_s=settings.window_grace_s,
         stop=stop,

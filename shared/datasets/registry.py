@@ -8,10 +8,11 @@ Ingestion is the one writer: `register` gives a changed spec the next version nu
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from shared.datasets.spec import DatasetSpec, VersionedSpec
 from shared.events.codec import EventDecoder
@@ -56,8 +57,7 @@ class SpecRegistry:
         metadata = consumer.list_topics(self._topic, timeout=timeout_s)
         partitions = sorted(metadata.topics[self._topic].partitions)
         ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout_s)[1]
-            for p in partitions
+            p: _end_offset(consumer, TopicPartition(self._topic, p), timeout_s) for p in partitions
         }
         pending = {p for p in partitions if self._positions.get(p, 0) < ends[p]}
         if not pending:
@@ -124,3 +124,26 @@ class SpecRegistry:
             producer.publish_confirmed([OutgoingMessage.for_event(self._topic, event)])
             self._apply(versioned)
             return versioned
+
+
+_ELECTING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def _end_offset(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> int:
+    """The partition's end offset, waiting out a new topic's leader election."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout_s)[1]
+        except KafkaException as error:
+            kafka_error = error.args[0] if error.args else None
+            electing = kafka_error is not None and (
+                kafka_error.code() in _ELECTING or kafka_error.retriable()
+            )
+            if not electing or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

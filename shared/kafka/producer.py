@@ -42,6 +42,8 @@ class OutgoingMessage:
     value: bytes
     key: bytes | None = None
     headers: KafkaHeaders = field(default_factory=list)
+    partition: int = -1
+    """-1: the partitioner chooses (by key)."""
 
     @classmethod
     def for_event(
@@ -149,6 +151,7 @@ class EventProducer:
                         message.topic,
                         message.value,
                         message.key,
+                        partition=message.partition,
                         headers=headers,
                         on_delivery=on_delivery,
                     )
@@ -167,6 +170,7 @@ class EventProducer:
                     message.topic,
                     message.value,
                     message.key,
+                    partition=message.partition,
                     headers=headers,
                     on_delivery=on_delivery,
                 )

@@ -3,9 +3,11 @@ in the trace of the message that caused it, and retrying side effects until they
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import groupby
 from typing import TypeVar
 
@@ -117,4 +119,35 @@ class OutcomePublisher:
                 *(h for h in item.headers if h[0] not in TRACE_HEADERS),
                 *dead_letter_headers(item.info, self._group_id, error),
             ],
+        )
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """An entity's state as the table holds it, and its changelog partition."""
+
+    key: str
+    value: str
+    partition: int
+
+
+class ChangelogWriter:
+    """Saves entity states to the faust table's changelog through the shared producer, as
+    faust itself writes them (JSON-encoded text keys and values, the state's partition), and
+    returns once the broker confirmed every one: librdkafka batches a whole batch's states
+    where faust's own producer sends them one by one."""
+
+    def __init__(self, producer: EventProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    def write(self, states: Sequence[SavedState]) -> int:
+        return self._producer.publish_confirmed(
+            OutgoingMessage(
+                topic=self._topic,
+                value=json.dumps(state.value).encode(),
+                key=json.dumps(state.key).encode(),
+                partition=state.partition,
+            )
+            for state in states
         )

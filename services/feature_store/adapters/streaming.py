@@ -34,7 +34,13 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from services.feature_store import metrics
-from services.feature_store.adapters.kafka import OutcomePublisher, Stopping, retry_until_done
+from services.feature_store.adapters.kafka import (
+    ChangelogWriter,
+    OutcomePublisher,
+    SavedState,
+    Stopping,
+    retry_until_done,
+)
 from services.feature_store.adapters.online import OnlineStore
 from services.feature_store.domain.aggregates import EntityState
 from services.feature_store.handlers import (
@@ -177,6 +183,7 @@ class FeaturePipeline:
         decoder: EventDecoder,
         specs: SpecRegistry,
         publisher: OutcomePublisher,
+        changelog: ChangelogWriter,
         online: OnlineStore,
         grace_s: int,
         stop: threading.Event,
@@ -185,6 +192,7 @@ class FeaturePipeline:
         self._decoder = decoder
         self._specs = specs
         self._publisher = publisher
+        self._changelog = changelog
         self._online = online
         self._grace_s = grace_s
         self._stop = stop
@@ -201,7 +209,10 @@ class FeaturePipeline:
         with metrics.BATCH_SECONDS.labels("deliver").time():
             await loop.run_in_executor(self._io, self._deliver, outcome)
         with metrics.BATCH_SECONDS.labels("save").time():
-            await self._save(table, outcome.states)
+            saved = [_saved(key, state) for key, state in outcome.states.items()]
+            for state in saved:
+                table.data[state.key] = state.value
+            await loop.run_in_executor(self._io, self._save, saved)
         metrics.record_batch(outcome)
         return outcome
 
@@ -249,28 +260,21 @@ class FeaturePipeline:
             self._max_backoff_s,
         )
 
-    async def _save(self, table: Any, states: Mapping[str, EntityState]) -> None:
-        """Saves every state and waits until the changelog confirmed it; a failed write is
-        sent again (a state is the whole of an entity, so the last write wins)."""
-        backoff = 0.1
-        while states:
-            futures = []
-            for key, state in states.items():
-                value = state.to_json()
-                table.data[key] = value
-                futures.append(table.send_changelog(state.partition, key, value))
-            try:
-                await asyncio.gather(*futures)
-                return
-            except Exception as error:
-                if self._stop.is_set():
-                    raise
-                log.warning("changelog write failed (%s); retrying in %.1fs", error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
+    def _save(self, states: Sequence[SavedState]) -> None:
+        retry_until_done(
+            lambda: self._changelog.write(states),
+            "saving entity states to the changelog",
+            self._stop,
+            self._max_backoff_s,
+        )
 
     def close(self) -> None:
         self._io.shutdown(wait=True, cancel_futures=True)
+
+
+def _saved(key: str, state: EntityState) -> SavedState:
+    assert state.partition is not None, "a state saved has applied a record"
+    return SavedState(key, state.to_json(), state.partition)
 
 
 def _state_loader(table: Any) -> Callable[[str], EntityState | None]:

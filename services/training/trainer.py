@@ -23,16 +23,16 @@ from services.training.adapters.errors import DependencyRefused
 from services.training.adapters.feature_store import TrainingSetRef
 from services.training.adapters.registry import Champion
 from services.training.domain.errors import TrainingRefused
-from services.training.domain.estimators import Task, configure_estimator
-from services.training.domain.frames import TrainingFrame, prepare, require_rows, since
+from services.training.domain.estimators import Task
+from services.training.domain.fitting import evaluate, fit_pipeline, split_frame
+from services.training.domain.frames import TrainingFrame
 from services.training.domain.lineage import (
     data_quality,
     feature_definitions,
     library_versions,
 )
-from services.training.domain.metrics import higher_is_better, score
-from services.training.domain.pipeline import build_pipeline
-from services.training.domain.split import TimeSplit, time_split
+from services.training.domain.metrics import score
+from services.training.domain.split import TimeSplit
 from shared.artifacts import ArtifactRefused
 from shared.datasets.registry import UnknownDataset
 from shared.datasets.spec import VersionedSpec
@@ -40,7 +40,6 @@ from shared.events.envelope import Event
 from shared.events.models import (
     ArtifactRef,
     BaselineEvaluation,
-    Evaluation,
     ModelTrained,
     TrainingLineage,
     TrainModel,
@@ -122,13 +121,16 @@ class Trainer:
         request: TrainModel = command.data
         inputs = self._inputs(command)
         training, split = inputs.training, inputs.split
-        task = training.task
         seed = request.seed if request.seed is not None else self.config.default_seed
-        configured = configure_estimator(inputs.versioned.spec.model, request.params, seed, task)
-        pipeline = build_pipeline(configured.estimator, training.kinds, seed)
         with _tracer.start_as_current_span("fit", attributes={"rows": len(split.train)}):
-            pipeline.fit(training.x(split.train), training.y(split.train))
-        evaluation = self._evaluate(pipeline, training, split)
+            fitted = fit_pipeline(
+                inputs.versioned.spec.model, request.params, seed, training, split
+            )
+        configured, pipeline = fitted.configured, fitted.pipeline
+        with _tracer.start_as_current_span("evaluate", attributes={"rows": len(split.holdout)}):
+            evaluation = evaluate(
+                pipeline, training, split, self.config.primary_metric(training.task)
+            )
         baseline = self._baseline(request.model_name, training, split)
         run_id = run_id_of(command.id)
         key = f"{self.config.namespace}/{request.model_name}/{run_id}.skops"
@@ -166,24 +168,14 @@ class Trainer:
             versioned = self._specs.get(dataset, ref.spec_version)
         # A window the command asked for (e.g. since a drift): the holdout, and so the
         # champion's baseline on it, then come from that window too.
-        training = since(prepare(raw, versioned.spec), command.data.trigger.since)
-        require_rows(training, self.config.min_training_rows)
-        split = time_split(training, self.config.holdout_fraction)
-        return _Inputs(versioned, ref, training, split)
-
-    def _evaluate(self, model: Any, training: TrainingFrame, split: TimeSplit) -> Evaluation:
-        with _tracer.start_as_current_span("evaluate", attributes={"rows": len(split.holdout)}):
-            scores = score(
-                model, training.x(split.holdout), training.y(split.holdout), training.task
-            )
-        primary = self.config.primary_metric(training.task)
-        return Evaluation(
-            metrics=scores.metrics,
-            primary_metric=primary,
-            higher_is_better=higher_is_better(primary),
-            holdout=split.describe(),
-            per_class=scores.per_class,
+        cut = split_frame(
+            raw,
+            versioned.spec,
+            command.data.trigger.since,
+            self.config.min_training_rows,
+            self.config.holdout_fraction,
         )
+        return _Inputs(versioned, ref, cut.training, cut.split)
 
     def _baseline(
         self, model_name: str, training: TrainingFrame, split: TimeSplit

@@ -35,6 +35,7 @@ from infra.demo.loop import (
     StreamPlan,
     StreamStats,
     Urls,
+    start_platform,
     trace_in_jaeger,
     train_first_model,
 )
@@ -88,25 +89,7 @@ def platform(
 
     with namespace_topics(admin, namespace):
         try:
-            registry = start("registry", MLOPS_REGISTRY_DATABASE_SCHEMA=f"reg_{namespace}")
-            features = start("feature_store", MLOPS_FEATURE_STORE_OFFLINE_FLUSH_S="1")
-            start("ingestion")
-            start("validation")
-            start(
-                "training",
-                MLOPS_TRAINING_FEATURE_STORE_URL=features.url,
-                MLOPS_TRAINING_REGISTRY_URL=registry.url,
-                MLOPS_TRAINING_DATABASE_SCHEMA=f"train_{namespace}",
-                MLOPS_TRAINING_RETRAIN_EVERY_LABELS="1000000",
-            )
-            start(
-                "serving",
-                wait_ready=False,
-                MLOPS_SERVING_MODELS=f'["{MODEL}"]',
-                MLOPS_SERVING_REGISTRY_URL=registry.url,
-                MLOPS_SERVING_FEATURE_STORE_URL=features.url,
-            )
-            start("monitoring", **monitoring_env(config))
+            start_platform(start, namespace, MODEL, monitoring_env(config))
             yield services
         finally:
             with console.status("stopping the demo's services"):

@@ -13,16 +13,16 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from confluent_kafka import Consumer, KafkaError
 
-from infra.processes import wait_for
+from infra.processes import RunningService, wait_for
 from shared.datasets.sources import Record, agrawal_records
 
 DATASET = "loans"
@@ -45,6 +45,39 @@ class Urls:
 
 
 # --- the first model ---------------------------------------------------------------------
+
+
+class StartService(Protocol):
+    def __call__(self, name: str, wait_ready: bool = True, **extra: str) -> RunningService: ...
+
+
+def start_platform(
+    start: StartService, namespace: str, model: str, monitoring: Mapping[str, str]
+) -> dict[str, RunningService]:
+    """Starts the closed loop's services with `start`, each after those it calls, with what a
+    short loop needs: SQL schemas of the namespace's own, offline files flushed every second
+    (a drift retrain reads the latest rows), no data-volume retraining, serving `model`."""
+    registry = start("registry", MLOPS_REGISTRY_DATABASE_SCHEMA=f"reg_{namespace}")
+    features = start("feature_store", MLOPS_FEATURE_STORE_OFFLINE_FLUSH_S="1")
+    started = {"registry": registry, "feature_store": features}
+    started["ingestion"] = start("ingestion")
+    started["validation"] = start("validation")
+    started["training"] = start(
+        "training",
+        MLOPS_TRAINING_FEATURE_STORE_URL=features.url,
+        MLOPS_TRAINING_REGISTRY_URL=registry.url,
+        MLOPS_TRAINING_DATABASE_SCHEMA=f"train_{namespace}",
+        MLOPS_TRAINING_RETRAIN_EVERY_LABELS="1000000",
+    )
+    started["serving"] = start(
+        "serving",
+        wait_ready=False,
+        MLOPS_SERVING_MODELS=f'["{model}"]',
+        MLOPS_SERVING_REGISTRY_URL=registry.url,
+        MLOPS_SERVING_FEATURE_STORE_URL=features.url,
+    )
+    started["monitoring"] = start("monitoring", **monitoring)
+    return started
 
 
 def ingest(client: httpx.Client, urls: Urls, records: list[Record], labels: list[dict]) -> None:

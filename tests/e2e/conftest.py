@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from infra.demo.loop import EventWatcher, Urls, train_first_model
+from infra.demo.loop import EventWatcher, Urls, start_platform, train_first_model
 from infra.processes import drop_namespace_state
 from shared.settings import PlatformSettings
 from tests.e2e.closed_loop import (
@@ -49,25 +49,7 @@ def loop(
                 )
                 return services[name]
 
-            registry = start("registry", MLOPS_REGISTRY_DATABASE_SCHEMA=f"reg_{namespace}")
-            features = start("feature_store", MLOPS_FEATURE_STORE_OFFLINE_FLUSH_S="1")
-            start("ingestion")
-            start("validation")
-            start(
-                "training",
-                MLOPS_TRAINING_FEATURE_STORE_URL=features.url,
-                MLOPS_TRAINING_REGISTRY_URL=registry.url,
-                MLOPS_TRAINING_DATABASE_SCHEMA=f"train_{namespace}",
-                MLOPS_TRAINING_RETRAIN_EVERY_LABELS="1000000",
-            )
-            start(
-                "serving",
-                wait_ready=False,
-                MLOPS_SERVING_MODELS=f'["{MODEL}"]',
-                MLOPS_SERVING_REGISTRY_URL=registry.url,
-                MLOPS_SERVING_FEATURE_STORE_URL=features.url,
-            )
-            start("monitoring", **MONITORING)
+            start_platform(start, namespace, MODEL, MONITORING)
             urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
             watcher.start()
             version, next_index = train_first_model(urls, MODEL, FIRST_MODEL_RECORDS, SEED)

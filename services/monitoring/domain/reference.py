@@ -1,0 +1,97 @@
+"""Live feature values next to the training reference recorded in the model's lineage. Pure.
+
+Training records, per numeric feature of the training set, its mean, standard deviation,
+minimum and maximum (lineage `data_quality.numeric`). Monitoring keeps River's running mean
+and variance of the same features over the values each model version was asked to predict on,
+and reports per feature: the shift of the live mean in training standard deviations, the ratio
+of the standard deviations, and the share of live values outside the training range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import stats
+
+from services.monitoring.domain.detectors import as_number
+
+
+@dataclass(frozen=True)
+class FeatureReference:
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+def training_reference(lineage: Mapping[str, Any]) -> dict[str, FeatureReference]:
+    """The per-feature reference of a ModelTrained lineage (features lacking a figure are left
+    out: nothing to compare them with)."""
+    numeric = (lineage.get("data_quality") or {}).get("numeric") or {}
+    found: dict[str, FeatureReference] = {}
+    for name, figures in numeric.items():
+        try:
+            found[name] = FeatureReference(
+                mean=float(figures["mean"]),
+                std=float(figures["std"]),
+                min=float(figures["min"]),
+                max=float(figures["max"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+@dataclass
+class LiveFeature:
+    """River's running mean and variance of one feature, and how many values left the
+    training range."""
+
+    reference: FeatureReference
+    mean: stats.Mean = field(default_factory=stats.Mean)
+    var: stats.Var = field(default_factory=stats.Var)
+    outside: int = 0
+
+    def update(self, value: float) -> None:
+        self.mean.update(value)
+        self.var.update(value)
+        if value < self.reference.min or value > self.reference.max:
+            self.outside += 1
+
+    def compare(self) -> dict[str, Any]:
+        count = int(self.mean.n)
+        live_std = math.sqrt(self.var.get()) if count > 1 else None
+        reference = self.reference
+        shift = (self.mean.get() - reference.mean) / reference.std if reference.std > 0 else None
+        return {
+            "training": {
+                "mean": reference.mean,
+                "std": reference.std,
+                "min": reference.min,
+                "max": reference.max,
+            },
+            "live": {"count": count, "mean": self.mean.get() if count else None, "std": live_std},
+            "mean_shift_in_std": shift if count else None,
+            "std_ratio": live_std / reference.std if live_std is not None and reference.std > 0
+            else None,
+            "outside_training_range": self.outside / count if count else None,
+        }  # fmt: skip
+
+
+class ReferenceComparison:
+    """Live values of one model version against its training reference."""
+
+    def __init__(self, reference: Mapping[str, FeatureReference]) -> None:
+        self._features = {name: LiveFeature(figures) for name, figures in reference.items()}
+
+    def observe(self, features: Mapping[str, Any]) -> None:
+        for name, live in self._features.items():
+            number = as_number(features.get(name))
+            if number is not None and math.isfinite(number):
+                live.update(number)
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        return {name: live.compare() for name, live in sorted(self._features.items())}

@@ -1,0 +1,51 @@
+"""Live feature values against the training reference of the model's lineage."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from services.monitoring.domain.reference import ReferenceComparison, training_reference
+
+LINEAGE = {
+    "data_quality": {
+        "numeric": {
+            "salary": {"mean": 100.0, "std": 10.0, "min": 70.0, "max": 130.0},
+            "age": {"mean": 40.0, "std": 0.0, "min": 40.0, "max": 40.0},
+            "broken": {"mean": "n/a"},
+        }
+    }
+}
+
+
+def test_the_reference_is_read_from_the_lineage_and_unreadable_figures_are_left_out() -> None:
+    reference = training_reference(LINEAGE)
+    assert sorted(reference) == ["age", "salary"]
+    assert reference["salary"].std == 10.0
+    assert training_reference({}) == {}
+
+
+def test_live_values_are_compared_in_training_standard_deviations() -> None:
+    comparison = ReferenceComparison(training_reference(LINEAGE))
+    for salary in (110.0, 120.0, 130.0, 140.0):
+        comparison.observe({"salary": salary, "age": 40, "unknown": 1.0})
+    comparison.observe({"salary": None, "age": "forty"})
+    report = comparison.report()
+
+    salary = report["salary"]
+    assert salary["live"]["count"] == 4
+    assert salary["live"]["mean"] == pytest.approx(125.0)
+    assert salary["mean_shift_in_std"] == pytest.approx(2.5)
+    assert salary["std_ratio"] == pytest.approx(math.sqrt(166.666666) / 10.0, rel=1e-4)
+    assert salary["outside_training_range"] == pytest.approx(0.25)
+    assert salary["training"] == {"mean": 100.0, "std": 10.0, "min": 70.0, "max": 130.0}
+    # a constant training feature has no scale to shift in
+    assert report["age"]["mean_shift_in_std"] is None
+    assert report["age"]["outside_training_range"] == 0.0
+
+
+def test_a_version_that_served_nothing_reports_no_live_figures() -> None:
+    report = ReferenceComparison(training_reference(LINEAGE)).report()
+    assert report["salary"]["live"] == {"count": 0, "mean": None, "std": None}
+    assert report["salary"]["mean_shift_in_std"] is None

@@ -2,6 +2,10 @@
 ModelRegistered then ModelPromoted (champion, or challenger awaiting approval) or
 ModelRejected out, on models.lifecycle keyed "<model_name>:<version>".
 
+For lineage it also reads monitoring.drift (each DriftDetected is kept, with its evidence and
+trace id) and models.lifecycle (each ModelDeployed serving announces is kept; the registry's
+own lifecycle events it reads there are left alone).
+
 HTTP changes (aliases, rollback, approval) publish to models.lifecycle too: PUBLISHES.
 """
 
@@ -13,11 +17,27 @@ from typing import Any, Final
 from services.registry.domain.events import LIFECYCLE, lifecycle_key
 from services.registry.lifecycle import Registry
 from shared.events.envelope import Event
-from shared.events.models import ModelTrained
+from shared.events.models import (
+    DriftDetected,
+    ModelDeployed,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+    ModelRolledBack,
+    ModelTrained,
+)
 from shared.kafka.consumer import Emit, Handler, MessageInfo
 from shared.kafka.routes import Route
 
 CONSUMES: Final = "models.trained"
+DRIFTS: Final = "monitoring.drift"
+LIFECYCLE_EVENTS: Final = (
+    ModelRegistered,
+    ModelPromoted,
+    ModelRejected,
+    ModelRolledBack,
+    ModelDeployed,
+)
 PUBLISHES: Final = (LIFECYCLE,)
 
 
@@ -38,5 +58,24 @@ def register_model(deps: Deps) -> Handler:
     return handle
 
 
+def keep_drift(deps: Deps) -> Handler:
+    def handle(event: Event[Any], info: MessageInfo) -> None:
+        deps.registry.record_drift(event)
+
+    return handle
+
+
+def keep_deployment(deps: Deps) -> Handler:
+    def handle(event: Event[Any], info: MessageInfo) -> None:
+        if isinstance(event.data, ModelDeployed):
+            deps.registry.record_deployment(event)
+
+    return handle
+
+
 def routes(deps: Deps) -> list[Route]:
-    return [Route(CONSUMES, (ModelTrained,), register_model(deps), emits=(LIFECYCLE,))]
+    return [
+        Route(CONSUMES, (ModelTrained,), register_model(deps), emits=(LIFECYCLE,)),
+        Route(DRIFTS, (DriftDetected,), keep_drift(deps)),
+        Route(LIFECYCLE, LIFECYCLE_EVENTS, keep_deployment(deps)),
+    ]

@@ -6,6 +6,9 @@ unknown: 403), whose owner is recorded as the decision maker.
     GET    /models/{name}/versions                   its versions, oldest first
     GET    /models/{name}/versions/{version}         one version, in full
     GET    /models/{name}/versions/{version}/lineage what it was trained on, and how
+    GET    /lineage/{name}/{version}                 all of it: data, training, trigger (the
+                                                     DriftDetected itself), decisions, deployments,
+                                                     each with its trace id
     GET    /models/{name}/aliases/{alias}            the version holding an alias (404: none)
     GET    /models/{name}/compare?a=&b=              metrics side by side, params/lineage diffs
     GET    /models/{name}/audit                      every transition, oldest first
@@ -41,6 +44,7 @@ from services.registry.views import (
     Change,
     Comparison,
     Lineage,
+    LineageDocument,
     ModelDetail,
     ModelSummary,
     VersionDetail,
@@ -170,6 +174,15 @@ def get_version(api: ApiDep, name: NameParam, version: VersionParam) -> VersionD
 def get_lineage(api: ApiDep, name: NameParam, version: VersionParam) -> Lineage:
     with refusals():
         return api.queries.lineage(name, version)
+
+
+@router.get("/lineage/{name}/{version}")
+def get_lineage_document(api: ApiDep, name: NameParam, version: VersionParam) -> LineageDocument:
+    """One version's lineage in one document: dataset, spec, offset ranges, data quality,
+    feature definitions, the training run, the triggering event, every registry decision and
+    every deployment, each with the W3C trace id of the message or request that carried it."""
+    with refusals():
+        return api.queries.lineage_document(name, version)
 
 
 @router.get("/models/{name}/aliases/{alias}")

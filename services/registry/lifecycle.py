@@ -20,7 +20,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from services.registry.adapters.database import ping, reader
-from services.registry.adapters.orm import AuditEntry, ModelVersion, RegisteredModel
+from services.registry.adapters.orm import (
+    AuditEntry,
+    Deployment,
+    DriftRecord,
+    ModelVersion,
+    RegisteredModel,
+)
 from services.registry.adapters.repository import Repository
 from services.registry.domain.errors import Conflict, NotFound
 from services.registry.domain.events import (
@@ -36,6 +42,8 @@ from shared.events.catalog import payload_type
 from shared.events.envelope import Event, utc_now
 from shared.events.models import (
     ArtifactRef,
+    DriftDetected,
+    ModelDeployed,
     ModelPromoted,
     ModelRegistered,
     ModelRejected,
@@ -173,6 +181,44 @@ class Registry:
         return self._move_alias(
             repo, model, alias, version, decision.reason, POLICY, action, caused_by=event
         )
+
+    # --- what lineage keeps beside the versions ----------------------------------------------
+
+    def record_drift(self, event: Event[DriftDetected]) -> bool:
+        """Keeps a DriftDetected and the trace it came in; False when it was kept already."""
+        with self.unit() as repo:
+            if repo.drift(event.id) is not None:
+                return False
+            repo.add_drift(
+                DriftRecord(
+                    event_id=event.id,
+                    model_name=event.data.model_name,
+                    event_json=event.to_json_bytes().decode(),
+                    trace_id=current_trace_id(),
+                    received_at=self._clock(),
+                )
+            )
+            return True
+
+    def record_deployment(self, event: Event[ModelDeployed]) -> bool:
+        """Keeps a serving instance's ModelDeployed; False when it was kept already."""
+        deployed = event.data
+        with self.unit() as repo:
+            if repo.deployment(event.id) is not None:
+                return False
+            repo.add_deployment(
+                Deployment(
+                    event_id=event.id,
+                    model_name=deployed.model_name,
+                    version=deployed.version,
+                    alias=deployed.alias,
+                    instance=deployed.instance,
+                    cause_event_id=deployed.cause_event_id,
+                    deployed_at=_utc(deployed.deployed_at),
+                    trace_id=current_trace_id(),
+                )
+            )
+            return True
 
     # --- changes over HTTP -------------------------------------------------------------------
 
@@ -396,6 +442,7 @@ def _version_row(
         trained_at=_utc(trained.trained_at),
         created_at=now,
         source_event_id=event.id,
+        source_trace_id=current_trace_id(),
     )
 
 

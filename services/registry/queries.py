@@ -3,9 +3,10 @@ the views the HTTP API answers with."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from services.registry.adapters.orm import AuditEntry, ModelVersion, RegisteredModel
+from services.registry.adapters.orm import AuditEntry, Deployment, ModelVersion, RegisteredModel
 from services.registry.adapters.repository import Repository
 from services.registry.domain.compare import better_of, differences, metrics_side_by_side
 from services.registry.domain.errors import NotFound
@@ -14,9 +15,13 @@ from services.registry.views import (
     AliasView,
     AuditView,
     Comparison,
+    DeploymentView,
     Lineage,
+    LineageDocument,
     ModelDetail,
     ModelSummary,
+    TrainingRun,
+    TriggerView,
     VersionDetail,
     VersionSummary,
 )
@@ -77,6 +82,40 @@ class RegistryQueries:
                 seed=version.seed,
                 trigger=version.trigger,
                 lineage=version.lineage,
+            )
+
+    def lineage_document(self, name: str, number: int) -> LineageDocument:
+        """The whole story of one version: data, training, trigger, decisions, deployments."""
+        with self._registry.reading() as repo:
+            model = existing_model(repo, name)
+            version = existing_version(repo, model, number)
+            kept = version.lineage
+            return LineageDocument(
+                model_name=name,
+                version=number,
+                run_id=version.run_id,
+                source_event_id=version.source_event_id,
+                artifact=artifact_of(version),
+                params=version.params,
+                seed=version.seed,
+                lineage=kept,
+                dataset=kept.get("dataset", ""),
+                spec_version=kept.get("spec_version"),
+                spec_fingerprint=kept.get("spec_fingerprint"),
+                offsets=kept.get("offsets", []),
+                rows=kept.get("rows"),
+                holdout_rows=kept.get("holdout_rows"),
+                training_set={
+                    "uri": kept.get("training_set_uri"),
+                    "sha256": kept.get("training_set_sha256"),
+                },
+                data_quality=kept.get("data_quality", {}),
+                feature_columns=kept.get("feature_columns", []),
+                feature_definitions=kept.get("feature_definitions", {}),
+                training=_training_run(version),
+                trigger=_trigger(repo, version),
+                decisions=[_audit_view(entry) for entry in repo.version_entries(model, number)],
+                deployments=[_deployment_view(d) for d in repo.deployments(name, number)],
             )
 
     def compare(self, name: str, a: int, b: int) -> Comparison:
@@ -186,4 +225,47 @@ def _audit_view(entry: AuditEntry) -> AuditView:
         event_id=entry.event_id,
         event_type=entry.event_type,
         trace_id=entry.trace_id,
+    )
+
+
+def _training_run(version: ModelVersion) -> TrainingRun:
+    return TrainingRun(
+        run_id=version.run_id,
+        estimator=version.estimator,
+        params=version.params,
+        seed=version.seed,
+        evaluation=version.evaluation,
+        baseline=version.baseline,
+        artifact=artifact_of(version),
+        trained_at=version.trained_at,
+        code_version=version.lineage.get("code_version"),
+        library_versions=version.lineage.get("library_versions", {}),
+        source_event_id=version.source_event_id,
+        trace_id=version.source_trace_id,
+    )
+
+
+def _trigger(repo: Repository, version: ModelVersion) -> TriggerView:
+    """The trigger as training recorded it; a drift's DriftDetected when the registry read it."""
+    trigger = version.trigger
+    drift = repo.drift(trigger["event_id"]) if trigger.get("event_id") else None
+    return TriggerView(
+        kind=trigger.get("kind", "unknown"),
+        event_id=trigger.get("event_id"),
+        reason=trigger.get("reason", ""),
+        requested_by=trigger.get("requested_by"),
+        since=trigger.get("since"),
+        event=json.loads(drift.event_json) if drift is not None else None,
+        trace_id=drift.trace_id if drift is not None else None,
+    )
+
+
+def _deployment_view(deployment: Deployment) -> DeploymentView:
+    return DeploymentView(
+        instance=deployment.instance,
+        alias=deployment.alias,
+        deployed_at=deployment.deployed_at,
+        cause_event_id=deployment.cause_event_id,
+        event_id=deployment.event_id,
+        trace_id=deployment.trace_id,
     )

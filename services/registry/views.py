@@ -69,6 +69,72 @@ class Lineage(_View):
     lineage: dict[str, Any]
 
 
+class TrainingRun(_View):
+    """How a version was trained, and the trace its ModelTrained came in."""
+
+    run_id: str
+    estimator: str
+    params: dict[str, Any]
+    seed: int
+    evaluation: dict[str, Any]
+    baseline: dict[str, Any] | None
+    artifact: ArtifactRef
+    trained_at: datetime
+    code_version: str | None
+    library_versions: dict[str, Any]
+    source_event_id: str
+    trace_id: str | None
+
+
+class TriggerView(_View):
+    """Why it was trained; for a drift, the DriftDetected itself and the trace it came in."""
+
+    kind: str
+    event_id: str | None
+    reason: str
+    requested_by: str | None
+    since: datetime | None
+    event: dict[str, Any] | None = None
+    trace_id: str | None = None
+
+
+class DeploymentView(_View):
+    instance: str
+    alias: str
+    deployed_at: datetime
+    cause_event_id: str | None
+    event_id: str
+    trace_id: str | None
+
+
+class LineageDocument(_View):
+    """Everything about one version, from the data it was trained on to where it serves; the
+    fields of `Lineage` (run_id ... lineage) too, so it can stand in for it."""
+
+    model_name: str
+    version: int
+    run_id: str
+    source_event_id: str
+    artifact: ArtifactRef
+    params: dict[str, Any]
+    seed: int
+    lineage: dict[str, Any]
+    dataset: str
+    spec_version: int | None
+    spec_fingerprint: str | None
+    offsets: list[dict[str, Any]]
+    rows: int | None
+    holdout_rows: int | None
+    training_set: dict[str, Any]
+    data_quality: dict[str, Any]
+    feature_columns: list[str]
+    feature_definitions: dict[str, Any]
+    training: TrainingRun
+    trigger: TriggerView
+    decisions: list[AuditView]
+    deployments: list[DeploymentView]
+
+
 class Comparison(_View):
     model_name: str
     a: int

@@ -113,10 +113,88 @@ def rollback(
     _change(name, f"/models/{name}/rollback", "POST", {"reason": reason, "alias": alias})
 
 
+def _model_at_version(target: str) -> tuple[str, int]:
+    name, at, number = target.partition("@")
+    if at and number.isdigit() and int(number) >= 1:
+        return name, int(number)
+    raise typer.BadParameter(f"expected MODEL@VERSION (e.g. loans@3), got {target!r}")
+
+
 def lineage(
-    name: NameArg,
-    version: Annotated[int, typer.Argument(min=1, help="The version.")],
+    target: Annotated[str, typer.Argument(metavar="MODEL@VERSION", help="e.g. loans@3.")],
+    version: Annotated[
+        int | None,
+        typer.Argument(min=1, help="Old form `lineage MODEL VERSION`: the training lineage only."),
+    ] = None,
+    as_json: AsJson = False,
 ) -> None:
-    """What a model version was trained on, and how: topic/partition/offset ranges, dataset
-    spec, features, parameters and seed, library and code versions, trigger (JSON)."""
-    print_json(registry().get(f"/models/{name}/versions/{version}/lineage"))
+    """Everything about one model version: dataset, spec, offset ranges, data quality, features,
+    the training run, what triggered it (the DriftDetected and its evidence, for a drift),
+    every registry decision and every deployment, each with its trace id.
+
+    The old form `mlops lineage MODEL VERSION` prints the training lineage alone, as JSON."""
+    if version is not None and "@" not in target:
+        print_json(registry().get(f"/models/{target}/versions/{version}/lineage"))
+        return
+    if version is not None:
+        raise typer.BadParameter("give MODEL@VERSION, or MODEL and VERSION, not both")
+    name, number = _model_at_version(target)
+    document = registry().get(f"/lineage/{name}/{number}")
+    if as_json:
+        print_json(document)
+        return
+    print_lineage(document)
+
+
+def print_lineage(document: dict[str, Any]) -> None:
+    training, trigger = document["training"], document["trigger"]
+    out.print(
+        f"[bold]{document['model_name']} v{document['version']}[/]  dataset "
+        f"{document['dataset']} spec v{document['spec_version']} "
+        f"({str(document['spec_fingerprint'])[:12]}), {document['rows']} rows "
+        f"+ {document['holdout_rows']} holdout"
+    )
+    metrics = training["evaluation"].get("metrics", {})
+    out.print(
+        f"run {training['run_id']} {training['estimator']} seed {training['seed']}, "
+        f"trained {str(training['trained_at'])[:19]}, code {training['code_version']}, "
+        f"trace {training['trace_id'] or '-'}"
+    )
+    out.print("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    out.print(f"artifact {training['artifact']['uri']} sha256 {training['artifact']['sha256']}")
+    _print_trigger(trigger)
+    offsets = Table("topic", "partition", "offsets", title="data")
+    for r in document["offsets"]:
+        offsets.add_row(r["topic"], str(r["partition"]), f"{r['first_offset']}..{r['last_offset']}")
+    out.print(offsets)
+    out.print("features: " + ", ".join(document["feature_columns"]))
+    decisions = Table("at", "action", "by", "alias", "reason", "trace", title="decisions")
+    for d in document["decisions"]:
+        decisions.add_row(
+            str(d["at"])[:19],
+            d["action"],
+            d["actor"],
+            d["alias"] or "-",
+            d["reason"],
+            d["trace_id"] or "-",
+        )
+    out.print(decisions)
+    deployments = Table("at", "instance", "alias", "trace", title="deployments")
+    for d in document["deployments"]:
+        deployments.add_row(str(d["deployed_at"])[:19], d["instance"], d["alias"], d["trace_id"])
+    out.print(deployments)
+
+
+def _print_trigger(trigger: dict[str, Any]) -> None:
+    line = f"trigger: {trigger['kind']}" + (f" ({trigger['reason']})" if trigger["reason"] else "")
+    if trigger.get("requested_by"):
+        line += f", by {trigger['requested_by']}"
+    out.print(line)
+    event = trigger.get("event")
+    if event is not None:
+        drift = event["data"]
+        out.print(
+            f"  {event['type']} {event['id']}: {drift['signal_kind']} {drift['signal']}, "
+            f"{drift['detector']} at {drift['position']}, reference {drift['reference']}, "
+            f"current {drift['current']}, trace {trigger['trace_id'] or '-'}"
+        )

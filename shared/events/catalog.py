@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.events.envelope import Payload
 from shared.events.models import (
     DriftDetected,
+    ModelDeployed,
     ModelPromoted,
     ModelRegistered,
     ModelRejected,
@@ -37,6 +38,7 @@ EVENT_TYPES: dict[str, type[Payload]] = {
         ModelPromoted,
         ModelRejected,
         ModelRolledBack,
+        ModelDeployed,
         PredictionServed,
         DriftDetected,
     )

@@ -166,6 +166,22 @@ class ModelRolledBack(Payload):
     decided_by: str
 
 
+class ModelDeployed(Payload):
+    """A serving instance swapped a version in (or loaded it at start-up): a deployment."""
+
+    event_type: ClassVar[str] = "mlops.ModelDeployed"
+
+    model_name: str = Field(pattern=MODEL_NAME)
+    version: int = Field(ge=1)
+    alias: str = "champion"
+    instance: str = Field(min_length=1, description="Which serving instance (its consumer group).")
+    artifact: ArtifactRef
+    cause_event_id: str | None = Field(
+        None, description="The ModelPromoted/ModelRolledBack it followed; null: start-up lookup."
+    )
+    deployed_at: datetime
+
+
 class PredictionServed(Payload):
     """One prediction, logged by serving for monitoring (and shadow challengers' too)."""
 

@@ -29,7 +29,10 @@ TABLES = {
     "model_tags",
     "version_tags",
     "audit_trail",
+    "drift_events",
+    "deployments",
 }
+HEAD = "0002"
 
 
 @contextmanager
@@ -80,14 +83,14 @@ def test_the_migration_builds_exactly_the_models_schema_on_an_empty_database(
     assert inspect(empty_database).get_table_names() == []
     migrate(empty_database)
     assert set(inspect(empty_database).get_table_names()) == TABLES | {VERSION_TABLE}
-    assert current_revision(empty_database) == "0001"
+    assert current_revision(empty_database) == HEAD
     assert schema_drift(empty_database) == []
 
 
 def test_migrating_again_at_a_restart_changes_nothing(empty_database: Engine) -> None:
     migrate(empty_database)
     migrate(empty_database)
-    assert current_revision(empty_database) == "0001"
+    assert current_revision(empty_database) == HEAD
     assert schema_drift(empty_database) == []
 
 
@@ -97,6 +100,14 @@ def test_the_migration_downgrades_to_empty_and_upgrades_again(empty_database: En
     assert set(inspect(empty_database).get_table_names()) <= {VERSION_TABLE}
     assert current_revision(empty_database) is None
     migrate(empty_database)
+    assert schema_drift(empty_database) == []
+
+
+def test_a_registry_on_the_first_schema_upgrades_to_the_latest(empty_database: Engine) -> None:
+    migrate(empty_database, "0001")
+    assert "drift_events" not in inspect(empty_database).get_table_names()
+    migrate(empty_database)
+    assert current_revision(empty_database) == HEAD
     assert schema_drift(empty_database) == []
 
 

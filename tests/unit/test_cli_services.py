@@ -111,9 +111,12 @@ def test_lineage_prints_the_registry_s_answer_as_json(
 ) -> None:
     lineage = {"model_name": "loans", "version": 2, "lineage": {"topics": {"mlops.data.raw": {}}}}
     seen = serve(monkeypatch, lambda request: httpx.Response(200, json=lineage))
-    assert run(["lineage", "loans", "2"]) == 0
-    assert seen[0].url.path == "/models/loans/versions/2/lineage"
+    assert run(["lineage", "loans@2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == lineage
+    assert run(["lineage", "loans", "2"]) == 0  # the old form: the training lineage, as JSON
+    assert json.loads(capsys.readouterr().out) == lineage
+    assert [r.url.path for r in seen] == ["/lineage/loans/2", "/models/loans/versions/2/lineage"]
+    assert run(["lineage", "loans@two"]) == 2
 
 
 def test_train_posts_the_command_and_waits_for_its_run(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import SecretStr
 
 from services.registry.adapters.database import create_registry_engine, migrate
@@ -135,6 +136,28 @@ def test_reads_show_versions_aliases_and_lineage(client: TestClient, registry: R
     compared = client.get("/models/loans/compare", params={"a": 1, "b": 2}).json()
     assert compared["primary_metric"]["better"] == "b"
     assert compared["metrics"]["roc_auc"]["a"] == 0.8
+
+
+def test_the_lineage_document_carries_the_trace_of_each_decision(
+    client: TestClient, registry: Registry
+) -> None:
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("models.trained process") as span:
+        registry.register_trained(trained(0.8))
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    registry.register_trained(trained(0.9, baseline=(1, 0.8), run="run-2"))
+
+    document = client.get("/lineage/loans/1").json()
+
+    assert document["training"]["trace_id"] == trace_id
+    assert document["trigger"]["kind"] == "manual" and document["trigger"]["event"] is None
+    assert [(d["action"], d["trace_id"]) for d in document["decisions"]] == [
+        ("registered", trace_id),
+        ("promoted", trace_id),
+        ("promoted", None),  # v2 took the alias from it, outside any trace
+    ]
+    assert document["deployments"] == []
+    assert client.get("/lineage/loans/3").status_code == 404
 
 
 def test_unknown_things_are_404_with_what_exists(client: TestClient, registry: Registry) -> None:

@@ -91,6 +91,7 @@ class ModelVersion(Base):
     trained_at: Mapped[datetime]
     created_at: Mapped[datetime]
     source_event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    source_trace_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class Alias(Base):
@@ -145,4 +146,34 @@ class AuditEntry(Base):
     event_id: Mapped[str | None] = mapped_column(String(200))
     event_type: Mapped[str | None] = mapped_column(String(200))
     event_json: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class DriftRecord(Base):
+    """A DriftDetected read from monitoring.drift, kept whole: the evidence lineage shows for
+    the versions it triggered."""
+
+    __tablename__ = "drift_events"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(100), index=True)
+    event_json: Mapped[str] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime]
+
+
+class Deployment(Base):
+    """A serving instance swapped a version in (a ModelDeployed read from models.lifecycle)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (Index(None, "model_name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    model_name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    alias: Mapped[str] = mapped_column(String(50))
+    instance: Mapped[str] = mapped_column(String(200))
+    cause_event_id: Mapped[str | None] = mapped_column(String(200))
+    deployed_at: Mapped[datetime]
     trace_id: Mapped[str | None] = mapped_column(String(32))

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from services.registry.adapters.orm import (
     Alias,
     AuditEntry,
+    Deployment,
+    DriftRecord,
     ModelTag,
     ModelVersion,
     RegisteredModel,
@@ -182,3 +184,40 @@ class Repository:
             .order_by(AuditEntry.id)
         )
         return [AliasChange(action, to) for action, to in self.session.execute(query)]
+
+    def version_entries(self, model: RegisteredModel, number: int) -> Sequence[AuditEntry]:
+        """The audit entries that moved a version in or out, or changed it, oldest first."""
+        query = (
+            select(AuditEntry)
+            .where(
+                AuditEntry.model_id == model.id,
+                (AuditEntry.to_version == number) | (AuditEntry.from_version == number),
+            )
+            .order_by(AuditEntry.id)
+        )
+        return self.session.scalars(query).all()
+
+    # --- what lineage adds: drifts and deployments -------------------------------------------
+
+    def drift(self, event_id: str) -> DriftRecord | None:
+        return self.session.get(DriftRecord, event_id)
+
+    def add_drift(self, record: DriftRecord) -> None:
+        self.session.add(record)
+        self.session.flush()
+
+    def deployment(self, event_id: str) -> Deployment | None:
+        query = select(Deployment).where(Deployment.event_id == event_id)
+        return self.session.scalars(query).first()
+
+    def add_deployment(self, deployment: Deployment) -> None:
+        self.session.add(deployment)
+        self.session.flush()
+
+    def deployments(self, model_name: str, number: int) -> Sequence[Deployment]:
+        query = (
+            select(Deployment)
+            .where(Deployment.model_name == model_name, Deployment.version == number)
+            .order_by(Deployment.deployed_at, Deployment.id)
+        )
+        return self.session.scalars(query).all()

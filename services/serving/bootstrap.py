@@ -21,8 +21,16 @@ from services.serving.adapters.feature_store import FeatureStoreClient
 from services.serving.adapters.kafka import LifecycleFollower, PredictionLog, start_at_end
 from services.serving.adapters.registry import RegistryClient
 from services.serving.adapters.specs import SpecSource
-from services.serving.domain.slots import CHALLENGER, CHAMPION, ModelSlots
-from services.serving.handlers import CONSUMES, PUBLISHES, SOURCE, Deps, log_prediction, routes
+from services.serving.domain.slots import CHALLENGER, CHAMPION, Change, ModelSlots
+from services.serving.handlers import (
+    CONSUMES,
+    PUBLISHES,
+    SOURCE,
+    Deps,
+    deployed_event,
+    log_prediction,
+    routes,
+)
 from services.serving.http import ServingApi, install
 from services.serving.loading import ChampionLookup, DeferredLoads, ModelLoader
 from services.serving.predictions import Predictions, ShadowScorer
@@ -30,7 +38,7 @@ from services.serving.settings import ServingSettings
 from shared.datasets.registry import SpecRegistry
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner
-from shared.kafka.producer import EventProducer
+from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
@@ -64,8 +72,16 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     specs = SpecRegistry(
         client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
     )
-    loader = ModelLoader(slots, registry, ArtifactStore(minio_client(platform)), SpecSource(specs))
     producer = EventProducer(producer_config(platform, NAME))
+    lifecycle = catalog.name(CONSUMES, namespace)
+
+    def announce(change: Change) -> None:
+        emit = deployed_event(change, group_id)
+        producer.publish([OutgoingMessage.for_event(lifecycle, emit.event, emit.key)])
+
+    loader = ModelLoader(
+        slots, registry, ArtifactStore(minio_client(platform)), SpecSource(specs), announce
+    )
     prediction_log = PredictionLog(
         producer,
         {name: catalog.name(name, namespace) for name in PUBLISHES},
@@ -88,7 +104,6 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         producer=producer,
         dead_letter_topic=catalog.name("bus.dead-letter", namespace),
     )
-    lifecycle = catalog.name(CONSUMES, namespace)
     positioned = threading.Event()
     follower = LifecycleFollower(runner, lambda: start_at_end(consumer, lifecycle), positioned)
     lookup = ChampionLookup(

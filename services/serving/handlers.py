@@ -2,8 +2,11 @@
 
 It consumes models.lifecycle: a ModelPromoted or ModelRolledBack naming a served model's
 champion (or challenger, in shadow mode) swaps that version in (services/serving/loading.py);
-the other lifecycle events (ModelRegistered, ModelRejected) are read and left alone. The
-handler emits nothing.
+the other lifecycle events (ModelRegistered, ModelRejected, ModelDeployed) are read and left
+alone. The handler emits nothing itself; a version actually swapped in is announced as a
+ModelDeployed on models.lifecycle (`deployed_event`, keyed "<model>:<version>:deployed:<instance>"
+so compaction keeps every instance's deployment beside the version's promotion), in the trace
+of the promotion it followed.
 
 It publishes serving.predictions from the request path (PUBLISHES): one PredictionServed per
 record scored, keyed by the record id when the record has one (so predictions land on the
@@ -14,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from services.serving.domain.served import Scored
 from services.serving.domain.slots import Change, Verdict
 from shared.events.envelope import Event
 from shared.events.models import (
+    ModelDeployed,
     ModelPromoted,
     ModelRegistered,
     ModelRejected,
@@ -35,7 +39,14 @@ SOURCE: Final = "serving"
 CONSUMES: Final = "models.lifecycle"
 PREDICTIONS: Final = "serving.predictions"
 PUBLISHES: Final = (PREDICTIONS,)
-LIFECYCLE_EVENTS: Final = (ModelRegistered, ModelPromoted, ModelRejected, ModelRolledBack)
+LIFECYCLE: Final = CONSUMES
+LIFECYCLE_EVENTS: Final = (
+    ModelRegistered,
+    ModelPromoted,
+    ModelRejected,
+    ModelRolledBack,
+    ModelDeployed,
+)
 
 
 class Loader(Protocol):
@@ -62,6 +73,21 @@ def change_of(event: Event[Any]) -> Change | None:
             rollback=isinstance(data, ModelRolledBack),
         )
     return None
+
+
+def deployed_event(change: Change, instance: str) -> Emit:
+    """The ModelDeployed announcing that `instance` serves the change's version now."""
+    payload = ModelDeployed(
+        model_name=change.model,
+        version=change.version,
+        alias=change.alias,
+        instance=instance,
+        artifact=change.artifact,
+        cause_event_id=change.event_id,
+        deployed_at=datetime.now(UTC),
+    )
+    key = f"{change.model}:{change.version}:deployed:{instance}"
+    return Emit(LIFECYCLE, Event.create(payload, source=SOURCE, subject=change.model), key=key)
 
 
 def swap_model(deps: Deps) -> Handler:

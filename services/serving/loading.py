@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
+
+from opentelemetry import trace
 
 from services.serving import metrics
 from services.serving.adapters.registry import RegistryRefused, RegistryUnavailable
@@ -27,6 +30,7 @@ from shared.datasets.spec import DatasetSpec
 from shared.events.models import ArtifactRef
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 
 class Registry(Protocol):
@@ -77,9 +81,15 @@ class ModelLoader:
     """
 
     def __init__(
-        self, slots: ModelSlots, registry: Registry, artifacts: Artifacts, specs: Specs
+        self,
+        slots: ModelSlots,
+        registry: Registry,
+        artifacts: Artifacts,
+        specs: Specs,
+        on_deployed: Callable[[Change], None] | None = None,
     ) -> None:
         self._slots = slots
+        self._on_deployed = on_deployed
         self._registry = registry
         self._artifacts = artifacts
         self._specs = specs
@@ -113,6 +123,15 @@ class ModelLoader:
             self._ignored(change, decided)
             slot.handled(change)
             return decided
+        attributes = {"mlops.model": change.model, "mlops.alias": change.alias}
+        with _tracer.start_as_current_span(
+            f"swap {change.model} {change.alias} to v{change.version}", attributes=attributes
+        ):
+            return self._load_and_swap(change, card)
+
+    def _load_and_swap(self, change: Change, card: ModelCard | None) -> Verdict | None:
+        """The swap span's body: prepare, swap, announce the deployment."""
+        slot = self._slots.get(change.model)
         try:
             served = self.prepare(change, card)
         except Refused as error:
@@ -125,6 +144,7 @@ class ModelLoader:
             return Verdict.DEFERRED
         done = slot.swap(change, served)
         if done == Verdict.LOAD:
+            self._announce(change)
             metrics.MODELS_LOADED.labels(change.model, change.alias).inc()
             metrics.SERVED_VERSION.labels(change.model, change.alias).set(change.version)
             log.info(
@@ -171,6 +191,16 @@ class ModelLoader:
         except ModelUnusable as error:
             raise Refused("warm_up_failed", str(error)) from None
         return served
+
+    def _announce(self, change: Change) -> None:
+        """Tells the platform (ModelDeployed) that this instance serves the version now; a
+        failure to announce never undoes the swap."""
+        if self._on_deployed is None:
+            return
+        try:
+            self._on_deployed(change)
+        except Exception as error:
+            log.warning("could not announce %s v%d: %s", change.model, change.version, error)
 
     def _ignored(self, change: Change, decided: Verdict) -> None:
         metrics.LIFECYCLE_IGNORED.labels(change.model, decided.value).inc()

@@ -27,7 +27,7 @@ from services.serving.domain.slots import (
     Verdict,
     verdict,
 )
-from services.serving.handlers import LoggedPrediction
+from services.serving.handlers import LoggedPrediction, deployed_event
 from services.serving.loading import ChampionLookup, ModelLoader
 from services.serving.predictions import Predictions
 from shared.artifacts import ArtifactRefused
@@ -293,6 +293,38 @@ def test_a_promotion_loads_warms_up_and_swaps_in(loading: Loading) -> None:
     assert loading.loader.apply(change(1, event_id="e5", rollback=True)) == Verdict.LOAD
     assert loading.slots.get("loans").champion().version == 1
     assert len(loading.artifacts.loaded) == 3, "ignored changes download nothing"
+
+
+def test_only_versions_actually_swapped_in_are_announced_as_deployed() -> None:
+    slots = ModelSlots(["loans"])
+    registry = InMemoryRegistry(card(1), card(2))
+    artifacts = InMemoryArtifacts()
+    artifacts.refusals[artifact(2).sha256] = ArtifactRefused("sha256 mismatch: tampered")
+    announced: list[Change] = []
+    loader = ModelLoader(slots, registry, artifacts, ShippedSpecs(), announced.append)
+
+    loader.apply(change(1, event_id="e1"))
+    loader.apply(change(1, event_id="e1"))  # a duplicate
+    loader.apply(change(2, event_id="e2"))  # refused
+
+    assert [(c.version, c.event_id) for c in announced] == [(1, "e1")]
+    deployed = deployed_event(announced[0], "serving-a").event
+    assert deployed.type == "mlops.ModelDeployed"
+    assert (deployed.data.version, deployed.data.instance) == (1, "serving-a")
+    assert deployed.data.cause_event_id == "e1"
+
+
+def test_a_failing_announcement_never_undoes_the_swap() -> None:
+    slots = ModelSlots(["loans"])
+
+    def broken(change: Change) -> None:
+        raise BufferError("queue full")
+
+    loader = ModelLoader(
+        slots, InMemoryRegistry(card(1)), InMemoryArtifacts(), ShippedSpecs(), broken
+    )
+    assert loader.apply(change(1, event_id="e1")) == Verdict.LOAD
+    assert slots.get("loans").champion().version == 1
 
 
 def test_a_tampered_artifact_is_refused_and_the_old_model_keeps_serving(loading: Loading) -> None:

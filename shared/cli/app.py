@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from shared.cli import models, status, topics, training
+from shared.cli import models, reproduce, status, topics, training
 from shared.cli.common import CliError
 
 EPILOG = (
@@ -37,7 +37,7 @@ app.add_typer(models.models_app, name="models", epilog=EPILOG)
 app.command(epilog=EPILOG)(models.lineage)
 app.command(epilog=EPILOG)(training.train)
 app.command(epilog=EPILOG)(status.status)
-# `reproduce` goes in its own module (shared/cli/reproduce.py), registered the same way.
+app.command(epilog=EPILOG)(reproduce.reproduce)
 
 
 @app.callback()

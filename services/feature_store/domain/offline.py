@@ -17,13 +17,16 @@ data.validated message of a feature row, the data.labels message of a label row)
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shared.datasets.spec import DatasetSpec, FeatureType
 from shared.events.records import FeaturesComputed, LabelRecorded, SourcePosition
@@ -197,3 +200,12 @@ def arrow_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
         names = schema.names
         return pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows])
+
+
+def as_stored(rows: list[dict[str, Any]], schema: pa.Schema) -> pd.DataFrame:
+    """Offline rows as a training set reads them back: typed by `schema` (arrow_table),
+    through Parquet, as pandas. `mlops reproduce` rebuilds the offline store's rows from Kafka
+    with it, so they have the types and values the stored files give."""
+    buffer = io.BytesIO()
+    pq.write_table(arrow_table(rows, schema), buffer)
+    return pq.read_table(io.BytesIO(buffer.getvalue())).to_pandas()

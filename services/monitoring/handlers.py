@@ -10,6 +10,12 @@ TrainModel (trigger kind "drift", event_id the DriftDetected's id, since its eve
 training.requests, caused by the episode's DriftDetected (its correlation and causation ids),
 also when the label that completes the episode triggers it.
 
+Tracing: drifts and commands are published in the trace of the message that produced them
+(the consumer's span), so a retraining's trace runs from the message whose arrival triggered
+it through training, the registry and serving's swap. When that is a later message than the
+drift's (a label completing the episode), the "retrain" span the decision makes there links
+to the trace the DriftDetected was published in.
+
 Detector, join and policy state live in memory (one consumer thread; HTTP reads under the
 lock); a restart starts them afresh from the group's committed offsets. A message is computed
 once: what it produced (drifts, decisions, commands) is kept until the SQL writes succeeded,
@@ -26,7 +32,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext
 
 from services.monitoring import metrics
 from services.monitoring.domain.monitor import Found, Monitor, Served
@@ -38,6 +48,7 @@ from shared.kafka.consumer import Emit, Handler, MessageInfo
 from shared.kafka.routes import Route
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 SOURCE: Final = "monitoring"
 DRIFT: Final = "monitoring.drift"
@@ -70,16 +81,24 @@ class Deps:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _since_snapshot: int = 0
     _unsaved: dict[tuple[str, int, int], Outcome] = field(default_factory=dict)
-    _episode_drifts: OrderedDict[str, Event[DriftDetected]] = field(default_factory=OrderedDict)
+    _episode_drifts: OrderedDict[str, tuple[Event[DriftDetected], SpanContext]] = field(
+        default_factory=OrderedDict
+    )
 
     def remember_drift(self, drift: Event[DriftDetected], keep: int = 1000) -> None:
-        """A drift that may start an episode: its trigger, later, is caused by this event."""
-        self._episode_drifts[drift.id] = drift
+        """A drift that may start an episode: its trigger, later, is caused by this event (and
+        links to the trace it is published in, the current one)."""
+        self._episode_drifts[drift.id] = (drift, trace.get_current_span().get_span_context())
         while len(self._episode_drifts) > keep:
             self._episode_drifts.popitem(last=False)
 
     def episode_drift(self, drift_id: str) -> Event[DriftDetected] | None:
-        return self._episode_drifts.get(drift_id)
+        kept = self._episode_drifts.get(drift_id)
+        return kept[0] if kept is not None else None
+
+    def drift_trace(self, drift_id: str) -> SpanContext | None:
+        kept = self._episode_drifts.get(drift_id)
+        return kept[1] if kept is not None and kept[1].is_valid else None
 
 
 @dataclass
@@ -253,6 +272,23 @@ def _decided(
         outcome.decisions.append((decision_id, decision, None))
         return
     since = drift.data.event_time if drift is not None and deps.retrain_since_drift else None
+    drift_trace = deps.drift_trace(decision.drift_id)
+    with _tracer.start_as_current_span(
+        f"retrain {decision.model_name}",
+        links=[Link(drift_trace, {"mlops.drift_id": decision.drift_id})] if drift_trace else (),
+        attributes={"mlops.model": decision.model_name, "mlops.drift_id": decision.drift_id},
+    ):
+        command = _command(decision, dataset, drift, since, decision_id)
+    outcome.decisions.append((decision_id, decision, command))
+
+
+def _command(
+    decision: Decision,
+    dataset: str,
+    drift: Event[DriftDetected] | None,
+    since: datetime | None,
+    decision_id: str,
+) -> Event[TrainModel]:
     command = Event[TrainModel].create(
         TrainModel(
             model_name=decision.model_name,
@@ -265,5 +301,4 @@ def _decided(
         subject=decision.model_name,
         caused_by=drift,
     )
-    command = command.model_copy(update={"id": str(uuid.uuid5(_IDS, f"{decision_id}/command"))})
-    outcome.decisions.append((decision_id, decision, command))
+    return command.model_copy(update={"id": str(uuid.uuid5(_IDS, f"{decision_id}/command"))})

@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TextClause,
     func,
     insert,
     select,
@@ -66,6 +67,9 @@ def record_ids_table(name: str, metadata: MetaData | None = None) -> Table:
 _CHUNK = 500  # rows per statement: well under SQLite's and PostgreSQL's parameter limits
 
 
+_ROW_COLUMNS = ("dataset", "record_id", "topic", "kafka_partition", "kafka_offset", "event_id")
+
+
 def _row(request: ClaimRequest) -> dict[str, Any]:
     return {
         "dataset": request.dataset,
@@ -91,6 +95,7 @@ class SqlRecordIds:
         self.table.create(engine, checkfirst=True)
         self._insert = self._insert_ignoring_conflicts()
         self._insert_many = self._insert_ignoring_conflicts(many=True)
+        self._insert_unnested = self._unnest_ignoring_conflicts()
 
     def _insert_ignoring_conflicts(self, many: bool = False) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING RETURNING: a row back means this claim won.
@@ -105,6 +110,15 @@ class SqlRecordIds:
         if many:
             return statement.returning(self.table.c.dataset, self.table.c.record_id)
         return statement.returning(self.table.c.event_id)
+
+    def _unnest_ignoring_conflicts(self) -> TextClause:
+        quoted = self.engine.dialect.identifier_preparer.quote(self.table.name)
+        types = ("text", "text", "text", "integer", "bigint", "text")
+        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_ROW_COLUMNS, types, strict=True))
+        return text(
+            f"INSERT INTO {quoted} ({', '.join(_ROW_COLUMNS)}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT (dataset, record_id) DO NOTHING RETURNING dataset, record_id"
+        )
 
     def claim(self, dataset: str, record_id: str, position: SourcePosition, event_id: str) -> Claim:
         row = _row(ClaimRequest(dataset, record_id, position, event_id))
@@ -132,8 +146,8 @@ class SqlRecordIds:
         return Claim(first=first, first_event_id=holder.event_id, inserted=False)
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
-        """One transaction for the whole batch: one multi-row INSERT ... ON CONFLICT DO NOTHING
-        per chunk, then one SELECT of the holders of the ids already taken."""
+        """One transaction for the whole batch: one INSERT ... ON CONFLICT DO NOTHING of every
+        id's first request, then one SELECT per chunk of the holders of the ids already taken."""
         if self._insert_many is None:
             return [self.claim(r.dataset, r.record_id, r.position, r.event_id) for r in requests]
         # Each id's first request, in key order so concurrent validators lock rows alike.
@@ -143,14 +157,25 @@ class SqlRecordIds:
         holders: dict[tuple[str, str], Claim] = {}
         with self.engine.begin() as connection:
             if firsts:
-                # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row
-                # statements from one cached compilation.
-                inserted = connection.execute(self._insert_many, [_row(r) for r in firsts])
-                won.update((row.dataset, row.record_id) for row in inserted)
+                won.update(self._insert_firsts(connection, firsts))
             taken = [request.key for request in firsts if request.key not in won]
             for chunk in _chunks(taken, _CHUNK):
                 holders.update(self._holders(connection, chunk))
         return resolve_claims(requests, won, holders)
+
+    def _insert_firsts(
+        self, connection: Connection, firsts: Sequence[ClaimRequest]
+    ) -> set[tuple[str, str]]:
+        """Inserts every request's row unless its id is taken; returns the ids it inserted."""
+        if self.engine.dialect.name == "postgresql":
+            # Six arrays unnested server-side: the statement stays small whatever the batch
+            # size (a multi-row VALUES list costs psycopg more to parse than the insert).
+            columns = zip(*(_row(r).values() for r in firsts), strict=True)
+            parameters = dict(zip(_ROW_COLUMNS, (list(c) for c in columns), strict=True))
+            rows = connection.execute(self._insert_unnested, parameters)
+        else:  # executemany: SQLAlchemy's "insertmanyvalues" batches it, compiled once
+            rows = connection.execute(self._insert_many, [_row(r) for r in firsts])
+        return {(row.dataset, row.record_id) for row in rows}
 
     def _holders(
         self, connection: Connection, keys: Sequence[tuple[str, str]]

@@ -76,7 +76,9 @@ def start_platform(
         MLOPS_SERVING_REGISTRY_URL=registry.url,
         MLOPS_SERVING_FEATURE_STORE_URL=features.url,
     )
-    started["monitoring"] = start("monitoring", **monitoring)
+    started["monitoring"] = start(
+        "monitoring", MLOPS_MONITORING_REGISTRY_URL=registry.url, **monitoring
+    )
     return started
 
 

@@ -4,13 +4,16 @@ loop over predictions, labels and validated records, and the HTTP API."""
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi import FastAPI
 
 from services.monitoring.adapters.history import History, create_monitoring_engine
+from services.monitoring.adapters.registry import LineageClient
 from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import RetrainPolicy
+from services.monitoring.domain.reference import TrainingReferences
 from services.monitoring.handlers import Deps, routes
 from services.monitoring.http import monitoring_router
 from services.monitoring.settings import MonitoringSettings
@@ -44,6 +47,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         history=history,
         history_every=settings.history_every,
         retrain_since_drift=settings.retrain_since_drift,
+        references=TrainingReferences(LineageClient(settings.registry_url).lineage, time.time),
     )
     group = settings.group_id or f"{namespace}.{NAME}"
     runner = ConsumerRunner(

@@ -41,6 +41,7 @@ from opentelemetry.trace import Link, SpanContext
 from services.monitoring import metrics
 from services.monitoring.domain.monitor import Found, Monitor, Served
 from services.monitoring.domain.policy import Decision, RetrainPolicy
+from services.monitoring.domain.reference import TrainingReferences
 from shared.events.envelope import Event, utc_now
 from shared.events.models import DriftDetected, PredictionServed, TrainingTrigger, TrainModel
 from shared.events.records import LabelRecorded, RecordValidated
@@ -77,6 +78,7 @@ class Deps:
     history: History
     history_every: int = 100
     retrain_since_drift: bool = True
+    references: TrainingReferences | None = None
     clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock)
     _since_snapshot: int = 0
@@ -145,6 +147,8 @@ def observe_prediction(deps: Deps) -> Handler:
             served_at=served.served_at,
         )
         found = deps.monitor.observe_prediction(kept, deps.clock())
+        if deps.references is not None:
+            deps.references.observe(served.model_name, served.version, served.features)
         return _on_drifts(deps, found, event, info, Outcome())
 
     return _once(deps, compute)

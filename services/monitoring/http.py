@@ -2,7 +2,9 @@
 
 GET /drift        recent DriftDetected events (from SQL), detector state per dataset, model
                   version and signal, the circuit breaker per model, the policy, and the
-                  latest retraining decisions (trigger / suppress / wait, and why)
+                  latest retraining decisions (trigger / suppress / wait, and why), and per
+                  model version served its live feature values against its training
+                  reference (the lineage's statistics)
 GET /performance  live accuracy per model version (overall, last 100, last 1000), served,
                   joined and expired counts, and the SQL history of snapshots (for plots)
 """
@@ -26,12 +28,14 @@ def monitoring_router(deps: Deps, limit: int, label_wait_s: float) -> APIRouter:
             now = deps.clock()
             detectors = deps.monitor.detector_states()
             breakers = {m: deps.policy.breaker(m, now) for m in deps.policy.models()}
+            reference = deps.references.report() if deps.references is not None else {}
         return {
             "drifts": deps.history.recent_drifts(limit),
             "detectors": detectors,
             "breakers": breakers,
             "policy": asdict(deps.policy.config),
             "decisions": deps.history.recent_decisions(limit),
+            "training_reference": reference,
         }
 
     @router.get("/performance")

@@ -84,6 +84,10 @@ class MonitoringSettings(ServiceSettings):
         default_factory=dict, description="Per-dataset detectors, as JSON; others get defaults."
     )
     default_detectors: DatasetDetectorSettings = DatasetDetectorSettings()
+    registry_url: str = Field(
+        "http://127.0.0.1:8005",
+        description="The registry, for each served version's training reference (its lineage).",
+    )
     history_every: int = Field(
         100, ge=1, description="A performance snapshot goes to SQL after this many labels."
     )

@@ -41,6 +41,16 @@ def test_a_stationary_stream_raises_no_drift_and_unlabelled_predictions_expire(
     assert stats.phases["before"].accuracy is not None and stats.phases["before"].accuracy > 0.9
     assert len(loop.watcher.drifts()) == drifts_before
     assert loop.watcher.drift_commands() == []
+    # the live feature values, next to the training reference of the version's lineage
+    lineage = httpx.get(
+        f"{loop.urls.registry}/models/{MODEL}/versions/{loop.first_version}/lineage", timeout=10
+    ).json()
+    trained_on = lineage["lineage"]["data_quality"]["numeric"]["salary"]
+    drift_view = httpx.get(f"{loop.urls.monitoring}/drift", timeout=10).json()
+    salary = drift_view["training_reference"][MODEL][str(loop.first_version)]["salary"]
+    assert salary["training"]["mean"] == trained_on["mean"]
+    assert salary["live"]["count"] >= stats.sent
+    assert abs(salary["mean_shift_in_std"]) < 0.5, "a stationary stream stays near its reference"
     # predictions whose labels never came expired (LABEL_WAIT_S) and were counted
     wait_until(
         lambda: performance(loop, loop.first_version).get("expired", 0) >= stats.labels_dropped,

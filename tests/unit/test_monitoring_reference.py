@@ -6,7 +6,11 @@ import math
 
 import pytest
 
-from services.monitoring.domain.reference import ReferenceComparison, training_reference
+from services.monitoring.domain.reference import (
+    ReferenceComparison,
+    TrainingReferences,
+    training_reference,
+)
 
 LINEAGE = {
     "data_quality": {
@@ -49,3 +53,31 @@ def test_a_version_that_served_nothing_reports_no_live_figures() -> None:
     report = ReferenceComparison(training_reference(LINEAGE)).report()
     assert report["salary"]["live"] == {"count": 0, "mean": None, "std": None}
     assert report["salary"]["mean_shift_in_std"] is None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self.down = True
+
+    def lineage(self, model: str, version: int) -> dict | None:
+        self.asked.append((model, version))
+        if self.down:
+            raise ConnectionError("registry unreachable")
+        return LINEAGE if version == 1 else None
+
+
+def test_each_version_is_compared_with_its_own_lineage_asked_again_after_a_failure() -> None:
+    registry, now = Registry(), [0.0]
+    references = TrainingReferences(registry.lineage, lambda: now[0], retry_s=30)
+    references.observe("loans", 1, {"salary": 120.0})
+    references.observe("loans", 1, {"salary": 120.0})  # within retry_s: not asked again
+    assert registry.asked == [("loans", 1)] and references.report() == {}
+
+    registry.down, now[0] = False, 31.0
+    references.observe("loans", 1, {"salary": 120.0})
+    references.observe("loans", 2, {"salary": 120.0})  # unknown to the registry
+    report = references.report()
+    assert list(report) == ["loans"] and list(report["loans"]) == ["1"]
+    assert report["loans"]["1"]["salary"]["live"]["count"] == 1
+    assert report["loans"]["1"]["salary"]["mean_shift_in_std"] == pytest.approx(2.0)

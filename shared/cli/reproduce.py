@@ -1,13 +1,10 @@
 """`mlops reproduce MODEL@VERSION`: rebuild a registered version from the Kafka offsets it was
 trained on, retrain it with its recorded parameters and seed, and compare.
 
-    lineage (registry, or an edited --lineage-file)
-    -> data.labels: exactly the recorded offset ranges, read from Kafka
-    -> features: the data.features events whose source is in the recorded data.validated ranges
-    -> the offline store's rows (same code, same types) -> the point-in-time join
-    -> training's own frame, window, split, fit and evaluation (services.training.domain)
-    -> compared with the registered version: spec, rows, training-set hash, metrics, and the
-       registered artifact's predictions on the holdout (the probe set) against the new model's
+The rebuilding is in shared.cli.rebuild (imported when the command runs); here are the
+command and what it compares: spec fingerprint, rows, holdout rows, training-set hash, every
+metric (exactly), and the registered artifact's outputs on the holdout rows (the probe set)
+against the rebuilt model's.
 
 skops artifacts are zip files that carry their write time and object ids, so two fits of the
 same model never have the same bytes: the artifact is compared by its predictions (every
@@ -16,48 +13,26 @@ probability, bit for bit), not by its sha256 (which is still checked when it is 
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import typer
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.table import Table
 
-from services.feature_store.domain.offline import (
-    as_stored,
-    feature_row,
-    feature_schema,
-    label_row,
-    label_schema,
-)
-from services.feature_store.domain.training_sets import point_in_time_join
-from services.training.domain.errors import TrainingRefused
-from services.training.domain.fitting import evaluate, fit_pipeline, split_frame
-from services.training.domain.frames import TrainingFrame
-from services.training.domain.lineage import library_versions
-from services.training.settings import TrainingSettings
-from shared.artifacts import ArtifactRefused, load_model
 from shared.cli.common import CliError, ServiceClient, Unreachable, cli_settings, platform_settings
 from shared.cli.replay import fast_consumer_config
-from shared.cli.topics import progress_bar
 from shared.datasets.registry import SpecRegistry, UnknownDataset
-from shared.datasets.spec import ModelSpec, VersionedSpec
-from shared.events.codec import EventDecoder, UndecodableMessage
-from shared.events.models import ArtifactRef, OffsetRange, TrainingLineage
-from shared.events.records import FeaturesComputed, LabelRecorded, SourcePosition
+from shared.events.models import OffsetRange, TrainingLineage
 from shared.kafka.config import client_config
-from shared.storage import minio_client
 
 out = Console()
 err = Console(stderr=True)
@@ -188,244 +163,6 @@ def _max_gap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.nanmax(np.abs(a.astype(float) - b.astype(float))))
 
 
-# -- reading the ranges from Kafka ----------------------------------------------------------
-
-
-class RangeReader:
-    """Reads offset ranges of topic partitions: assign, seek to the first, read to the last."""
-
-    def __init__(self, config: dict[str, Any], timeout_s: float = 30.0) -> None:
-        self._config = config
-        self._timeout_s = timeout_s
-
-    def bounds(self, topic: str) -> dict[int, tuple[int, int]]:
-        """Each partition's (first stored offset, next offset) of `topic`."""
-        consumer = Consumer(self._config)
-        try:
-            metadata = consumer.list_topics(topic, timeout=self._timeout_s)
-            found = metadata.topics.get(topic)
-            if found is None or found.error is not None or not found.partitions:
-                raise CliError(f"topic {topic!r} does not exist")
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=self._timeout_s)
-                for p in sorted(found.partitions)
-            }
-        except KafkaException as error:
-            raise Unreachable(f"Kafka: {error.args[0]}") from None
-        finally:
-            consumer.close()
-
-    def check(self, ranges: list[OffsetRange]) -> None:
-        """Every range must still be stored: retention must keep what a model needs."""
-        for topic in sorted({r.topic for r in ranges}):
-            bounds = self.bounds(topic)
-            for r in (r for r in ranges if r.topic == topic):
-                low, high = bounds.get(r.partition, (0, 0))
-                if r.first_offset > r.last_offset or r.first_offset < low or r.last_offset >= high:
-                    raise CliError(
-                        f"{topic} [{r.partition}] holds offsets {low}..{high - 1}; the lineage "
-                        f"needs {r.first_offset}..{r.last_offset}"
-                    )
-
-    def read(self, ranges: list[OffsetRange], advance: Callable[[int], None]) -> Iterator[Message]:
-        """Every message of the ranges, in offset order per partition."""
-        pending = {(r.topic, r.partition): r.last_offset for r in ranges}
-        if not pending:
-            return
-        consumer = Consumer(self._config)
-        try:
-            consumer.assign([TopicPartition(r.topic, r.partition, r.first_offset) for r in ranges])
-            yield from self._drain(consumer, pending, advance)
-        except KafkaException as error:
-            raise Unreachable(f"Kafka: {error.args[0]}") from None
-        finally:
-            consumer.close()
-
-    def _drain(
-        self,
-        consumer: Consumer,
-        pending: dict[tuple[str, int], int],
-        advance: Callable[[int], None],
-    ) -> Iterator[Message]:
-        while pending:
-            batch = consumer.consume(1000, self._timeout_s)
-            if not batch:
-                left = ", ".join(f"{t}[{p}]" for t, p in sorted(pending))
-                raise CliError(f"no message within {self._timeout_s:.0f}s reading {left}")
-            kept = 0
-            for message in batch:
-                key = (message.topic(), message.partition())
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise CliError(f"{message.topic()}: {error.str()}")
-                    pending.pop(key, None)  # the end: nothing more of the range is stored
-                    continue
-                last = pending.get(key)
-                if last is None or message.offset() > last:
-                    continue
-                kept += 1
-                yield message
-                if message.offset() >= last:
-                    del pending[key]
-                    consumer.pause([TopicPartition(*key)])
-            advance(kept)
-
-
-# -- rebuilding the training set ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rebuilt:
-    raw: pd.DataFrame
-    feature_events: int
-    label_events: int
-    undecodable: int
-
-
-def rebuild_training_set(
-    lineage: TrainingLineage, reader: RangeReader, specs: SpecRegistry, max_bytes: int
-) -> Rebuilt:
-    """The training set of the lineage's ranges, as the feature store builds it."""
-    namespace = namespace_of(lineage.offsets)
-    feature_ranges = [r for r in lineage.offsets if r.topic == f"{namespace}.{VALIDATED}"]
-    label_ranges = [r for r in lineage.offsets if r.topic == f"{namespace}.{LABELS}"]
-    features_topic = f"{namespace}.{FEATURES}"
-    reader.check(lineage.offsets)
-    whole = [
-        OffsetRange(topic=features_topic, partition=p, first_offset=low, last_offset=high - 1)
-        for p, (low, high) in reader.bounds(features_topic).items()
-        if high > low
-    ]
-    feature_decoder = EventDecoder([FeaturesComputed], max_bytes)
-    label_decoder = EventDecoder([LabelRecorded], max_bytes)
-    feature_rows: list[dict[str, Any]] = []
-    label_rows: list[dict[str, Any]] = []
-    undecodable = 0
-    versions: set[int] = set()
-    with progress_bar() as progress:
-
-        def task(description: str, ranges: list[OffsetRange]) -> Callable[[int], None]:
-            total = sum(r.last_offset - r.first_offset + 1 for r in ranges)
-            task_id = progress.add_task(description, total=total)
-            return lambda n: progress.advance(task_id, n)
-
-        advance = task(f"{LABELS} ranges", label_ranges)
-        for message in reader.read(label_ranges, advance):
-            try:
-                event = label_decoder.decode(message.value())
-            except UndecodableMessage:
-                undecodable += 1
-                continue
-            if event.data.dataset == lineage.dataset:
-                position = SourcePosition(
-                    topic=message.topic(), partition=message.partition(), offset=message.offset()
-                )
-                label_rows.append(label_row(event.data, position).values)
-        advance = task(f"{FEATURES} of the {VALIDATED} ranges", whole)
-        for message in reader.read(whole, advance):
-            try:
-                event = feature_decoder.decode(message.value())
-            except UndecodableMessage:
-                undecodable += 1
-                continue
-            payload: FeaturesComputed = event.data
-            if payload.dataset == lineage.dataset and _within(payload.source, feature_ranges):
-                feature_rows.append(feature_row(payload, message.offset()).values)
-                versions.add(payload.spec_version)
-    raw = _join(lineage, specs, feature_rows, label_rows, versions)
-    return Rebuilt(raw, len(feature_rows), len(label_rows), undecodable)
-
-
-def _within(source: SourcePosition, ranges: list[OffsetRange]) -> bool:
-    return any(
-        r.topic == source.topic
-        and r.partition == source.partition
-        and r.first_offset <= source.offset <= r.last_offset
-        for r in ranges
-    )
-
-
-def _join(
-    lineage: TrainingLineage,
-    specs: SpecRegistry,
-    feature_rows: list[dict[str, Any]],
-    label_rows: list[dict[str, Any]],
-    versions: set[int],
-) -> pd.DataFrame:
-    if not feature_rows:
-        raise CliError(f"no feature of {lineage.dataset!r} in the lineage's ranges")
-    known = [specs.get(lineage.dataset, v).spec for v in sorted(versions)]
-    features = as_stored(feature_rows, feature_schema(known))
-    labels = as_stored(label_rows, label_schema(specs.latest(lineage.dataset).spec))
-    training = point_in_time_join(features, labels)
-    # The training set as training reads it: written to Parquet by the feature store.
-    return pd.read_parquet(_parquet(training.frame))
-
-
-def _parquet(frame: pd.DataFrame) -> io.BytesIO:
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
-    buffer.seek(0)
-    return buffer
-
-
-# -- the command ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reproduction:
-    training: TrainingFrame
-    holdout: pd.DataFrame
-    metrics: dict[str, float]
-    model: Any
-
-
-def retrain(
-    raw: pd.DataFrame,
-    versioned: VersionedSpec,
-    lineage: TrainingLineage,
-    version: dict[str, Any],
-    settings: TrainingSettings,
-) -> Reproduction:
-    """Training's own steps on the rebuilt set, with the version's estimator, params, seed."""
-    try:
-        cut = split_frame(raw, versioned.spec, lineage.trigger.since, 1, settings.holdout_fraction)
-        model = ModelSpec(estimator=version["estimator"], params=version["params"])
-        fitted = fit_pipeline(model, {}, int(version["seed"]), cut.training, cut.split)
-    except TrainingRefused as refused:
-        raise CliError(f"the rebuilt training set cannot be trained on: {refused}") from None
-    primary = version["evaluation"].get("primary_metric") or settings.classification_metric
-    evaluation = evaluate(fitted.pipeline, cut.training, cut.split, primary)
-    return Reproduction(cut.training, cut.split.holdout, evaluation.metrics, fitted.pipeline)
-
-
-def outputs(model: Any, rows: pd.DataFrame) -> np.ndarray:
-    """What a model says about the probe rows: probabilities when it gives them."""
-    if hasattr(model, "predict_proba"):
-        return np.asarray(model.predict_proba(rows))
-    return np.asarray(model.predict(rows))
-
-
-def checks_of(
-    lineage: TrainingLineage,
-    version: dict[str, Any],
-    versioned: VersionedSpec,
-    reproduction: Reproduction,
-    registered_model: Any,
-) -> list[Check]:
-    training = reproduction.training
-    probe = reproduction.holdout[training.features]
-    return [
-        compare_value("spec fingerprint", lineage.spec_fingerprint, versioned.fingerprint),
-        compare_value("rows", lineage.rows, len(training.frame)),
-        compare_value("holdout rows", lineage.holdout_rows, len(reproduction.holdout)),
-        compare_value("training-set hash", lineage.training_set_sha256, training.sha256),
-        compare_metrics(version["evaluation"]["metrics"], reproduction.metrics),
-        compare_predictions(outputs(registered_model, probe), outputs(reproduction.model, probe)),
-    ]
-
-
 def report(title: str, checks: list[Check], notes: list[str]) -> str:
     table = Table("check", "registered", "reproduced", "", title=title)
     for check in checks:
@@ -437,25 +174,6 @@ def report(title: str, checks: list[Check], notes: list[str]) -> str:
     line = verdict(checks)
     print(line)
     return line
-
-
-def environment_notes(lineage: TrainingLineage, undecodable: int) -> list[str]:
-    notes = [
-        "artifact: skops files hold their write time and object ids, so the bytes of two fits "
-        "never match; the registered artifact (sha256 checked on load) is compared by its "
-        "predictions on the holdout rows instead"
-    ]
-    current = library_versions()
-    changed = {
-        name: f"{was} -> {current.get(name)}"
-        for name, was in sorted(lineage.library_versions.items())
-        if current.get(name) != was
-    }
-    if changed:
-        notes.append(f"libraries differ from the run's: {changed}")
-    if undecodable:
-        notes.append(f"{undecodable} undecodable messages in the ranges were skipped")
-    return notes
 
 
 def reproduce(
@@ -494,26 +212,22 @@ def reproduce(
         raise CliError(str(unknown)) from None
     except KafkaException as error:
         raise Unreachable(f"Kafka: {error.args[0]}") from None
-    reader = RangeReader(fast_consumer_config(platform, "mlops-reproduce"))
-    rebuilt = rebuild_training_set(lineage, reader, specs, platform.max_payload_bytes)
-    reproduction = retrain(rebuilt.raw, versioned, lineage, version, TrainingSettings())
-    registered = _registered_model(platform, version)
-    checks = checks_of(lineage, version, versioned, reproduction, registered)
+    from shared.cli import rebuild  # pandas and scikit-learn: only when the command runs
+
+    reader = rebuild.RangeReader(fast_consumer_config(platform, "mlops-reproduce"))
+    started = time.monotonic()
+    rebuilt = rebuild.rebuild_training_set(lineage, reader, specs, platform.max_payload_bytes)
+    read_s = time.monotonic() - started
+    settings = rebuild.TrainingSettings()
+    reproduction = rebuild.retrain(rebuilt.raw, versioned, lineage, version, settings)
+    registered = rebuild.registered_model(platform, version)
+    checks = rebuild.checks_of(lineage, version, versioned, reproduction, registered)
     line = report(
         f"{name} v{number}: {rebuilt.feature_events} feature and {rebuilt.label_events} "
-        "label events rebuilt from Kafka",
+        f"label events rebuilt from Kafka in {read_s:.1f}s, retrained in "
+        f"{time.monotonic() - started - read_s:.1f}s",
         checks,
-        environment_notes(lineage, rebuilt.undecodable),
+        rebuild.environment_notes(lineage, rebuilt.undecodable),
     )
     if line != IDENTICAL:
         raise typer.Exit(1)
-
-
-def _registered_model(platform: Any, version: dict[str, Any]) -> Any:
-    ref = ArtifactRef.model_validate(version["artifact"])
-    try:
-        return load_model(minio_client(platform), ref)
-    except ArtifactRefused as refused:
-        raise CliError(f"the registered artifact {ref.uri}: {refused}") from None
-    except Exception as error:  # MinIO down or the object gone
-        raise Unreachable(f"MinIO: the artifact {ref.uri}: {error}") from None

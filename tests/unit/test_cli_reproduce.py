@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 import typer
 
+from services.feature_store.domain.offline import as_stored, feature_schema
 from shared.cli.common import CliError
 from shared.cli.reproduce import (
     IDENTICAL,
@@ -20,6 +22,7 @@ from shared.cli.reproduce import (
     parse_target,
     verdict,
 )
+from shared.datasets.spec import shipped_specs
 from shared.events.models import OffsetRange
 
 LINEAGE = {
@@ -138,3 +141,24 @@ def test_ranges_of_other_topics_or_namespaces_are_refused() -> None:
     ]
     with pytest.raises(CliError, match="span namespaces"):
         namespace_of(mixed)
+
+
+def test_rows_rebuilt_from_events_take_the_offline_stores_types() -> None:
+    loans = next(spec for spec in shipped_specs() if spec.name == "loans")
+    row = {
+        "record_id": "app-1",
+        "entity": "applicant-7",
+        "event_time": datetime(2026, 11, 21, 10, tzinfo=UTC),
+        "spec_version": 1,
+        "age": 35.0,  # JSON gives a float; the spec says integer
+        "elevel": "2",
+        "label": None,
+        "source_topic": "ns.data.validated",
+        "source_partition": 0,
+        "source_offset": 7,
+    }
+    frame = as_stored([row], feature_schema([loans]))
+    assert str(frame["age"].dtype) == "int64" and frame["age"].iloc[0] == 35
+    assert str(frame["event_time"].dtype) == "datetime64[us, UTC]"
+    assert str(frame["source_partition"].dtype) == "int32"
+    assert frame["salary"].isna().all()

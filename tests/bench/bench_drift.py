@@ -9,7 +9,7 @@ monitoring service's own Monitor (services/monitoring/domain, in-process, no Kaf
 record's features, the model's prediction and the label right after it, so it runs every
 detector the service runs: one per numeric feature, the predicted positive rate and the 0/1
 loss. A DriftDetected on any signal is a detection. Detector configuration is the value of
-MLOPS_MONITORING_DETECTORS for a dataset; the bench runs the service defaults and a tuned one.
+MLOPS_MONITORING_DETECTORS for a dataset; the bench runs the service defaults and River's default ADWIN on the error stream.
 
 Evidently (its own virtualenv under .local/bench, tests/bench/evidently_reference.py) gets
 the same streams, the features plus `prediction` and `error` columns, as Parquet: a
@@ -56,7 +56,7 @@ DATASET = "bench"
 # MLOPS_MONITORING_DETECTORS values for the dataset: {} is the service's defaults.
 PLATFORM_CONFIGS: dict[str, dict[str, Any]] = {
     "platform, defaults": {},
-    "platform, tuned": {"error": {"kind": "adwin", "params": {"delta": 0.01, "clock": 8}}},
+    "platform, River's ADWIN default": {"error": {"kind": "adwin", "params": {"delta": 0.002}}},
 }
 EVIDENTLY_DATASET = "evidently, dataset drift"
 EVIDENTLY_ERROR = "evidently, error column"
@@ -215,11 +215,11 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 def print_table(kind: str, rows: list[Row]) -> None:
     print(f"\n{STREAM_KINDS[kind].description}")
-    header = f"{'detector':<26} {'missed':>9} {'false':>6} {'delay mean':>11} {'max':>5}"
+    header = f"{'detector':<32} {'missed':>9} {'false':>6} {'delay mean':>11} {'max':>5}"
     print(f"{header} {'CPU ms/1000':>12}  signals that fired")
     for row in rows:
         print(
-            f"{row.detector:<26} {row.missed:>4} of {row.drifts:<2} {row.false_alarms:>6}"
+            f"{row.detector:<32} {row.missed:>4} of {row.drifts:<2} {row.false_alarms:>6}"
             f" {_number(row.mean_delay):>11} {_number(row.max_delay):>5}"
             f" {row.cpu_ms_per_1000:>12.1f}  {row.signals}"
         )

@@ -10,11 +10,11 @@ TrainModel (trigger kind "drift", event_id the DriftDetected's id, since its eve
 training.requests, caused by the episode's DriftDetected (its correlation and causation ids),
 also when the label that completes the episode triggers it.
 
-Tracing: drifts and commands are published in the trace of the message that produced them
-(the consumer's span), so a retraining's trace runs from the message whose arrival triggered
-it through training, the registry and serving's swap. When that is a later message than the
-drift's (a label completing the episode), the "retrain" span the decision makes there links
-to the trace the DriftDetected was published in.
+Tracing: a DriftDetected is published in the trace of the message that produced it (the
+consumer's span); the retrain decision is a "retrain" span in that same trace, and its
+TrainModel is published under it, so one trace runs DriftDetected -> training -> registry ->
+serving's swap. When a later message (a label completing the episode) decides the retrain,
+the span links to that message's trace.
 
 Detector, join and policy state live in memory (one consumer thread; HTTP reads under the
 lock); a restart starts them afresh from the group's committed offsets. A message is computed
@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanContext
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, set_span_in_context
 
 from services.monitoring import metrics
 from services.monitoring.domain.monitor import Found, Monitor, Served
@@ -110,10 +110,16 @@ class Outcome:
     drifts: list[Event[DriftDetected]] = field(default_factory=list)
     decisions: list[tuple[str, Decision, Event[TrainModel] | None]] = field(default_factory=list)
     snapshot: tuple[float, list[dict[str, Any]]] | None = None
+    retrain_spans: dict[str, SpanContext] = field(default_factory=dict)
+    """Command id -> the "retrain" span it is published under (in its drift's trace)."""
 
     def emits(self) -> list[Emit]:
         out = [Emit(DRIFT, drift, key=drift.data.model_name) for drift in self.drifts]
-        out += [Emit(COMMANDS, c, key=c.data.model_name) for _, _, c in self.decisions if c]
+        out += [
+            Emit(COMMANDS, c, key=c.data.model_name, parent=self.retrain_spans.get(c.id))
+            for _, _, c in self.decisions
+            if c
+        ]
         return out
 
 
@@ -276,13 +282,21 @@ def _decided(
         outcome.decisions.append((decision_id, decision, None))
         return
     since = drift.data.event_time if drift is not None and deps.retrain_since_drift else None
+    # The retrain runs in the drift's trace (DriftDetected -> training -> registry -> serving);
+    # when a later message (a label completing the episode) decides it, it links to that one.
     drift_trace = deps.drift_trace(decision.drift_id)
+    deciding = trace.get_current_span().get_span_context()
+    links = []
+    if drift_trace is not None and deciding.is_valid and deciding != drift_trace:
+        links.append(Link(deciding, {"mlops.decided_by": f"{info.topic}/{info.offset}"}))
     with _tracer.start_as_current_span(
         f"retrain {decision.model_name}",
-        links=[Link(drift_trace, {"mlops.drift_id": decision.drift_id})] if drift_trace else (),
+        context=set_span_in_context(NonRecordingSpan(drift_trace)) if drift_trace else None,
+        links=links,
         attributes={"mlops.model": decision.model_name, "mlops.drift_id": decision.drift_id},
-    ):
+    ) as span:
         command = _command(decision, dataset, drift, since, decision_id)
+    outcome.retrain_spans[command.id] = span.get_span_context()
     outcome.decisions.append((decision_id, decision, command))
 
 

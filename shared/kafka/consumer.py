@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanContext, SpanKind
 
 from shared.events.codec import UndecodableMessage
 from shared.events.envelope import Event
@@ -41,11 +41,14 @@ class MessageInfo:
 
 @dataclass(frozen=True)
 class Emit:
-    """An event a handler wants published once its input is handled."""
+    """An event a handler wants published once its input is handled: in the trace of the
+    message being handled, or under `parent` (a span of another trace, e.g. the one an
+    earlier event this one follows from was published in)."""
 
     topic: str
     event: Event[Any]
     key: str | None = None
+    parent: SpanContext | None = None
 
 
 Handler = Callable[[Event[Any], MessageInfo], Iterable[Emit] | None]
@@ -251,7 +254,7 @@ class ConsumerRunner:
                     outgoing.extend(
                         [
                             OutgoingMessage.for_event(
-                                _declared_topic(subscription, e), e.event, e.key
+                                _declared_topic(subscription, e), e.event, e.key, parent=e.parent
                             )
                             for e in result
                         ]

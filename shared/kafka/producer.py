@@ -8,11 +8,12 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, set_span_in_context
 
 from shared.events.envelope import Event
 from shared.metrics import DELIVERY_FAILURES, MESSAGES_PUBLISHED
@@ -44,6 +45,8 @@ class OutgoingMessage:
     headers: KafkaHeaders = field(default_factory=list)
     partition: int = -1
     """-1: the partitioner chooses (by key)."""
+    parent: SpanContext | None = None
+    """Published in this span's trace rather than the current one."""
 
     @classmethod
     def for_event(
@@ -52,6 +55,7 @@ class OutgoingMessage:
         event: Event[Any],
         key: str | None = None,
         headers: KafkaHeaders | None = None,
+        parent: SpanContext | None = None,
     ) -> OutgoingMessage:
         routing_key = key if key is not None else event.subject
         return cls(
@@ -62,6 +66,7 @@ class OutgoingMessage:
                 ("ce_type", _encoded(event.type)),
                 *(headers or []),
             ],
+            parent=parent,
         )
 
 
@@ -99,8 +104,9 @@ class EventProducer:
     def publish(self, messages: Iterable[OutgoingMessage]) -> int:
         """Queues messages without waiting; a later `flush()` raises if any was not confirmed."""
         batch = list(messages)
+        for parent, run in groupby(batch, key=lambda message: message.parent):
+            self._send(list(run), self._background.on_delivery, parent)
         if batch:
-            self._send(batch, self._background.on_delivery)
             self._producer.poll(0)
         return len(batch)
 
@@ -108,7 +114,8 @@ class EventProducer:
         """Writes messages and returns only once the broker confirmed every one of them."""
         batch = list(messages)
         failures = _Failures()
-        self._send(batch, failures.on_delivery)
+        for parent, run in groupby(batch, key=lambda message: message.parent):
+            self._send(list(run), failures.on_delivery, parent)
         left = self._producer.flush(timeout)
         errors = failures.drain()
         if errors:
@@ -131,8 +138,11 @@ class EventProducer:
     def close(self, timeout: float = 30.0) -> None:
         self.flush(timeout)
 
-    def _send(self, batch: list[OutgoingMessage], on_delivery: Any) -> None:
-        """One producer span per call; every message carries that span's trace context."""
+    def _send(
+        self, batch: list[OutgoingMessage], on_delivery: Any, parent: SpanContext | None = None
+    ) -> None:
+        """One producer span per call, a child of `parent` when given, else of the current
+        span; every message carries that span's trace context."""
         per_topic = Counter(message.topic for message in batch)
         name = f"{next(iter(per_topic))} publish" if len(per_topic) == 1 else "publish"
         attributes = {
@@ -140,7 +150,10 @@ class EventProducer:
             "messaging.destination.name": ",".join(sorted(per_topic)),
             "messaging.batch.message_count": len(batch),
         }
-        with _tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes):
+        context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+        with _tracer.start_as_current_span(
+            name, context=context, kind=SpanKind.PRODUCER, attributes=attributes
+        ):
             trace_headers: KafkaHeaders = []
             inject_trace_headers(trace_headers)
             produce = self._producer.produce

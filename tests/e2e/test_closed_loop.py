@@ -95,6 +95,7 @@ def test_drift_is_detected_and_one_retrain_on_post_drift_data_is_promoted_and_se
     assert drift.event["id"] in str(kept)
     # one trace from the command on: training, registry and the swap
     assert command.trace_id and command.trace_id == trained.trace_id == promotion.trace_id
+    assert drift.trace_id == command.trace_id, "the DriftDetected starts the retraining's trace"
     # the new model does better on the new concept than the old one did
     during, after = stats.phases["during"].accuracy, stats.phases["after"].accuracy
     assert during is not None and after is not None and after > during

@@ -1,5 +1,6 @@
-"""Monitoring's retrain decision is a span; made on a later message than the drift, it links
-to the trace the DriftDetected was published in."""
+"""Monitoring's retrain decision is a span in the trace the DriftDetected was published in,
+so the retraining (training, registry, serving) continues that trace; made on a later
+message than the drift, it links to that message's trace."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from services.monitoring import handlers as monitoring_handlers
 from tests.unit.test_monitoring_handlers import feed_shift, handler, info, label, make, prediction
 
 
-def test_a_retrain_decided_on_a_later_label_links_to_the_drift_s_trace(
+def test_a_retrain_decided_on_a_later_label_runs_in_the_drift_s_trace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     exporter = InMemorySpanExporter()
@@ -26,13 +27,17 @@ def test_a_retrain_decided_on_a_later_label_links_to_the_drift_s_trace(
         feed_shift(deps)
     serve, labels = handler(deps, "serving.predictions"), handler(deps, "data.labels")
     with tracer.start_as_current_span("data.labels process") as label_span:
+        emitted = []
         for i in range(3):
             serve(prediction(i, 1), info("p", i))
-            labels(label(i, 1), info("l", i))
+            emitted += labels(label(i, 1), info("l", i))
 
     [retrain] = [s for s in exporter.get_finished_spans() if s.name == "retrain loans"]
+    drift_trace = drift_span.get_span_context().trace_id
     assert retrain.parent is not None
-    assert retrain.context.trace_id == label_span.get_span_context().trace_id
+    assert retrain.context.trace_id == drift_trace
     assert [link.context.trace_id for link in retrain.links] == [
-        drift_span.get_span_context().trace_id
+        label_span.get_span_context().trace_id
     ]
+    [command] = [e for e in emitted if e.topic == "training.requests"]
+    assert command.parent == retrain.context, "the TrainModel is published under the retrain span"

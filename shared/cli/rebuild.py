@@ -53,7 +53,12 @@ from shared.datasets.registry import SpecRegistry
 from shared.datasets.spec import ModelSpec, VersionedSpec
 from shared.events.codec import EventDecoder, UndecodableMessage
 from shared.events.models import ArtifactRef, OffsetRange, TrainingLineage
-from shared.events.records import FeaturesComputed, LabelRecorded, SourcePosition
+from shared.events.records import (
+    FeaturesComputed,
+    LabelRecorded,
+    RecordValidated,
+    SourcePosition,
+)
 from shared.settings import PlatformSettings
 from shared.storage import minio_client
 
@@ -154,69 +159,117 @@ class Rebuilt:
     raw: pd.DataFrame
     feature_events: int
     label_events: int
+    validated_records: int
+    """Records of the dataset in the data.validated ranges."""
+    records_with_features: int
+    mismatched: int
+    """Feature events whose data.validated message is not the record they name."""
     undecodable: int
+
+
+Position = tuple[str, int, int]
+
+
+class _Rows:
+    """What the ranges hold, decoded: label rows, validated record ids, feature rows."""
+
+    def __init__(self, dataset: str, max_bytes: int) -> None:
+        self.dataset = dataset
+        self.labels: list[dict[str, Any]] = []
+        self.records: dict[Position, str] = {}
+        self.features: list[dict[str, Any]] = []
+        self.versions: set[int] = set()
+        self.sources: set[Position] = set()
+        self.mismatched = 0
+        self.undecodable = 0
+        self._decoders = {
+            kind: EventDecoder([payload], max_bytes)
+            for kind, payload in (
+                (LABELS, LabelRecorded),
+                (VALIDATED, RecordValidated),
+                (FEATURES, FeaturesComputed),
+            )
+        }
+
+    def decode(self, kind: str, message: Message) -> Any | None:
+        """The payload of a message of this dataset (None: another dataset, or undecodable)."""
+        try:
+            payload = self._decoders[kind].decode(message.value()).data
+        except UndecodableMessage:
+            self.undecodable += 1
+            return None
+        return payload if payload.dataset == self.dataset else None
+
+    def add_label(self, message: Message) -> None:
+        if (payload := self.decode(LABELS, message)) is not None:
+            position = SourcePosition(
+                topic=message.topic(), partition=message.partition(), offset=message.offset()
+            )
+            self.labels.append(label_row(payload, position).values)
+
+    def add_record(self, message: Message) -> None:
+        if (payload := self.decode(VALIDATED, message)) is not None:
+            self.records[(message.topic(), message.partition(), message.offset())] = (
+                payload.record_id
+            )
+
+    def add_features(self, message: Message) -> None:
+        payload = self.decode(FEATURES, message)
+        if payload is None:
+            return
+        source = payload.source
+        record = self.records.get((source.topic, source.partition, source.offset))
+        if record is None:
+            return  # not one of the ranges' records
+        if record != payload.record_id:
+            self.mismatched += 1
+            return
+        self.features.append(feature_row(payload, message.offset()).values)
+        self.versions.add(payload.spec_version)
+        self.sources.add((source.topic, source.partition, source.offset))
 
 
 def rebuild_training_set(
     lineage: TrainingLineage, reader: RangeReader, specs: SpecRegistry, max_bytes: int
 ) -> Rebuilt:
-    """The training set of the lineage's ranges, as the feature store builds it."""
+    """The training set of the lineage's ranges, as the feature store builds it: the labels
+    of the data.labels ranges, and the features the feature store computed (data.features)
+    for the records of the data.validated ranges."""
     namespace = namespace_of(lineage.offsets)
-    feature_ranges = [r for r in lineage.offsets if r.topic == f"{namespace}.{VALIDATED}"]
-    label_ranges = [r for r in lineage.offsets if r.topic == f"{namespace}.{LABELS}"]
-    features_topic = f"{namespace}.{FEATURES}"
+    by_topic = {
+        kind: [r for r in lineage.offsets if r.topic == f"{namespace}.{kind}"]
+        for kind in (LABELS, VALIDATED)
+    }
     reader.check(lineage.offsets)
+    features_topic = f"{namespace}.{FEATURES}"
     whole = [
         OffsetRange(topic=features_topic, partition=p, first_offset=low, last_offset=high - 1)
         for p, (low, high) in reader.bounds(features_topic).items()
         if high > low
     ]
-    feature_decoder = EventDecoder([FeaturesComputed], max_bytes)
-    label_decoder = EventDecoder([LabelRecorded], max_bytes)
-    feature_rows: list[dict[str, Any]] = []
-    label_rows: list[dict[str, Any]] = []
-    undecodable = 0
-    versions: set[int] = set()
+    rows = _Rows(lineage.dataset, max_bytes)
     with progress_bar() as progress:
 
-        def task(description: str, ranges: list[OffsetRange]) -> Callable[[int], None]:
+        def read(description: str, ranges: list[OffsetRange]) -> Iterator[Message]:
             total = sum(r.last_offset - r.first_offset + 1 for r in ranges)
             task_id = progress.add_task(description, total=total)
-            return lambda n: progress.advance(task_id, n)
+            return reader.read(ranges, lambda n: progress.advance(task_id, n))
 
-        advance = task(f"{LABELS} ranges", label_ranges)
-        for message in reader.read(label_ranges, advance):
-            try:
-                event = label_decoder.decode(message.value())
-            except UndecodableMessage:
-                undecodable += 1
-                continue
-            if event.data.dataset == lineage.dataset:
-                position = SourcePosition(
-                    topic=message.topic(), partition=message.partition(), offset=message.offset()
-                )
-                label_rows.append(label_row(event.data, position).values)
-        advance = task(f"{FEATURES} of the {VALIDATED} ranges", whole)
-        for message in reader.read(whole, advance):
-            try:
-                event = feature_decoder.decode(message.value())
-            except UndecodableMessage:
-                undecodable += 1
-                continue
-            payload: FeaturesComputed = event.data
-            if payload.dataset == lineage.dataset and _within(payload.source, feature_ranges):
-                feature_rows.append(feature_row(payload, message.offset()).values)
-                versions.add(payload.spec_version)
-    raw = _join(lineage, specs, feature_rows, label_rows, versions)
-    return Rebuilt(raw, len(feature_rows), len(label_rows), undecodable)
-
-
-def _within(source: SourcePosition, ranges: list[OffsetRange]) -> bool:
-    return any(
-        r.topic == source.topic
-        and r.partition == source.partition
-        and r.first_offset <= source.offset <= r.last_offset
-        for r in ranges
+        for message in read(f"{LABELS} ranges", by_topic[LABELS]):
+            rows.add_label(message)
+        for message in read(f"{VALIDATED} ranges", by_topic[VALIDATED]):
+            rows.add_record(message)
+        for message in read(f"{FEATURES} of those records", whole):
+            rows.add_features(message)
+    raw = _join(lineage, specs, rows.features, rows.labels, rows.versions)
+    return Rebuilt(
+        raw,
+        feature_events=len(rows.features),
+        label_events=len(rows.labels),
+        validated_records=len(rows.records),
+        records_with_features=len(rows.sources),
+        mismatched=rows.mismatched,
+        undecodable=rows.undecodable,
     )
 
 
@@ -300,7 +353,7 @@ def checks_of(
     ]
 
 
-def environment_notes(lineage: TrainingLineage, undecodable: int) -> list[str]:
+def environment_notes(lineage: TrainingLineage, rebuilt: Rebuilt) -> list[str]:
     notes = [
         "artifact: skops files hold their write time and object ids, so the bytes of two fits "
         "never match; the registered artifact (sha256 checked on load) is compared by its "
@@ -314,8 +367,15 @@ def environment_notes(lineage: TrainingLineage, undecodable: int) -> list[str]:
     }
     if changed:
         notes.append(f"libraries differ from the run's: {changed}")
-    if undecodable:
-        notes.append(f"{undecodable} undecodable messages in the ranges were skipped")
+    if rebuilt.undecodable:
+        notes.append(f"{rebuilt.undecodable} undecodable messages in the ranges were skipped")
+    without = rebuilt.validated_records - rebuilt.records_with_features
+    if without:
+        notes.append(
+            f"{without} records of the {VALIDATED} ranges have no feature event: left out, as "
+            "the offline store leaves them out"
+        )
+
     return notes
 
 

@@ -97,6 +97,15 @@ def compare_predictions(recorded: np.ndarray, reproduced: np.ndarray) -> Check:
     return Check("predictions", label, where, False, f"predictions ({where})")
 
 
+def compare_sources(records: int, mismatched: int) -> Check:
+    """The feature events must be those of the data.validated records they claim to be of."""
+    recorded = f"{records} records in the {VALIDATED} ranges"
+    if not mismatched:
+        return Check("feature sources", recorded, "every feature event matches its record", True)
+    where = f"{mismatched} feature events name another record than their source message"
+    return Check("feature sources", recorded, where, False, f"feature sources ({where})")
+
+
 def verdict(checks: Iterable[Check]) -> str:
     """`identical`, or `differs: ` and what differs."""
     differences = [check.difference or check.name for check in checks if not check.same]
@@ -221,13 +230,16 @@ def reproduce(
     settings = rebuild.TrainingSettings()
     reproduction = rebuild.retrain(rebuilt.raw, versioned, lineage, version, settings)
     registered = rebuild.registered_model(platform, version)
-    checks = rebuild.checks_of(lineage, version, versioned, reproduction, registered)
+    checks = [
+        compare_sources(rebuilt.validated_records, rebuilt.mismatched),
+        *rebuild.checks_of(lineage, version, versioned, reproduction, registered),
+    ]
     line = report(
         f"{name} v{number}: {rebuilt.feature_events} feature and {rebuilt.label_events} "
         f"label events rebuilt from Kafka in {read_s:.1f}s, retrained in "
         f"{time.monotonic() - started - read_s:.1f}s",
         checks,
-        rebuild.environment_notes(lineage, rebuilt.undecodable),
+        rebuild.environment_notes(lineage, rebuilt),
     )
     if line != IDENTICAL:
         raise typer.Exit(1)

@@ -37,7 +37,7 @@ def test_drift_retrained_version_reproduces_identically_and_altered_offsets_diff
     target = f"{MODEL}@{drift_retrain.new_version}"
     result = mlops(loop, subprocess_env, "reproduce", target)
     assert (result.returncode, last_line(result)) == (0, "identical"), result.stdout + result.stderr
-    assert "training-set hash" in result.stdout
+    assert "training-set hash" in result.stdout and "feature sources" in result.stdout
 
     lineage = mlops(loop, subprocess_env, "lineage", MODEL, str(drift_retrain.new_version))
     assert lineage.returncode == 0, lineage.stderr

@@ -16,6 +16,7 @@ from shared.cli.reproduce import (
     Check,
     compare_metrics,
     compare_predictions,
+    compare_sources,
     compare_value,
     lineage_of,
     namespace_of,
@@ -162,3 +163,12 @@ def test_rows_rebuilt_from_events_take_the_offline_stores_types() -> None:
     assert str(frame["event_time"].dtype) == "datetime64[us, UTC]"
     assert str(frame["source_partition"].dtype) == "int32"
     assert frame["salary"].isna().all()
+
+
+def test_feature_events_must_be_of_the_records_they_name() -> None:
+    assert compare_sources(1200, 0).same
+    check = compare_sources(1200, 3)
+    assert not check.same
+    assert verdict([check]) == (
+        "differs: feature sources (3 feature events name another record than their source message)"
+    )

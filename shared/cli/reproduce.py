@@ -136,6 +136,13 @@ def lineage_of(document: Any) -> TrainingLineage:
         raise CliError(f"not a training lineage: {str(error).splitlines()[0]}") from None
 
 
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CliError(f"{path}: not a readable JSON file ({error})") from None
+
+
 def namespace_of(ranges: list[OffsetRange]) -> str:
     """The namespace of the lineage's topics (`<namespace>.data.labels`)."""
     namespaces = set()
@@ -191,7 +198,7 @@ def reproduce(
     lineage_file: Annotated[
         Path | None,
         typer.Option(
-            help="Rebuild from this lineage (JSON, e.g. an edited `mlops lineage` output) "
+            help="Rebuild from this lineage (JSON, e.g. `mlops lineage MODEL VERSION`, edited) "
             "instead of the registered one; the result is still compared with the version.",
             exists=True,
             dir_okay=False,
@@ -206,9 +213,7 @@ def reproduce(
     if number is None:
         number = int(registry.get(f"/models/{name}")["latest_version"])
     version = registry.get(f"/models/{name}/versions/{number}")
-    lineage = lineage_of(
-        json.loads(lineage_file.read_text()) if lineage_file else version["lineage"]
-    )
+    lineage = lineage_of(read_json(lineage_file) if lineage_file else version["lineage"])
     platform = platform_settings()
     namespace = namespace_of(lineage.offsets)
     specs = SpecRegistry(

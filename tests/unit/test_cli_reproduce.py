@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from shared.cli.reproduce import (
     lineage_of,
     namespace_of,
     parse_target,
+    read_json,
     verdict,
 )
 from shared.datasets.spec import shipped_specs
@@ -172,3 +174,10 @@ def test_feature_events_must_be_of_the_records_they_name() -> None:
     assert verdict([check]) == (
         "differs: feature sources (3 feature events name another record than their source message)"
     )
+
+
+def test_a_lineage_file_that_is_not_json_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "lineage.json"
+    broken.write_text("{not json")
+    with pytest.raises(CliError, match="not a readable JSON file"):
+        read_json(broken)

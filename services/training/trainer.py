@@ -100,6 +100,7 @@ class _Inputs:
     ref: TrainingSetRef
     training: TrainingFrame
     split: TimeSplit
+    until: datetime | None
 
 
 class Trainer:
@@ -175,7 +176,7 @@ class Trainer:
             self.config.min_training_rows,
             self.config.holdout_fraction,
         )
-        return _Inputs(versioned, ref, cut.training, cut.split)
+        return _Inputs(versioned, ref, cut.training, cut.split, until)
 
     def _baseline(
         self, model_name: str, training: TrainingFrame, split: TimeSplit
@@ -228,4 +229,6 @@ class Trainer:
             library_versions=self.config.library_versions,
             code_version=self.config.code_version,
             trigger=request.trigger,
+            cut_off=inputs.until,
+            holdout_fraction=self.config.holdout_fraction,
         )

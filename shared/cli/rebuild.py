@@ -285,7 +285,7 @@ def _join(
     known = [specs.get(lineage.dataset, v).spec for v in sorted(versions)]
     features = as_stored(feature_rows, feature_schema(known))
     labels = as_stored(label_rows, label_schema(specs.latest(lineage.dataset).spec))
-    training = point_in_time_join(features, labels)
+    training = point_in_time_join(features, labels, lineage.cut_off)
     # The training set as training reads it: written to Parquet by the feature store.
     return pd.read_parquet(_parquet(training.frame))
 
@@ -317,7 +317,8 @@ def retrain(
 ) -> Reproduction:
     """Training's own steps on the rebuilt set, with the version's estimator, params, seed."""
     try:
-        cut = split_frame(raw, versioned.spec, lineage.trigger.since, 1, settings.holdout_fraction)
+        holdout = lineage.holdout_fraction or settings.holdout_fraction
+        cut = split_frame(raw, versioned.spec, lineage.trigger.since, 1, holdout)
         model = ModelSpec(estimator=version["estimator"], params=version["params"])
         fitted = fit_pipeline(model, {}, int(version["seed"]), cut.training, cut.split)
     except TrainingRefused as refused:

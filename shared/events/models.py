@@ -69,6 +69,14 @@ class TrainingLineage(_Part):
     library_versions: dict[str, str] = Field(default_factory=dict)
     code_version: str = Field(description="git commit of the training code, or 'unknown'.")
     trigger: TrainingTrigger
+    cut_off: datetime | None = Field(
+        None,
+        description="The training set's as-of time: only records and labels known by then "
+        "(none: everything in the offset ranges).",
+    )
+    holdout_fraction: float | None = Field(
+        None, gt=0, lt=1, description="Share of the newest rows held out for evaluation."
+    )
 
 
 class Evaluation(_Part):

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -30,16 +29,11 @@ from shared.datasets.spec import SHIPPED_SPECS, DatasetSpec
 from shared.kafka.topics import TopicCatalog, ensure_topics
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
+from tests.services import free_port
 from tests.waiting import wait_until
 
 BODY_LIMIT = 1024 * 1024
 CHUNK_ROWS = 5000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -5,7 +5,9 @@ in a table backed by its changelog topic.
         --out FILE
 
 Each message's value is an integer; after applying one it appends
-"<partition> <offset> <key> <running total>" to FILE. SIGTERM stops it.
+"<partition> <offset> <key> <running total>" to FILE; like the feature store, it skips a
+message its table state has already counted (faust may hand one over again after a restart).
+SIGTERM stops it.
 """
 
 from __future__ import annotations
@@ -45,10 +47,15 @@ def main() -> None:
 
     async def count(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            key = event.key.decode()
+            key, message = event.key.decode(), event.message
+            # As the feature store does: the state remembers the last offset it counted, so a
+            # message faust hands over again (a redelivery after a restart) is not counted twice.
+            applied = f"{key}@{message.partition}"
+            if int(totals.get(applied) or "-1") >= message.offset:
+                continue
             total = int(totals.get(key) or "0") + int(event.value)
             totals[key] = str(total)
-            message = event.message
+            totals[applied] = str(message.offset)
             out.write(f"{message.partition} {message.offset} {key} {total}\n")
 
     app.agent(topic, name="count")(count)

@@ -72,17 +72,7 @@ class RegistryQueries:
         with self._registry.reading() as repo:
             model = existing_model(repo, name)
             version = existing_version(repo, model, number)
-            return Lineage(
-                model_name=name,
-                version=number,
-                run_id=version.run_id,
-                source_event_id=version.source_event_id,
-                artifact=artifact_of(version),
-                params=version.params,
-                seed=version.seed,
-                trigger=version.trigger,
-                lineage=version.lineage,
-            )
+            return Lineage(**_version_lineage_fields(model, version), trigger=version.trigger)
 
     def lineage_document(self, name: str, number: int) -> LineageDocument:
         """The whole story of one version: data, training, trigger, decisions, deployments."""
@@ -91,14 +81,7 @@ class RegistryQueries:
             version = existing_version(repo, model, number)
             kept = version.lineage
             return LineageDocument(
-                model_name=name,
-                version=number,
-                run_id=version.run_id,
-                source_event_id=version.source_event_id,
-                artifact=artifact_of(version),
-                params=version.params,
-                seed=version.seed,
-                lineage=kept,
+                **_version_lineage_fields(model, version),
                 dataset=kept.get("dataset", ""),
                 spec_version=kept.get("spec_version"),
                 spec_fingerprint=kept.get("spec_fingerprint"),
@@ -193,6 +176,20 @@ def _detail(repo: Repository, model: RegisteredModel, version: ModelVersion) -> 
         tags=repo.version_tags(version),
         lineage=version.lineage,
     )
+
+
+def _version_lineage_fields(model: RegisteredModel, version: ModelVersion) -> dict[str, Any]:
+    """The fields `Lineage` and `LineageDocument` share (their base, `_VersionLineage`)."""
+    return {
+        "model_name": model.name,
+        "version": version.version,
+        "run_id": version.run_id,
+        "source_event_id": version.source_event_id,
+        "artifact": artifact_of(version),
+        "params": version.params,
+        "seed": version.seed,
+        "lineage": version.lineage,
+    }
 
 
 def _primary(first: ModelVersion, second: ModelVersion) -> dict[str, Any]:

@@ -57,7 +57,10 @@ class AliasView(_View):
     version: VersionDetail
 
 
-class Lineage(_View):
+class _VersionLineage(_View):
+    """What both lineage views say of a version: its run, artifact, parameters and the lineage
+    training recorded."""
+
     model_name: str
     version: int
     run_id: str
@@ -65,8 +68,11 @@ class Lineage(_View):
     artifact: ArtifactRef
     params: dict[str, Any]
     seed: int
-    trigger: dict[str, Any]
     lineage: dict[str, Any]
+
+
+class Lineage(_VersionLineage):
+    trigger: dict[str, Any]
 
 
 class TrainingRun(_View):
@@ -107,18 +113,10 @@ class DeploymentView(_View):
     trace_id: str | None
 
 
-class LineageDocument(_View):
+class LineageDocument(_VersionLineage):
     """Everything about one version, from the data it was trained on to where it serves; the
     fields of `Lineage` (run_id ... lineage) too, so it can stand in for it."""
 
-    model_name: str
-    version: int
-    run_id: str
-    source_event_id: str
-    artifact: ArtifactRef
-    params: dict[str, Any]
-    seed: int
-    lineage: dict[str, Any]
     dataset: str
     spec_version: int | None
     spec_fingerprint: str | None

@@ -4,7 +4,9 @@
 
 1. Records/s from the raw topic through validation and the feature store to data.features,
    next to a bare confluent-kafka consume->produce relay with the same two hops on the same
-   broker (target: 0.5x the relay or better).
+   broker (target: 0.5x the relay or better), and next to the floor of the platform's own
+   engines: the same relay for the first hop and a bare faust-streaming agent (the feature
+   store's engine, configured like it) forwarding bytes for the second.
 2. Online feature lookup latency (p50/p99, one entity per HTTP request, sequential, same
    client) of the feature store next to Feast's SQLite online store serving the same
    features through `feast serve` (target: faster than Feast). Feast runs in its own
@@ -108,14 +110,23 @@ def time_pipeline(
     return finished - started
 
 
+HopFactory = Callable[[str, str], subprocess.Popen[bytes]]
+
+
 def run_relay(
-    settings: PlatformSettings, admin: AdminClient, payloads: list[tuple[bytes, bytes]]
+    settings: PlatformSettings,
+    admin: AdminClient,
+    payloads: list[tuple[bytes, bytes]],
+    hops: tuple[HopFactory, HopFactory],
 ) -> float:
+    """Seconds through two relay processes chained raw -> mid -> out on fresh topics."""
     names = [f"bench-relay-{uuid.uuid4().hex[:8]}-{hop}" for hop in ("raw", "mid", "out")]
     futures = admin.create_topics([NewTopic(n, 3, 1) for n in names])
     for future in futures.values():
         future.result(30)
-    relays = [relay_process(src, dst) for src, dst in itertools.pairwise(names)]
+    relays = [
+        hop(src, dst) for hop, (src, dst) in zip(hops, itertools.pairwise(names), strict=True)
+    ]
     try:
         return time_pipeline(settings.kafka_bootstrap_servers, names[0], names[2], payloads)
     finally:
@@ -129,6 +140,12 @@ def relay_process(source: str, target: str) -> subprocess.Popen[bytes]:
     group = f"relay-{uuid.uuid4().hex[:8]}"
     command = ["-m", "tests.bench.relay", "--source", source, "--target", target, "--group", group]
     return subprocess.Popen([sys.executable, *command])
+
+
+def faust_relay_process(source: str, target: str) -> subprocess.Popen[bytes]:
+    app_id = f"faust-relay-{uuid.uuid4().hex[:8]}"
+    command = ["-m", "tests.bench.faust_relay", "--source", source, "--target", target]
+    return subprocess.Popen([sys.executable, *command, "--app-id", app_id])
 
 
 def latencies(request: Callable[[str], None], entities: list[str], rounds: int) -> list[float]:
@@ -207,7 +224,8 @@ def main() -> None:
         ).version
         payloads = raw_payloads(args.records, version)
 
-        relay_s = run_relay(settings, admin, payloads)
+        relay_s = run_relay(settings, admin, payloads, (relay_process, relay_process))
+        floor_s = run_relay(settings, admin, payloads, (relay_process, faust_relay_process))
         services = [
             start_service(n, namespace, env, workdir) for n in ("validation", "feature_store")
         ]
@@ -241,21 +259,26 @@ def main() -> None:
         finally:
             for service in services:
                 service.stop()
-    report(args, relay_s, platform_s, ours, theirs, len(frame.columns) - 2)
+    report(args, relay_s, floor_s, platform_s, ours, theirs, len(frame.columns) - 2)
 
 
 def report(
-    args: argparse.Namespace, relay_s: float, platform_s: float,
+    args: argparse.Namespace, relay_s: float, floor_s: float, platform_s: float,
     ours: list[float], theirs: list[float], feature_count: int,
 ) -> None:  # fmt: skip
     n = args.records - 1
     print(f"bench-data: {args.records} Agrawal loan records, 3 partitions, one run")
     print(f"{'throughput':52} {'records/s':>10}")
     print(f"{'raw confluent-kafka relay, 2 hops (raw->mid->out)':52} {n / relay_s:>10.0f}")
+    print(f"{'floor: confluent-kafka relay -> bare faust relay':52} {n / floor_s:>10.0f}")
     print(
         f"{'platform: raw -> validation -> feature store -> features':52} {n / platform_s:>10.0f}"
     )
     print(f"ratio platform/relay = {relay_s / platform_s:.2f} (target >= 0.50)")
+    print(
+        f"ratio floor/relay = {relay_s / floor_s:.2f}: the most any pipeline with a faust "
+        "stage reaches here"
+    )
     print(
         f"online lookup, {args.lookups} sequential HTTP requests, {feature_count} numeric features"
     )

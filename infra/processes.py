@@ -32,13 +32,23 @@ class RunningService:
     port: int
     process: subprocess.Popen[str]
     log: Path
+    namespace: str = ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+    def topic(self, name: str) -> str:
+        """A catalog topic's full name in the service's namespace."""
+        return f"{self.namespace}.{name}"
+
+    def output(self, skip_prefix: str | None = None) -> str:
+        """The end of the service's log; `skip_prefix="%"` leaves librdkafka's lines out."""
+        text = self.log.read_text(errors="replace")
+        if skip_prefix is not None:
+            lines = text.splitlines()
+            text = "\n".join(line for line in lines if not line.startswith(skip_prefix))
+        return text[-4000:]
 
     def is_ready(self) -> bool:
         return self._answers("/ready")
@@ -99,7 +109,7 @@ def start_service(
             stderr=subprocess.STDOUT,
             text=True,
         )
-    service = RunningService(name, port, process, log)
+    service = RunningService(name, port, process, log, namespace)
     probe, what = (service.is_ready, "ready") if wait_ready else (service.is_live, "live")
     wait_for(probe, f"{name} to be {what}", timeout_s, interval_s=0.5)
     return service

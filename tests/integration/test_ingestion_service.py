@@ -9,11 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,60 +22,23 @@ from confluent_kafka.admin import AdminClient
 
 from shared.datasets.sources import agrawal_records, breast_cancer_records
 from shared.datasets.spec import SHIPPED_SPECS, DatasetSpec
-from shared.kafka.topics import TopicCatalog, ensure_topics
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
-from tests.services import free_port
+from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
 
 BODY_LIMIT = 1024 * 1024
 CHUNK_ROWS = 5000
 
 
-@dataclass
-class Ingestion:
-    url: str
-    namespace: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def topic(self, name: str) -> str:
-        return f"{self.namespace}.{name}"
-
-    def output(self) -> str:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(line for line in lines if not line.startswith("%"))[-3000:]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
-
-
-def start_ingestion(env: dict[str, str], namespace: str, log: Path) -> Ingestion:
-    port = free_port()
-    service_env = {
-        **env,
-        "MLOPS_NAMESPACE": namespace,
-        "MLOPS_INGESTION_HOST": "127.0.0.1",
-        "MLOPS_INGESTION_PORT": str(port),
+def start_ingestion(
+    env: dict[str, str], namespace: str, logs: Path, **kwargs: Any
+) -> RunningService:
+    limits = {
         "MLOPS_INGESTION_MAX_BODY_BYTES": str(BODY_LIMIT),
         "MLOPS_INGESTION_FILE_CHUNK_ROWS": str(CHUNK_ROWS),
-        "PYTHONUNBUFFERED": "1",
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.ingestion"],
-            env=service_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Ingestion(f"http://127.0.0.1:{port}", namespace, process, log)
+    return start_service("ingestion", namespace, env, logs, extra_env=limits, **kwargs)
 
 
 def answers(url: str) -> httpx.Response | None:
@@ -92,34 +51,23 @@ def answers(url: str) -> httpx.Response | None:
 def base_env(settings: PlatformSettings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_INGESTION_")}
     env["MLOPS_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 @pytest.fixture(scope="module")
 def service(
     settings: PlatformSettings, admin: AdminClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Ingestion]:
+) -> Iterator[RunningService]:
     namespace = unique_name("ingest").replace("-", "")
-    specs = list(TopicCatalog.load().specs.values())
-    ensure_topics(admin, specs, namespace)
-    log = tmp_path_factory.mktemp("ingestion") / "ingestion.log"
-    running = start_ingestion(base_env(settings), namespace, log)
-    try:
-        wait_until(
-            lambda: (
-                running.process.poll() is None
-                and (r := answers(f"{running.url}/ready")) is not None
-                and r.status_code == 200
-            ),
-            what=f"ingestion /ready to answer 200 (log: {log})",
-            timeout_s=90,
-            interval_s=0.25,
-        )
-        yield running
-    finally:
-        code = running.stop()
-        admin.delete_topics([s.full_name(namespace) for s in specs], operation_timeout=30)
-    assert code == 0, running.output()
+    with namespace_topics(admin, namespace):
+        logs = tmp_path_factory.mktemp("ingestion")
+        running = start_ingestion(base_env(settings), namespace, logs)
+        try:
+            yield running
+        finally:
+            code = running.stop()
+    assert code == 0, running.output(skip_prefix="%")
 
 
 def envelopes(bootstrap: str, topic: str) -> Callable[[], list[tuple[Any, dict[str, Any]]]]:
@@ -181,7 +129,7 @@ def loans(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def test_a_batch_is_acknowledged_once_every_record_is_on_the_raw_topic(
-    service: Ingestion, bootstrap: str
+    service: RunningService, bootstrap: str
 ) -> None:
     rows = loans(50, seed=101)
     rows[3] = {**rows[3], "note": None, "extra_flag": True}
@@ -209,7 +157,7 @@ def test_a_batch_is_acknowledged_once_every_record_is_on_the_raw_topic(
         assert data["spec_version"] == 1
 
 
-def test_an_unknown_dataset_is_404_and_lists_the_known_ones(service: Ingestion) -> None:
+def test_an_unknown_dataset_is_404_and_lists_the_known_ones(service: RunningService) -> None:
     answer = httpx.post(f"{service.url}/datasets/nope/records", json={"records": [{"a": 1}]})
     assert answer.status_code == 404
     assert {"breast_cancer", "loans"} <= set(answer.json()["known"])
@@ -218,7 +166,7 @@ def test_an_unknown_dataset_is_404_and_lists_the_known_ones(service: Ingestion) 
 
 
 def test_what_is_not_a_batch_is_refused_and_nothing_of_it_is_written(
-    service: Ingestion, bootstrap: str
+    service: RunningService, bootstrap: str
 ) -> None:
     marker = unique_name("refused")
     url = f"{service.url}/datasets/loans/records"
@@ -251,7 +199,7 @@ def test_what_is_not_a_batch_is_refused_and_nothing_of_it_is_written(
         assert f'mlops_ingestion_refusals_total{{reason="{reason}"}}' in metrics
 
 
-def test_a_20000_row_csv_upload_arrives_complete(service: Ingestion, bootstrap: str) -> None:
+def test_a_20000_row_csv_upload_arrives_complete(service: RunningService, bootstrap: str) -> None:
     rows = loans(20_000, seed=202)
     csv = pd.DataFrame(rows).to_csv(index=False).encode()
     answer = httpx.post(
@@ -284,7 +232,7 @@ def test_a_20000_row_csv_upload_arrives_complete(service: Ingestion, bootstrap: 
     assert values["applied_at"] == sent["applied_at"]
 
 
-def test_a_parquet_upload_arrives_complete(service: Ingestion, bootstrap: str) -> None:
+def test_a_parquet_upload_arrives_complete(service: RunningService, bootstrap: str) -> None:
     start = datetime.now(UTC) - timedelta(hours=1)
     rows = [record for record, _ in breast_cancer_records(1200, seed=303, start=start)]
     frame = pd.DataFrame(rows)
@@ -316,7 +264,7 @@ def test_a_parquet_upload_arrives_complete(service: Ingestion, bootstrap: str) -
 
 
 def test_labels_land_on_the_labels_topic_keyed_by_record_id(
-    service: Ingestion, bootstrap: str
+    service: RunningService, bootstrap: str
 ) -> None:
     marker = unique_name("label")
     labels = [
@@ -348,7 +296,7 @@ def test_labels_land_on_the_labels_topic_keyed_by_record_id(
 
 
 def test_spec_registration_versions_changes_and_keeps_unchanged_ones(
-    service: Ingestion, bootstrap: str
+    service: RunningService, bootstrap: str
 ) -> None:
     shipped = (SHIPPED_SPECS / "loans.yaml").read_bytes()
     again = httpx.post(
@@ -398,15 +346,9 @@ def test_with_kafka_unreachable_it_starts_is_not_ready_and_answers_writes_503(
     settings: PlatformSettings, tmp_path: Path
 ) -> None:
     env = {**base_env(settings), "MLOPS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    running = start_ingestion(env, unique_name("down").replace("-", ""), tmp_path / "down.log")
+    namespace = unique_name("down").replace("-", "")
+    running = start_ingestion(env, namespace, tmp_path, timeout_s=60, wait_ready=False)
     try:
-        live = wait_until(
-            lambda: running.process.poll() is None and answers(f"{running.url}/live"),
-            what="/live to answer with Kafka down",
-            timeout_s=60,
-            interval_s=0.25,
-        )
-        assert live.status_code == 200
         ready = answers(f"{running.url}/ready")
         assert ready is not None and ready.status_code == 503
         assert {"kafka", "shipped_specs"} <= set(ready.json()["failing"])
@@ -432,4 +374,4 @@ def test_with_kafka_unreachable_it_starts_is_not_ready_and_answers_writes_503(
         assert upload.status_code == 503
     finally:
         code = running.stop()
-    assert code == 0, running.output()
+    assert code == 0, running.output(skip_prefix="%")

@@ -1,15 +1,15 @@
 """Wires monitoring together: settings, the SQL history, the monitor and policy, one consumer
-loop over predictions, labels and validated records, and the HTTP API."""
+loop over predictions, labels and validated records, the background fetch of lineages from
+the registry, and the HTTP API."""
 
 from __future__ import annotations
 
 import logging
-import time
 
 from fastapi import FastAPI
 
 from services.monitoring.adapters.history import History, create_monitoring_engine
-from services.monitoring.adapters.registry import LineageClient
+from services.monitoring.adapters.registry import BackgroundLineages, LineageClient
 from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import RetrainPolicy
@@ -37,6 +37,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     settings.detectors_for("")
     producer = EventProducer(producer_config(platform, NAME))
     history = History(create_monitoring_engine(settings.database_url_for(platform)), namespace)
+    lineages = BackgroundLineages(LineageClient(settings.registry_url).lineage)
     deps = Deps(
         monitor=Monitor(
             settings.detectors_for,
@@ -47,7 +48,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         history=history,
         history_every=settings.history_every,
         retrain_since_drift=settings.retrain_since_drift,
-        references=TrainingReferences(LineageClient(settings.registry_url).lineage, time.time),
+        references=TrainingReferences(lineages.lineage),
     )
     group = settings.group_id or f"{namespace}.{NAME}"
     runner = ConsumerRunner(
@@ -61,7 +62,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         name=NAME,
         settings=platform,
         producer=producer,
-        runners=[runner],
+        runners=[runner, lineages],
         readiness_checks={"kafka": kafka_reachable(platform), "database": history.ping},
     )
     router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s)

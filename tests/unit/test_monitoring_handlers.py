@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
+from services.monitoring.adapters.registry import BackgroundLineages
 from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import Decision, PolicyConfig, RetrainPolicy
+from services.monitoring.domain.reference import TrainingReferences
 from services.monitoring.handlers import Deps, routes
 from services.monitoring.settings import MonitoringSettings
 from shared.events.envelope import Event
 from shared.events.models import DriftDetected, PredictionServed
 from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
 from shared.kafka.consumer import Emit, MessageInfo
+from tests.waiting import wait_until
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -131,7 +135,9 @@ def test_a_redelivered_message_keeps_its_drift_id() -> None:
     assert ids == [e.event.id for e in feed_shift(second) if e.topic == "monitoring.drift"]
 
 
-def prediction(index: int, predicted: int) -> Event[PredictionServed]:
+def prediction(
+    index: int, predicted: int, features: dict[str, Any] | None = None
+) -> Event[PredictionServed]:
     return Event[PredictionServed].create(
         PredictionServed(
             request_id=f"q{index}",
@@ -139,7 +145,7 @@ def prediction(index: int, predicted: int) -> Event[PredictionServed]:
             version=3,
             dataset="loans",
             record_id=f"r{index}",
-            features={},
+            features=features or {},
             prediction=predicted,
             latency_ms=1,
             served_at=START,
@@ -225,3 +231,41 @@ def test_a_retry_after_a_database_error_writes_the_same_outcome_without_refeedin
     commands = [e for e in emitted if e.topic == "training.requests"]
     assert retried and len(commands) == 1 and len(history.decisions) >= 1
     assert history.decisions[0][1] == commands[0].event.id
+
+
+def test_a_hanging_registry_holds_up_no_prediction_and_the_reference_comes_later() -> None:
+    released, fetching_on = threading.Event(), []
+    lineage = {
+        "data_quality": {"numeric": {"salary": {"mean": 100, "std": 10, "min": 0, "max": 200}}}
+    }
+
+    def hanging_registry(model: str, version: int) -> dict[str, Any]:
+        fetching_on.append(threading.current_thread())
+        if not released.wait(timeout=10):
+            raise TimeoutError("the registry never answered")
+        return lineage
+
+    lineages = BackgroundLineages(hanging_registry)
+    deps, _, _ = make()
+    deps.references = TrainingReferences(lineages.lineage)
+    observe = handler(deps, "serving.predictions")
+    stop = threading.Event()
+    loop = threading.Thread(target=lineages.run, args=(stop,))
+    loop.start()
+    try:
+        for index in range(3):
+            observe(prediction(index, 1, {"salary": 500.0}), info("p", index))
+        wait_until(lambda: fetching_on, what="the lineage fetch to start")
+        assert fetching_on == [loop] and not released.is_set()  # it is hanging right now
+        assert [row["served"] for row in deps.monitor.performance()] == [3]
+        assert deps.references is not None and deps.references.report() == {}
+
+        released.set()
+        wait_until(lambda: lineages.lineage("loans", 3), what="the lineage to arrive")
+        observe(prediction(3, 1, {"salary": 120.0}), info("p", 3))
+        salary = deps.references.report()["loans"]["3"]["salary"]
+        assert salary["live"]["count"] == 1 and salary["live"]["mean"] == 120.0
+    finally:
+        released.set()
+        stop.set()
+        loop.join(10)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
+from services.monitoring.adapters.registry import BackgroundLineages
 from services.monitoring.domain.reference import (
     ReferenceComparison,
     TrainingReferences,
@@ -60,24 +62,41 @@ class Registry:
         self.asked: list[tuple[str, int]] = []
         self.down = True
 
-    def lineage(self, model: str, version: int) -> dict | None:
+    def lineage(self, model: str, version: int) -> dict[str, Any] | None:
         self.asked.append((model, version))
         if self.down:
             raise ConnectionError("registry unreachable")
         return LINEAGE if version == 1 else None
 
 
-def test_each_version_is_compared_with_its_own_lineage_asked_again_after_a_failure() -> None:
-    registry, now = Registry(), [0.0]
-    references = TrainingReferences(registry.lineage, lambda: now[0], retry_s=30)
-    references.observe("loans", 1, {"salary": 120.0})
-    references.observe("loans", 1, {"salary": 120.0})  # within retry_s: not asked again
-    assert registry.asked == [("loans", 1)] and references.report() == {}
+def test_a_version_is_compared_from_the_first_value_after_its_lineage_is_known() -> None:
+    known: dict[tuple[str, int], dict[str, Any]] = {}
+    references = TrainingReferences(lambda model, version: known.get((model, version)))
+    references.observe("loans", 1, {"salary": 500.0})  # no lineage yet: not compared
+    assert references.report() == {}
 
-    registry.down, now[0] = False, 31.0
+    known[("loans", 1)] = LINEAGE
     references.observe("loans", 1, {"salary": 120.0})
-    references.observe("loans", 2, {"salary": 120.0})  # unknown to the registry
+    references.observe("loans", 2, {"salary": 120.0})  # its lineage is still unknown
     report = references.report()
     assert list(report) == ["loans"] and list(report["loans"]) == ["1"]
     assert report["loans"]["1"]["salary"]["live"]["count"] == 1
     assert report["loans"]["1"]["salary"]["mean_shift_in_std"] == pytest.approx(2.0)
+
+
+def test_a_lineage_is_asked_again_retry_s_after_a_failure_or_an_unknown_version() -> None:
+    registry, now = Registry(), [0.0]
+    lineages = BackgroundLineages(registry.lineage, retry_s=30, clock=lambda: now[0])
+    assert lineages.lineage("loans", 1) is None and lineages.fetch_next(timeout_s=0)
+    assert lineages.lineage("loans", 1) is None  # within retry_s: not asked again
+    assert not lineages.fetch_next(timeout_s=0) and registry.asked == [("loans", 1)]
+
+    registry.down, now[0] = False, 31.0
+    assert lineages.lineage("loans", 1) is None and lineages.lineage("loans", 2) is None
+    assert lineages.fetch_next(timeout_s=0) and lineages.fetch_next(timeout_s=0)
+    assert lineages.lineage("loans", 1) == LINEAGE
+    assert lineages.lineage("loans", 2) is None  # unknown to the registry: asked at 61 s
+    assert not lineages.fetch_next(timeout_s=0)
+    now[0] = 61.0
+    assert lineages.lineage("loans", 2) is None and lineages.fetch_next(timeout_s=0)
+    assert registry.asked == [("loans", 1), ("loans", 1), ("loans", 2), ("loans", 2)]

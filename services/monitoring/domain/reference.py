@@ -1,6 +1,6 @@
 """Live feature values next to the training reference recorded in the model's lineage.
 
-Pure but for the lineage fetch it is given.
+Pure: the lineage is looked up through the function it is given, which never waits.
 
 Training records, per numeric feature of the training set, its mean, standard deviation,
 minimum and maximum (lineage `data_quality.numeric`). Monitoring keeps River's running mean
@@ -11,7 +11,6 @@ of the standard deviations, and the share of live values outside the training ra
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,8 +19,6 @@ from typing import Any
 from river import stats
 
 from services.monitoring.domain.detectors import as_number
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,20 +102,13 @@ class ReferenceComparison:
 class TrainingReferences:
     """The comparison of every model version served, each against its own lineage's reference.
 
-    `fetch(model, version)` returns the version's lineage, None when the registry does not know
-    it, or raises when the registry cannot answer; then it is asked again `retry_s` later."""
+    `lineage(model, version)` answers with the version's lineage once it is known and None
+    until then, without waiting (the adapters fetch it in the background); a version is
+    compared from the first value observed after its lineage arrived."""
 
-    def __init__(
-        self,
-        fetch: Callable[[str, int], Mapping[str, Any] | None],
-        clock: Callable[[], float],
-        retry_s: float = 30.0,
-    ) -> None:
-        self._fetch = fetch
-        self._clock = clock
-        self._retry_s = retry_s
+    def __init__(self, lineage: Callable[[str, int], Mapping[str, Any] | None]) -> None:
+        self._lineage = lineage
         self._comparisons: dict[tuple[str, int], ReferenceComparison] = {}
-        self._asked_at: dict[tuple[str, int], float] = {}
 
     def observe(self, model: str, version: int, features: Mapping[str, Any]) -> None:
         comparison = self._comparison(model, version)
@@ -134,19 +124,8 @@ class TrainingReferences:
     def _comparison(self, model: str, version: int) -> ReferenceComparison | None:
         key = (model, version)
         found = self._comparisons.get(key)
-        if found is not None:
-            return found
-        now = self._clock()
-        asked = self._asked_at.get(key)
-        if asked is not None and now - asked < self._retry_s:
-            return None
-        self._asked_at[key] = now
-        try:
-            lineage = self._fetch(model, version)
-        except Exception as error:  # the registry is down: the next try is retry_s later
-            log.warning("no lineage of %s v%d yet: %s", model, version, error)
-            return None
-        if lineage is None:
-            return None
-        self._comparisons[key] = ReferenceComparison(training_reference(lineage))
-        return self._comparisons[key]
+        if found is None:
+            lineage = self._lineage(model, version)
+            if lineage is not None:
+                found = self._comparisons[key] = ReferenceComparison(training_reference(lineage))
+        return found

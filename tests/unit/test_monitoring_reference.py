@@ -69,19 +69,22 @@ class Registry:
         return LINEAGE if version == 1 else None
 
 
-def test_a_version_is_compared_from_the_first_value_after_its_lineage_is_known() -> None:
+def test_values_seen_while_the_lineage_is_awaited_are_compared_once_it_arrives() -> None:
     known: dict[tuple[str, int], dict[str, Any]] = {}
-    references = TrainingReferences(lambda model, version: known.get((model, version)))
-    references.observe("loans", 1, {"salary": 500.0})  # no lineage yet: not compared
-    assert references.report() == {}
+    references = TrainingReferences(lambda model, version: known.get((model, version)), 2)
+    for salary in (500.0, 100.0, 110.0):  # the oldest beyond waiting_limit is let go
+        references.observe("loans", 1, {"salary": salary})
+    references.observe("loans", 2, {"salary": 120.0})
+    assert references.report() == {}  # no lineage yet: no comparison
 
     known[("loans", 1)] = LINEAGE
-    references.observe("loans", 1, {"salary": 120.0})
-    references.observe("loans", 2, {"salary": 120.0})  # its lineage is still unknown
     report = references.report()
     assert list(report) == ["loans"] and list(report["loans"]) == ["1"]
-    assert report["loans"]["1"]["salary"]["live"]["count"] == 1
-    assert report["loans"]["1"]["salary"]["mean_shift_in_std"] == pytest.approx(2.0)
+    assert report["loans"]["1"]["salary"]["live"]["count"] == 2
+    assert report["loans"]["1"]["salary"]["mean_shift_in_std"] == pytest.approx(0.5)
+    references.observe("loans", 1, {"salary": 120.0})
+    assert references.report()["loans"]["1"]["salary"]["live"]["count"] == 3
+    assert list(references.report()["loans"]) == ["1"]  # v2's lineage is still unknown
 
 
 def test_a_lineage_is_asked_again_retry_s_after_a_failure_or_an_unknown_version() -> None:

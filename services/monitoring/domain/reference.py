@@ -12,6 +12,7 @@ of the standard deviations, and the share of live values outside the training ra
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,29 +104,42 @@ class TrainingReferences:
     """The comparison of every model version served, each against its own lineage's reference.
 
     `lineage(model, version)` answers with the version's lineage once it is known and None
-    until then, without waiting (the adapters fetch it in the background); a version is
-    compared from the first value observed after its lineage arrived."""
+    until then, without waiting (the adapters fetch it in the background). The values a
+    version is asked about while its lineage is awaited are kept (the last `waiting_limit`)
+    and compared once it arrives; until then the version has no comparison."""
 
-    def __init__(self, lineage: Callable[[str, int], Mapping[str, Any] | None]) -> None:
+    def __init__(
+        self,
+        lineage: Callable[[str, int], Mapping[str, Any] | None],
+        waiting_limit: int = 10_000,
+    ) -> None:
         self._lineage = lineage
+        self._waiting_limit = waiting_limit
         self._comparisons: dict[tuple[str, int], ReferenceComparison] = {}
+        self._waiting: dict[tuple[str, int], deque[Mapping[str, Any]]] = {}
 
     def observe(self, model: str, version: int, features: Mapping[str, Any]) -> None:
-        comparison = self._comparison(model, version)
+        comparison = self._comparison((model, version))
         if comparison is not None:
             comparison.observe(features)
+        else:
+            waiting = self._waiting.setdefault((model, version), deque(maxlen=self._waiting_limit))
+            waiting.append(features)
 
     def report(self) -> dict[str, dict[str, Any]]:
+        for key in list(self._waiting):
+            self._comparison(key)
         reports: dict[str, dict[str, Any]] = {}
         for (model, version), comparison in sorted(self._comparisons.items()):
             reports.setdefault(model, {})[str(version)] = comparison.report()
         return reports
 
-    def _comparison(self, model: str, version: int) -> ReferenceComparison | None:
-        key = (model, version)
+    def _comparison(self, key: tuple[str, int]) -> ReferenceComparison | None:
         found = self._comparisons.get(key)
         if found is None:
-            lineage = self._lineage(model, version)
+            lineage = self._lineage(*key)
             if lineage is not None:
                 found = self._comparisons[key] = ReferenceComparison(training_reference(lineage))
+                for features in self._waiting.pop(key, ()):
+                    found.observe(features)
         return found

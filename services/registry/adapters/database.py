@@ -17,14 +17,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
 
-READ_ONLY = "registry_read_only"
+from shared.sql import create_database_engine, reader
+
+__all__ = ["create_registry_engine", "downgrade", "migrate", "ping", "reader"]
+
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 VERSION_TABLE = "registry_alembic_version"
-# One registry at a time creates and migrates a given schema (PostgreSQL advisory lock).
+# One registry at a time migrates a given schema (PostgreSQL advisory lock).
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('mlops-registry:' || {schema}))"
 
 
@@ -46,67 +48,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def create_registry_engine(url: str, schema: str = "registry") -> Engine:
     """An engine on `url`; PostgreSQL gets `schema` (created if missing) as its search_path."""
-    if is_sqlite(url):
-        return _sqlite_engine(url)
-    ensure_schema(url, schema)
-    return create_engine(
-        url,
-        pool_pre_ping=True,
-        json_serializer=json_dumps,
-        connect_args={"options": f"-csearch_path={schema}"},
+    return create_database_engine(
+        url, schema=schema, begin_immediate=True, foreign_keys=True, json_serializer=json_dumps
     )
-
-
-def ensure_schema(url: str, schema: str) -> None:
-    """Creates the PostgreSQL schema, once even when several registries start together."""
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(_LOCK.format(schema=":schema")), {"schema": schema})
-            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    finally:
-        engine.dispose()
-
-
-def _sqlite_engine(url: str) -> Engine:
-    database = make_url(url).database
-    in_memory = not database or database == ":memory:"
-    if not in_memory:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        json_serializer=json_dumps,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        # An in-memory database (tests, tools) exists once per connection: share one.
-        **({"poolclass": StaticPool} if in_memory else {}),
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(connection: Any, _record: Any) -> None:
-        connection.isolation_level = None  # SQLAlchemy's BEGIN below starts each transaction
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        reading = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")
-
-    return engine
-
-
-def reader(engine: Engine) -> Engine:
-    """The same engine for read-only transactions (on SQLite they take no write lock)."""
-    return engine.execution_options(**{READ_ONLY: True})
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

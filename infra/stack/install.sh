@@ -38,7 +38,8 @@ java_major() {
 }
 
 install_packages() {
-  local pkgs=(kcat postgresql curl)
+  # librdkafka-dev, gcc, pkg-config: `mlops replay`'s native copier (shared/cli/native/).
+  local pkgs=(kcat postgresql curl librdkafka-dev gcc pkg-config)
   # Kafka 4 needs Java 17+; Maven fetches its jars. Reuse whatever is there.
   (($(java_major) >= 17)) || pkgs+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || pkgs+=(maven)
@@ -98,10 +99,23 @@ go_cmd() {
   "$GO_BIN" "$@"
 }
 
+# `mlops replay`'s native copier (shared/cli/native/replay_copy.c), compiled into the cache.
+replay_copier_install() {
+  local py=$REPO_ROOT/.venv/bin/python built
+  if [[ ! -x $py ]]; then
+    log "replay copier: no .venv yet, it is built on first use"
+    return 0
+  fi
+  built=$(cd "$REPO_ROOT" && MLOPS_CACHE_DIR=$CACHE_DIR "$py" -m shared.cli.native_copy) ||
+    die "replay copier: build failed"
+  log "replay copier: $built"
+}
+
 cmd_install() {
   local start=$SECONDS
   mkdir -p "$CACHE_DIR"
   install_packages
+  replay_copier_install
   postgres_install
   kafka_install
   if [[ ! -x $MINIO_BIN || ! -x $JAEGER_BIN ]]; then

@@ -9,11 +9,15 @@ only after a flush confirmed every write so far; on resume, messages confirmed a
 checkpoint are found by the target partition's end offset and skipped, so a replay that is
 interrupted (Ctrl-C, --limit, a crash) and run again never copies a message twice. That holds
 as long as nothing but the replay writes to its target topic.
+
+The copy itself runs in a native copier (shared/cli/native/replay_copy.c on librdkafka, driven
+by shared/cli/native_copy.py) when it can be built, and in the Python loop `_Copy` otherwise.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -27,11 +31,18 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from shared.cli.native_copy import (
+    NativeCopy,
+    NativeUnavailable,
+    PartitionTask,
+    Updates,
+    ensure_copier,
+)
 from shared.cli.ranges import (
     Checkpoint,
     PartitionProgress,
@@ -48,10 +59,15 @@ from shared.kafka.config import client_config
 from shared.kafka.topics import TopicCatalog, ensure_topics
 from shared.settings import PlatformSettings
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CHECKPOINT_DIR = Path(".local/replay")
 CONSUME_BATCH = 10_000
 CHECKPOINT_EVERY = 100_000
 TIMEOUT_S = 10.0
+
+Engine = Literal["auto", "native", "python"]
+ENGINE_LABELS = {"native": "native copier (C, librdkafka)", "python": "Python (confluent-kafka)"}
 
 
 class ReplayError(Exception):
@@ -108,6 +124,7 @@ class ReplayResult:
     checkpoint: Checkpoint
     copied: int
     seconds: float
+    engine: str = "python"
 
     @property
     def rate(self) -> float:
@@ -152,11 +169,15 @@ class Replayer:
         settings: PlatformSettings,
         checkpoint_dir: Path = DEFAULT_CHECKPOINT_DIR,
         catalog: TopicCatalog | None = None,
+        engine: Engine = "auto",
     ) -> None:
+        """engine: "native" requires the native copier, "python" never uses it, "auto" uses
+        it when it can be built and says why not otherwise."""
         self.settings = settings
         self.checkpoint_dir = checkpoint_dir
         self.catalog = catalog or TopicCatalog.load()
         self.admin = AdminClient(client_config(settings, "mlops-replay-admin"))
+        self.engine = engine
 
     # -- planning -------------------------------------------------------------------------
 
@@ -266,6 +287,19 @@ class Replayer:
 
     # -- running --------------------------------------------------------------------------
 
+    def _native_copier(self) -> Path | None:
+        if self.engine == "python":
+            return None
+        try:
+            return ensure_copier()
+        except NativeUnavailable as error:
+            if self.engine == "native":
+                raise ReplayError(f"native copier: {error}") from None
+            log.warning(
+                "replay: native copier unavailable (%s); using the slower Python copy", error
+            )
+            return None
+
     @contextmanager
     def _locked(self, target: str) -> Iterator[Path]:
         path = checkpoint_path(self.checkpoint_dir, target)
@@ -296,7 +330,15 @@ class Replayer:
                     return ReplayResult(checkpoint, 0, 0.0)
                 recorder = _Recorder(checkpoint, path)
                 groups = partition_groups(checkpoint, workers if request.limit is None else 1)
+                binary = self._native_copier()
                 started = time.perf_counter()
+                if binary is not None:
+                    copied = _run_native(
+                        binary, self.settings, self.admin, checkpoint, groups, request.limit,
+                        recorder, on_progress, should_stop,
+                    )  # fmt: skip
+                    seconds = time.perf_counter() - started
+                    return ReplayResult(checkpoint, copied, seconds, "native")
                 if len(groups) > 1:
                     copied = _run_workers(
                         self.settings, checkpoint, groups, recorder, on_progress, should_stop
@@ -319,9 +361,6 @@ def partition_groups(checkpoint: Checkpoint, workers: int) -> list[list[int]]:
     open_partitions = [p for p, s in sorted(checkpoint.partitions.items()) if s.remaining]
     count = max(1, min(workers, len(open_partitions)))
     return [group for group in (open_partitions[i::count] for i in range(count)) if group]
-
-
-Updates = dict[int, tuple[int, int]]  # partition -> (next source offset, target end offset)
 
 
 class _Recorder:
@@ -392,6 +431,63 @@ def _run_workers(
     if recorder.checkpoint.remaining and not stop.is_set():
         raise ReplayError("a replay worker ended before its partitions were copied")
     return copied
+
+
+def writes_to_skip(
+    admin: AdminClient, target: str, partitions: dict[int, PartitionProgress]
+) -> dict[int, int]:
+    """Per partition, the writes confirmed on the target after the last checkpoint: the next
+    source messages, to be read but not written again."""
+    target_ends = end_offsets(admin, target, list(partitions))
+    try:
+        return {
+            p: unrecorded_writes(progress, target_ends[p]) for p, progress in partitions.items()
+        }
+    except RangeError as error:
+        raise ReplayError(str(error)) from None
+
+
+def _run_native(
+    binary: Path,
+    settings: PlatformSettings,
+    admin: AdminClient,
+    checkpoint: Checkpoint,
+    groups: list[list[int]],
+    limit: int | None,
+    recorder: _Recorder,
+    on_progress: Callable[[int], None],
+    should_stop: Callable[[], bool],
+) -> int:
+    """One native copier process per group; this process relays progress and writes the
+    checkpoint after each of their confirmed flushes."""
+    partitions = checkpoint.partitions
+    skips = writes_to_skip(
+        admin, checkpoint.target_topic, {p: partitions[p] for g in groups for p in g}
+    )
+    tasks = [
+        [PartitionTask(p, partitions[p].next_offset, partitions[p].end, skips[p]) for p in group]
+        for group in groups
+    ]
+    copy = NativeCopy(
+        binary,
+        fast_consumer_config(settings, "mlops-replay"),
+        replay_producer_config(settings),
+        recorder.record,
+    )
+    outcome = copy.run(
+        checkpoint.source_topic, checkpoint.target_topic, tasks, CONSUME_BATCH, CHECKPOINT_EVERY,
+        limit, on_progress, should_stop,
+    )  # fmt: skip
+    if outcome.failures:
+        raise ReplayError(
+            f"{outcome.failures[0]}; nothing after the last checkpoint is recorded: "
+            "run the same command again to resume"
+        )
+    if outcome.stopped:
+        raise ReplayInterrupted("interrupted")
+    if limit is None and recorder.checkpoint.remaining:
+        raise ReplayError("a native copier ended before its partitions were copied")
+    return outcome.copied
 
 
 def _worker(
@@ -489,14 +585,8 @@ class _Copy:
         return self.limit is not None and self.copied >= self.limit
 
     def _skip_unrecorded(self) -> None:
-        target_ends = self._target_ends()
-        for p, progress in self.partitions.items():
-            try:
-                extra = unrecorded_writes(progress, target_ends[p])
-            except RangeError as error:
-                raise ReplayError(str(error)) from None
-            if extra:
-                self.skip[p] = extra
+        skips = writes_to_skip(self.admin, self.target, self.partitions)
+        self.skip = {p: extra for p, extra in skips.items() if extra}
 
     def _target_ends(self) -> dict[int, int]:
         return end_offsets(self.admin, self.target, list(self.partitions))
@@ -521,6 +611,8 @@ class _Copy:
             offset = message.offset()
             # Closed partitions have next_offset >= end, so this also drops their messages.
             if not next_offset[partition] <= offset < end[partition]:
+                if offset >= end[partition]:  # a compaction gap ran past the end
+                    next_offset[partition] = max(next_offset[partition], end[partition])
                 continue
             if skip and skip.get(partition):
                 skip[partition] -= 1

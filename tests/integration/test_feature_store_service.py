@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from minio import Minio
 from minio.deleteobjects import DeleteObject
@@ -38,7 +38,12 @@ from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from shared.storage import minio_client
-from tests.integration.kafka_helpers import committed_total, read_all, unique_name
+from tests.integration.kafka_helpers import (
+    committed_total,
+    read_all,
+    unique_name,
+    wait_for_leaders,
+)
 from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
 
@@ -98,25 +103,6 @@ def namespace(
             for service in ns.services:
                 service.stop()
             _clean_up(settings, admin, name)
-
-
-def wait_for_leaders(bootstrap: str, topics: list[str]) -> None:
-    """New topics answer offset requests only once their partitions have a leader."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("fs-probe")})
-
-    def answering() -> bool:
-        try:
-            for topic in topics:
-                for partition in consumer.list_topics(topic, timeout=5).topics[topic].partitions:
-                    consumer.get_watermark_offsets(TopicPartition(topic, partition), 5)
-        except KafkaException:
-            return False
-        return True
-
-    try:
-        wait_until(answering, what="leaders for the new topics", timeout_s=60, interval_s=0.2)
-    finally:
-        consumer.close()
 
 
 def _clean_up(settings: PlatformSettings, admin: AdminClient, name: str) -> None:

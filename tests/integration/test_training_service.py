@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 import sklearn
 import uvicorn
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 from minio import Minio
@@ -50,7 +50,12 @@ from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
-from tests.integration.kafka_helpers import committed_total, read_all, unique_name
+from tests.integration.kafka_helpers import (
+    committed_total,
+    read_all,
+    unique_name,
+    wait_for_leaders,
+)
 from tests.services import RunningService, free_port, namespace_topics, start_service
 from tests.waiting import wait_until
 
@@ -187,29 +192,8 @@ class Stack:
         return TopicCatalog.load().name(name, self.namespace)
 
     def wait_for_leaders(self) -> None:
-        """New topics answer offset requests only once their partitions have a leader."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                "group.id": unique_name("probe"),
-            }
-        )
         topics = [self.topic(name) for name in TopicCatalog.load().specs]
-
-        def answering() -> bool:
-            try:
-                for topic in topics:
-                    metadata = consumer.list_topics(topic, timeout=5).topics[topic]
-                    for partition in metadata.partitions:
-                        consumer.get_watermark_offsets(TopicPartition(topic, partition), 5)
-            except KafkaException:
-                return False
-            return True
-
-        try:
-            wait_until(answering, what="leaders for the new topics", timeout_s=60, interval_s=0.2)
-        finally:
-            consumer.close()
+        wait_for_leaders(self.settings.kafka_bootstrap_servers, topics)
 
     def register_specs(self) -> None:
         registry = SpecRegistry(

@@ -38,7 +38,7 @@ from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog, ensure_topics
 from shared.settings import PlatformSettings
-from tests.integration.kafka_helpers import committed_total, unique_name
+from tests.integration.kafka_helpers import committed_total, unique_name, wait_for_leaders
 from tests.waiting import wait_until
 
 KCAT = shutil.which("kcat") or "kcat"
@@ -106,26 +106,6 @@ def read_to_end(bootstrap: str, topic: str) -> list[Message]:
 
 
 USED_TOPICS = ("data.specs", "data.raw", "data.validated", "data.rejected", "bus.dead-letter")
-
-
-def wait_for_leaders(bootstrap: str, topics: list[str]) -> None:
-    """New topics answer offset requests only once their partitions have a leader."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("probe")})
-
-    def answering() -> bool:
-        try:
-            for topic in topics:
-                metadata = consumer.list_topics(topic, timeout=5).topics[topic]
-                for partition in metadata.partitions:
-                    consumer.get_watermark_offsets(TopicPartition(topic, partition), 5)
-        except Exception:
-            return False
-        return True
-
-    try:
-        wait_until(answering, what="leaders for the new topics", timeout_s=60, interval_s=0.2)
-    finally:
-        consumer.close()
 
 
 def free_port() -> int:

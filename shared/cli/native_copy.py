@@ -99,15 +99,16 @@ def ensure_copier(source: Path = SOURCE) -> Path:
 @dataclass(frozen=True)
 class PartitionTask:
     """One partition for a copier: read from next_offset to end, write all but the first
-    `skip` (already on the target)."""
+    `skip` (already on the target, whose partition ends at target_end now)."""
 
     partition: int
     next_offset: int
     end: int
-    skip: int = 0
+    skip: int
+    target_end: int
 
     def argument(self) -> str:
-        return f"{self.partition}:{self.next_offset}:{self.end}:{self.skip}"
+        return f"{self.partition}:{self.next_offset}:{self.end}:{self.skip}:{self.target_end}"
 
 
 @dataclass(frozen=True)

@@ -434,11 +434,10 @@ def _run_workers(
 
 
 def writes_to_skip(
-    admin: AdminClient, target: str, partitions: dict[int, PartitionProgress]
+    partitions: dict[int, PartitionProgress], target_ends: dict[int, int]
 ) -> dict[int, int]:
     """Per partition, the writes confirmed on the target after the last checkpoint: the next
     source messages, to be read but not written again."""
-    target_ends = end_offsets(admin, target, list(partitions))
     try:
         return {
             p: unrecorded_writes(progress, target_ends[p]) for p, progress in partitions.items()
@@ -460,17 +459,21 @@ def _run_native(
 ) -> int:
     """One native copier process per group; this process relays progress and writes the
     checkpoint after each of their confirmed flushes."""
-    partitions = checkpoint.partitions
-    skips = writes_to_skip(
-        admin, checkpoint.target_topic, {p: partitions[p] for g in groups for p in g}
-    )
+    partitions = {p: checkpoint.partitions[p] for group in groups for p in group}
+    target_ends = end_offsets(admin, checkpoint.target_topic, list(partitions))
+    skips = writes_to_skip(partitions, target_ends)
     tasks = [
-        [PartitionTask(p, partitions[p].next_offset, partitions[p].end, skips[p]) for p in group]
+        [
+            PartitionTask(p, partitions[p].next_offset, partitions[p].end, skips[p], target_ends[p])
+            for p in group
+        ]
         for group in groups
     ]
     copy = NativeCopy(
         binary,
-        fast_consumer_config(settings, "mlops-replay"),
+        # Smaller fetches than a plain reader's: the first messages arrive (and writing starts)
+        # while the rest of the range is still being fetched.
+        {**fast_consumer_config(settings, "mlops-replay"), "max.partition.fetch.bytes": 1_048_576},
         replay_producer_config(settings),
         recorder.record,
     )
@@ -585,7 +588,7 @@ class _Copy:
         return self.limit is not None and self.copied >= self.limit
 
     def _skip_unrecorded(self) -> None:
-        skips = writes_to_skip(self.admin, self.target, self.partitions)
+        skips = writes_to_skip(self.partitions, self._target_ends())
         self.skip = {p: extra for p, extra in skips.items() if extra}
 
     def _target_ends(self) -> dict[int, int]:

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,8 +27,18 @@ from services.feature_store.adapters.online import online_table
 from services.feature_store.adapters.online import table_name as online_table_name
 from services.validation.adapters.record_ids import record_ids_table
 from services.validation.adapters.record_ids import table_name as record_ids_table_name
+from shared.cli.native_copy import CopyOutcome, NativeCopy, PartitionTask, Updates, ensure_copier
 from shared.cli.ranges import Checkpoint, parse_position, topic_names
-from shared.cli.replay import Engine, Replayer, ReplayError, ReplayInterrupted, ReplayRequest
+from shared.cli.replay import (
+    Engine,
+    Replayer,
+    ReplayError,
+    ReplayInterrupted,
+    ReplayRequest,
+    _Recorder,
+    fast_consumer_config,
+    replay_producer_config,
+)
 from shared.datasets.registry import SpecRegistry
 from shared.datasets.sources import agrawal_records
 from shared.datasets.spec import shipped_specs
@@ -249,6 +260,69 @@ def test_writes_confirmed_after_the_last_checkpoint_are_not_copied_again(
     assert len(copied) == PER_PARTITION * PARTITIONS, "nothing copied twice"
     source_messages = read_range(bootstrap, f"{source}.data.raw")
     assert [s.content() for s in copied] == [s.content() for s in source_messages]
+
+
+def test_the_python_loop_checkpoints_only_confirmed_writes(
+    source: str, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.cli.replay.CHECKPOINT_EVERY", 100)
+    monkeypatch.setattr("shared.cli.replay.CONSUME_BATCH", 20)
+    saved: list[tuple[dict[int, tuple[int, int]], int]] = []
+    record = _Recorder.record
+
+    def spy(recorder: _Recorder, updates: dict[int, tuple[int, int]], copied: int) -> None:
+        saved.append((dict(updates), copied))
+        record(recorder, updates, copied)
+
+    monkeypatch.setattr(_Recorder, "record", spy)
+    result = replayer(source, tmp_path, "python").run(request(source, target, "50", "end"), target)
+    assert result.checkpoint.complete and len(saved) > 3
+    assert sum(copied for _, copied in saved) == result.copied == (PER_PARTITION - 50) * PARTITIONS
+    for updates, _ in saved:
+        for next_offset, target_end in updates.values():
+            # The target was empty: every source message before next_offset is on it, no more.
+            assert target_end == next_offset - 50
+
+
+def test_the_native_copier_checkpoints_confirmed_writes_while_it_copies(
+    source: str, target: str, admin: AdminClient, bootstrap: str
+) -> None:
+    """The copier is given a range twice as long as the topic: it cannot finish, so a
+    checkpoint seen before the rest is produced was taken mid-copy, from delivery reports."""
+    settings = PlatformSettings(namespace=source)
+    ensure_topics(admin, list(TopicCatalog.load().specs.values()), target)
+    saved: list[tuple[Updates, int]] = []
+    copy = NativeCopy(
+        ensure_copier(),
+        fast_consumer_config(settings, "replay-test"),
+        replay_producer_config(settings),
+        lambda updates, copied: saved.append((updates, copied)),
+    )
+    tasks = [[PartitionTask(p, 0, 2 * PER_PARTITION, 0, 0) for p in range(PARTITIONS)]]
+    outcomes: list[CopyOutcome] = []
+    copying = threading.Thread(
+        target=lambda: outcomes.append(
+            copy.run(f"{source}.data.raw", f"{target}.data.raw", tasks, 1000, 100, None,
+                     lambda copied: None, lambda: False)
+        )
+    )  # fmt: skip
+    copying.start()
+    try:
+        wait_until(lambda: bool(saved), what="a checkpoint while the range is incomplete")
+        assert copying.is_alive()
+    finally:
+        fill(bootstrap, f"{source}.data.raw")  # the second half: now the copier can finish
+        copying.join(60)
+    assert outcomes and not outcomes[0].failures and not outcomes[0].stopped
+    assert len(saved) >= 2 and sum(copied for _, copied in saved) == 2 * PER_PARTITION * PARTITIONS
+    for updates, _ in saved:
+        for next_offset, target_end in updates.values():
+            assert target_end == next_offset, "every source message before next_offset is copied"
+    assert saved[-1][0] == {p: (2 * PER_PARTITION, 2 * PER_PARTITION) for p in range(PARTITIONS)}
+    copied = read_range(bootstrap, f"{target}.data.raw")
+    assert [s.content() for s in copied] == [
+        s.content() for s in read_range(bootstrap, f"{source}.data.raw")
+    ]
 
 
 @ENGINES

@@ -28,10 +28,10 @@ from shared.cli.native_copy import (
 
 
 def test_arguments_name_every_partition_with_its_range_and_skip() -> None:
-    tasks = [PartitionTask(0, 100, 300, 0), PartitionTask(2, 5, 9, 3)]
+    tasks = [PartitionTask(0, 100, 300, 0, 0), PartitionTask(2, 5, 9, 3, 40)]
     arguments = copier_arguments(Path("/bin/c"), "a.raw", "b.raw", tasks, 10_000, 100_000, None)
-    assert arguments == ["/bin/c", "a.raw", "b.raw", "10000", "100000", "0", "0:100:300:0",
-                         "2:5:9:3"]  # fmt: skip
+    assert arguments == ["/bin/c", "a.raw", "b.raw", "10000", "100000", "0", "0:100:300:0:0",
+                         "2:5:9:3:40"]  # fmt: skip
     assert copier_arguments(Path("c"), "s", "t", tasks[:1], 1, 2, 250)[5] == "250"
 
 
@@ -125,7 +125,7 @@ def drive(
 
 
 def test_confirmed_lines_are_recorded_and_progress_relayed(fake_copier: Path) -> None:
-    recorded, progress, outcome = drive(fake_copier, [[PartitionTask(0, 10, 13)]])
+    recorded, progress, outcome = drive(fake_copier, [[PartitionTask(0, 10, 13, 0, 0)]])
     assert recorded == [({0: (12, 2)}, 2), ({0: (13, 3)}, 1)]
     assert progress == [2, 1]
     assert (outcome.copied, outcome.stopped, outcome.failures) == (3, False, [])
@@ -134,7 +134,7 @@ def test_confirmed_lines_are_recorded_and_progress_relayed(fake_copier: Path) ->
 def test_a_failed_copier_stops_the_others_and_nothing_unconfirmed_is_recorded(
     fake_copier: Path,
 ) -> None:
-    groups = [[PartitionTask(1, 10, 20)], [PartitionTask(2, 10, 20)]]
+    groups = [[PartitionTask(1, 10, 20, 0, 0)], [PartitionTask(2, 10, 20, 0, 0)]]
     recorded, _, outcome = drive(fake_copier, groups)
     assert ({1: (12, 2)}, 2) in recorded, "the confirmed line is kept"
     assert all(1 not in u or u[1] == (12, 2) for u, _ in recorded), "the cut line is not"
@@ -148,7 +148,7 @@ def test_a_stop_request_ends_every_copier_after_its_last_confirmed_save(
     progress_seen: list[int] = []
     copy = NativeCopy(fake_copier, {"bootstrap.servers": "x"}, {}, lambda u, n: None)
     outcome = copy.run(
-        "s", "t", [[PartitionTask(2, 10, 20)]], 10, 100, None, progress_seen.append,
+        "s", "t", [[PartitionTask(2, 10, 20, 0, 0)]], 10, 100, None, progress_seen.append,
         should_stop=lambda: bool(progress_seen),
     )  # fmt: skip
     assert outcome.stopped and not outcome.failures

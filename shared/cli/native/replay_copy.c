@@ -5,21 +5,26 @@
  * the checkpoint file, the lock and resuming stay in Python (shared/cli/native_copy.py
  * drives this program); this program only copies and reports what Kafka confirmed.
  *
- * usage: replay_copy SOURCE TARGET BATCH CHECKPOINT_EVERY LIMIT PARTITION:NEXT:END:SKIP...
+ * usage: replay_copy SOURCE TARGET BATCH CHECKPOINT_EVERY LIMIT P:NEXT:END:SKIP:TARGET_END...
  *   NEXT is the first source offset to read, END the first one not copied, SKIP how many
  *   messages from NEXT are read but not written (confirmed on the target after the last
- *   checkpoint). LIMIT 0 means no limit.
+ *   checkpoint), TARGET_END the target partition's end offset now. LIMIT 0 means no limit.
  * stdin: the librdkafka configuration as NUL-terminated strings, key then value, keys
  *   prefixed `consumer.` or `producer.` (stdin, not argv, so credentials stay out of ps).
  * stdout, one line each, flushed:
- *   progress N                          N messages written since the previous progress line
- *   saved N P:NEXT:TARGET_END ...       every write so far is confirmed (flush, no delivery
- *                                       error); N copied since the previous saved line, and
- *                                       per partition the next source offset and the target
- *                                       partition's end offset
+ *   progress N                     N messages written since the previous progress line
+ *   saved N P:NEXT:TARGET_END ...  N more writes confirmed since the previous saved line;
+ *                                  per partition, every source message before NEXT is
+ *                                  confirmed on the target (or skipped), which ends at
+ *                                  TARGET_END. Printed every CHECKPOINT_EVERY confirmed writes
+ *                                  and, after a flush, at the end.
  * exit: 0 done or LIMIT reached, 3 stopped by SIGINT/SIGTERM after a final saved line,
  *   1 a Kafka error (stderr says which; nothing after the last saved line is confirmed),
  *   2 bad arguments or configuration.
+ *
+ * Confirmation comes from delivery reports: the idempotent producer delivers a partition's
+ * messages in order, so a report for source offset O means every write before it is
+ * confirmed too. Checkpoints therefore never stop the copy to flush.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -36,14 +41,15 @@ enum { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_STOPPED = 3 };
 
 #define CONSUME_TIMEOUT_MS 500
 #define FLUSH_TIMEOUT_MS 60000
-#define WATERMARK_TIMEOUT_MS 10000
 
 typedef struct {
         int32_t partition;
         int64_t next; /* next source offset to read */
         int64_t end;  /* exclusive */
         int64_t skip;
-        int64_t target_end;
+        int64_t target_end;     /* after the last confirmed write */
+        int64_t outstanding;    /* writes not confirmed yet */
+        int64_t confirmed_next; /* source offset after the last confirmed write */
 } Range;
 
 typedef struct {
@@ -54,28 +60,37 @@ typedef struct {
         int count;
         Range **by_partition; /* indexed by partition number, NULL if not ours */
         int32_t max_partition;
-        int64_t copied;
-        int64_t recorded; /* copied as of the last saved line */
-        int64_t limit;    /* 0: none */
+        int64_t copied;    /* writes queued */
+        int64_t confirmed; /* writes confirmed */
+        int64_t recorded;  /* confirmed as of the last saved line */
+        int64_t limit;     /* 0: none */
+        long failures;
+        char first_failure[512];
 } Copy;
 
 static volatile sig_atomic_t stop_requested;
-static long delivery_failures;
-static char first_delivery_error[512];
 
 static void on_signal(int signum) {
         (void)signum;
         stop_requested = 1;
 }
 
-/* Only failures are reported (delivery.report.only.error), on this thread, from poll/flush. */
+/* Called on this thread from rd_kafka_poll/flush; the message opaque is its source offset. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque) {
         (void)rk;
-        (void)opaque;
-        if (message->err && delivery_failures++ == 0)
-                snprintf(first_delivery_error, sizeof first_delivery_error, "%s[%" PRId32 "]: %s",
-                         rd_kafka_topic_name(message->rkt), message->partition,
-                         rd_kafka_err2str(message->err));
+        Copy *copy = opaque;
+        if (message->err) {
+                if (copy->failures++ == 0)
+                        snprintf(copy->first_failure, sizeof copy->first_failure,
+                                 "%s[%" PRId32 "]: %s", rd_kafka_topic_name(message->rkt),
+                                 message->partition, rd_kafka_err2str(message->err));
+                return;
+        }
+        Range *range = copy->by_partition[message->partition];
+        range->outstanding--;
+        range->confirmed_next = (int64_t)(intptr_t)message->_private + 1;
+        range->target_end = message->offset + 1;
+        copy->confirmed++;
 }
 
 static int configure(rd_kafka_conf_t *consumer, rd_kafka_conf_t *producer) {
@@ -111,10 +126,11 @@ static int configure(rd_kafka_conf_t *consumer, rd_kafka_conf_t *producer) {
 
 static int parse_range(const char *text, Range *range) {
         int used = 0;
-        int parsed = sscanf(text, "%" SCNd32 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64 "%n",
-                            &range->partition, &range->next, &range->end, &range->skip, &used);
-        if (parsed != 4 || text[used] != '\0' || range->partition < 0 || range->next < 0 ||
-            range->skip < 0)
+        int parsed = sscanf(text, "%" SCNd32 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64 ":%" SCNd64 "%n",
+                            &range->partition, &range->next, &range->end, &range->skip,
+                            &range->target_end, &used);
+        if (parsed != 5 || text[used] != '\0' || range->partition < 0 || range->next < 0 ||
+            range->skip < 0 || range->target_end < 0)
                 return -1;
         return 0;
 }
@@ -134,7 +150,7 @@ static int limit_reached(const Copy *copy) {
         return copy->limit > 0 && copy->copied >= copy->limit;
 }
 
-static int produce(Copy *copy, rd_kafka_message_t *message) {
+static int produce(Copy *copy, Range *range, rd_kafka_message_t *message) {
         rd_kafka_headers_t *headers = NULL;
         rd_kafka_resp_err_t header_error = rd_kafka_message_detach_headers(message, &headers);
         if (header_error && header_error != RD_KAFKA_RESP_ERR__NOENT) {
@@ -145,7 +161,8 @@ static int produce(Copy *copy, rd_kafka_message_t *message) {
         }
         rd_kafka_timestamp_type_t type;
         int64_t timestamp = rd_kafka_message_timestamp(message, &type);
-        rd_kafka_vu_t fields[7] = {
+        rd_kafka_vu_t fields[8] = {
+            {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = (void *)(intptr_t)message->offset},
             {.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = copy->target},
             {.vtype = RD_KAFKA_VTYPE_PARTITION, .u.i32 = message->partition},
             {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
@@ -155,11 +172,15 @@ static int produce(Copy *copy, rd_kafka_message_t *message) {
             {.vtype = RD_KAFKA_VTYPE_TIMESTAMP, .u.i64 = timestamp > 0 ? timestamp : 0},
             {.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = headers},
         };
-        size_t count = headers ? 7 : 6;
+        size_t count = headers ? 8 : 7;
         for (;;) {
                 rd_kafka_error_t *error = rd_kafka_produceva(copy->producer, fields, count);
-                if (error == NULL)
-                        return 0; /* the headers now belong to the queued message */
+                if (error == NULL) {
+                        /* The headers now belong to the queued message. */
+                        if (range->outstanding++ == 0)
+                                range->confirmed_next = range->next;
+                        return 0;
+                }
                 rd_kafka_resp_err_t code = rd_kafka_error_code(error);
                 if (code != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                         fprintf(stderr, "writing to %s[%" PRId32 "] failed: %s\n",
@@ -200,7 +221,7 @@ static int handle(Copy *copy, rd_kafka_message_t *message) {
         if (range->skip > 0) {
                 range->skip--;
         } else {
-                if (produce(copy, message))
+                if (produce(copy, range, message))
                         return -1;
                 copy->copied++;
         }
@@ -246,44 +267,40 @@ static int copy_batch(Copy *copy, rd_kafka_queue_t *queue, rd_kafka_message_t **
         return 0;
 }
 
-/* Flush, check that Kafka confirmed every write, then report how far each partition got. */
-static int save(Copy *copy) {
+/* A saved line with how far each partition is confirmed; refused after any failed write. */
+static int report(Copy *copy) {
         char error[512];
-        rd_kafka_resp_err_t flushed = rd_kafka_flush(copy->producer, FLUSH_TIMEOUT_MS);
         if (rd_kafka_fatal_error(copy->producer, error, sizeof error)) {
                 fprintf(stderr, "the producer failed: %s\n", error);
                 return -1;
         }
-        if (flushed || delivery_failures) {
-                if (delivery_failures)
-                        fprintf(stderr, "Kafka did not confirm every write (%ld failed, first: %s)\n",
-                                delivery_failures, first_delivery_error);
-                else
-                        fprintf(stderr, "Kafka did not confirm every write (%d unconfirmed after "
-                                        "%d s)\n", rd_kafka_outq_len(copy->producer),
-                                FLUSH_TIMEOUT_MS / 1000);
+        if (copy->failures) {
+                fprintf(stderr, "Kafka did not confirm every write (%ld failed, first: %s)\n",
+                        copy->failures, copy->first_failure);
                 return -1;
         }
+        printf("saved %" PRId64, copy->confirmed - copy->recorded);
         for (int i = 0; i < copy->count; i++) {
-                Range *range = &copy->ranges[i];
-                int64_t low;
-                rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-                    copy->producer, copy->target_name, range->partition, &low, &range->target_end,
-                    WATERMARK_TIMEOUT_MS);
-                if (err) {
-                        fprintf(stderr, "end offset of %s[%" PRId32 "]: %s\n", copy->target_name,
-                                range->partition, rd_kafka_err2str(err));
-                        return -1;
-                }
+                const Range *range = &copy->ranges[i];
+                /* Nothing outstanding: skipped messages and gaps after the last write count. */
+                int64_t next = range->outstanding ? range->confirmed_next : range->next;
+                printf(" %" PRId32 ":%" PRId64 ":%" PRId64, range->partition, next,
+                       range->target_end);
         }
-        printf("saved %" PRId64, copy->copied - copy->recorded);
-        for (int i = 0; i < copy->count; i++)
-                printf(" %" PRId32 ":%" PRId64 ":%" PRId64, copy->ranges[i].partition,
-                       copy->ranges[i].next, copy->ranges[i].target_end);
         printf("\n");
         fflush(stdout);
-        copy->recorded = copy->copied;
+        copy->recorded = copy->confirmed;
         return 0;
+}
+
+/* Wait for every write, then report. */
+static int finish(Copy *copy) {
+        if (rd_kafka_flush(copy->producer, FLUSH_TIMEOUT_MS) && !copy->failures) {
+                fprintf(stderr, "Kafka did not confirm every write (%d unconfirmed after %d s)\n",
+                        rd_kafka_outq_len(copy->producer), FLUSH_TIMEOUT_MS / 1000);
+                return -1;
+        }
+        return report(copy);
 }
 
 static int parse_arguments(int argc, char **argv, Copy *copy, int64_t *batch_size,
@@ -333,8 +350,15 @@ static rd_kafka_t *open_clients(Copy *copy, const char *source) {
         rd_kafka_conf_t *consumer_conf = rd_kafka_conf_new(), *producer_conf = rd_kafka_conf_new();
         if (configure(consumer_conf, producer_conf))
                 return NULL;
-        rd_kafka_conf_set_dr_msg_cb(producer_conf, on_delivery);
         char error[512];
+        /* Every write's report is needed: it is what confirms the checkpoint. */
+        if (rd_kafka_conf_set(producer_conf, "delivery.report.only.error", "false", error,
+                              sizeof error) != RD_KAFKA_CONF_OK) {
+                fprintf(stderr, "replay_copy: %s\n", error);
+                return NULL;
+        }
+        rd_kafka_conf_set_dr_msg_cb(producer_conf, on_delivery);
+        rd_kafka_conf_set_opaque(producer_conf, copy);
         copy->producer = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, error, sizeof error);
         rd_kafka_t *consumer =
             copy->producer ? rd_kafka_new(RD_KAFKA_CONSUMER, consumer_conf, error, sizeof error)
@@ -365,21 +389,15 @@ static int copy_all(Copy *copy, rd_kafka_t *consumer, int64_t batch_size,
                     int64_t checkpoint_every) {
         rd_kafka_queue_t *queue = rd_kafka_queue_get_consumer(consumer);
         rd_kafka_message_t **batch = calloc((size_t)batch_size, sizeof *batch);
-        int64_t since_checkpoint = 0;
         while (any_open(copy) && !limit_reached(copy)) {
                 if (stop_requested)
-                        return save(copy) ? EXIT_FAILED : EXIT_STOPPED;
-                int64_t before = copy->copied;
+                        return finish(copy) ? EXIT_FAILED : EXIT_STOPPED;
                 if (copy_batch(copy, queue, batch, batch_size))
                         return EXIT_FAILED;
-                since_checkpoint += copy->copied - before;
-                if (since_checkpoint >= checkpoint_every) {
-                        if (save(copy))
-                                return EXIT_FAILED;
-                        since_checkpoint = 0;
-                }
+                if (copy->confirmed - copy->recorded >= checkpoint_every && report(copy))
+                        return EXIT_FAILED;
         }
-        return save(copy) ? EXIT_FAILED : EXIT_DONE;
+        return finish(copy) ? EXIT_FAILED : EXIT_DONE;
 }
 
 /* Every message passes through freshly allocated memory (fetch buffers, consumed and queued
@@ -407,7 +425,7 @@ int main(int argc, char **argv) {
         rd_kafka_t *consumer = open_clients(&copy, argv[1]);
         if (consumer == NULL)
                 return EXIT_USAGE;
-        /* The clients are not torn down: every write is confirmed by save() and nothing is
+        /* The clients are not torn down: every write is confirmed by finish() and nothing is
          * committed, so there is nothing left to wait for. */
         return copy_all(&copy, consumer, batch_size, checkpoint_every);
 }

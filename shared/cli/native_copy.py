@@ -74,9 +74,12 @@ def ensure_copier(source: Path = SOURCE) -> Path:
     if shutil.which(COMPILER) is None:
         raise NativeUnavailable(f"{COMPILER} is not installed (`make install` installs it)")
     flags = _pkg_config()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed: concurrent builds never run a half-written file.
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside the target and renamed: concurrent builds never run a half-written file.
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as error:
+        raise NativeUnavailable(f"cannot write to {target.parent}: {error.strerror}") from None
     os.close(handle)
     try:
         built = subprocess.run(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import native_copy
+from shared.cli import native_copy, replay
 from shared.cli.native_copy import (
     CopierFailed,
     CopyOutcome,
@@ -25,6 +25,8 @@ from shared.cli.native_copy import (
     ensure_copier,
     parse_line,
 )
+from shared.cli.replay import Engine, Replayer, ReplayError
+from shared.settings import PlatformSettings
 
 
 def test_arguments_name_every_partition_with_its_range_and_skip() -> None:
@@ -153,3 +155,39 @@ def test_a_stop_request_ends_every_copier_after_its_last_confirmed_save(
     )  # fmt: skip
     assert outcome.stopped and not outcome.failures
     assert outcome.copied == 4
+
+
+def test_an_unwritable_cache_means_unavailable_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(not_a_directory))
+    monkeypatch.setattr(native_copy, "COMPILER", "true")
+    monkeypatch.setattr(native_copy, "_pkg_config", lambda: [])
+    with pytest.raises(NativeUnavailable, match="cannot write to"):
+        ensure_copier()
+
+
+@pytest.mark.parametrize("engine", ["auto", "native", "python"])
+def test_without_the_copier_auto_falls_back_with_a_notice_and_native_refuses(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unavailable() -> Path:
+        raise NativeUnavailable("gcc is not installed (`make install` installs it)")
+
+    monkeypatch.setattr(replay, "ensure_copier", unavailable)
+    replayer = Replayer(PlatformSettings(kafka_bootstrap_servers="127.0.0.1:1"), engine=engine)
+    if engine == "native":
+        with pytest.raises(ReplayError, match="gcc is not installed"):
+            replayer._native_copier()
+        return
+    assert replayer._native_copier() is None
+    notices = [r.getMessage() for r in caplog.records]
+    if engine == "auto":
+        assert notices == [
+            "replay: native copier unavailable (gcc is not installed (`make install` installs "
+            "it)); using the slower Python copy"
+        ]
+    else:
+        assert notices == []

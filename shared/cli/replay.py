@@ -56,7 +56,7 @@ from shared.cli.ranges import (
     unrecorded_writes,
 )
 from shared.kafka.config import client_config
-from shared.kafka.topics import TopicCatalog, ensure_topics
+from shared.kafka.topics import TopicCatalog, ensure_topics, wait_for_leaders
 from shared.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class Replayer:
 
     # -- planning -------------------------------------------------------------------------
 
-    def source_partitions(self, topic: str) -> int:
+    def partition_count(self, topic: str) -> int:
         metadata = self.admin.list_topics(topic=topic, timeout=TIMEOUT_S)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
@@ -195,24 +195,18 @@ class Replayer:
             ensure_topics(self.admin, list(self.catalog.specs.values()), into, TIMEOUT_S)
         else:
             self._create(names.target, partitions)
-        have = self._wait_for_leaders(names.target)
+        try:
+            wait_for_leaders(self.admin, [names.target], TIMEOUT_S)
+        except TimeoutError:
+            raise ReplayError(
+                f"topic {names.target!r} has no leader for every partition yet"
+            ) from None
+        have = self.partition_count(names.target)
         if have < partitions:
             raise ReplayError(
                 f"{names.target} has {have} partitions, the source {partitions}: "
                 "partitions cannot be kept; delete the target topic or replay elsewhere"
             )
-
-    def _wait_for_leaders(self, topic: str) -> int:
-        """A new topic's partition count, once every partition has a leader to write to."""
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            found = self.admin.list_topics(topic=topic, timeout=TIMEOUT_S).topics.get(topic)
-            ready = found is not None and found.error is None and found.partitions
-            if ready and all(p.leader >= 0 for p in found.partitions.values()):
-                return len(found.partitions)
-            if time.monotonic() > deadline:
-                raise ReplayError(f"topic {topic!r} has no leader for every partition yet")
-            time.sleep(0.2)
 
     def _create(self, topic: str, partitions: int) -> None:
         metadata = self.admin.list_topics(timeout=TIMEOUT_S)
@@ -233,7 +227,7 @@ class Replayer:
         """The checkpoint to continue from: the saved one for the same request, or a new one
         with the range resolved on every partition now (so `end` stays fixed across runs)."""
         names = request.names
-        partitions = self.source_partitions(names.source)
+        partitions = self.partition_count(names.source)
         self.prepare_target(names, partitions, into)
         path = checkpoint_path(self.checkpoint_dir, names.target)
         saved = None if request.restart else Checkpoint.load(path)

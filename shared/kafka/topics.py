@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec, TopicMetadata
 
 from shared.kafka.config import client_config
 from shared.settings import PlatformSettings
@@ -111,18 +112,31 @@ def ensure_topics(
 
 
 def wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
-    """Returns once every partition of `names` has a leader: a topic just created answers
-    NOT_LEADER_FOR_PARTITION to reads and writes until then."""
+    """Returns once every partition of `names` has a leader that answers an offset request: a
+    topic just created answers NOT_LEADER_FOR_PARTITION to reads and writes until then, and
+    its metadata can name a leader a moment before that leader serves it."""
     deadline = time.monotonic() + timeout_s
     waiting = set(names)
     while waiting:
         topics = admin.list_topics(timeout=timeout_s).topics
         waiting = {name for name in waiting if not _led(topics.get(name))}
         if not waiting:
+            waiting = {name for name in names if not _serving(admin, name, topics[name])}
+        if not waiting:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"no leader after {timeout_s}s for: {', '.join(sorted(waiting))}")
         time.sleep(0.05)
+
+
+def _serving(admin: AdminClient, name: str, topic: TopicMetadata) -> bool:
+    asked = {TopicPartition(name, p): OffsetSpec.latest() for p in topic.partitions}
+    try:
+        for future in admin.list_offsets(asked, request_timeout=5).values():
+            future.result()
+    except KafkaException:
+        return False
+    return True
 
 
 def _led(topic: TopicMetadata | None) -> bool:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.waiting import wait_until
@@ -21,25 +21,6 @@ def create_topic(admin: AdminClient, name: str, partitions: int = 1) -> str:
     future[name].result(timeout=30)
     wait_until(lambda: name in admin.list_topics(timeout=5).topics, what=f"topic {name} to exist")
     return name
-
-
-def wait_for_leaders(bootstrap: str, topics: list[str]) -> None:
-    """New topics answer offset requests only once their partitions have a leader."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("probe")})
-
-    def answering() -> bool:
-        try:
-            for topic in topics:
-                for partition in consumer.list_topics(topic, timeout=5).topics[topic].partitions:
-                    consumer.get_watermark_offsets(TopicPartition(topic, partition), 5)
-        except (KafkaException, KeyError):
-            return False
-        return True
-
-    try:
-        wait_until(answering, what="leaders for the new topics", timeout_s=60, interval_s=0.2)
-    finally:
-        consumer.close()
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[Message]:

@@ -42,7 +42,6 @@ from tests.integration.kafka_helpers import (
     committed_total,
     read_all,
     unique_name,
-    wait_for_leaders,
 )
 from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
@@ -85,13 +84,11 @@ class Namespace:
 def namespace(
     settings: PlatformSettings,
     admin: AdminClient,
-    bootstrap: str,
     subprocess_env: dict[str, str],
     tmp_path: Path,
 ) -> Iterator[Namespace]:
     name = unique_name("fs").replace("-", "")
-    with namespace_topics(admin, name) as catalog:
-        wait_for_leaders(bootstrap, [spec.full_name(name) for spec in catalog.specs.values()])
+    with namespace_topics(admin, name):
         producer = EventProducer(producer_config(settings, "feature-store-test"))
         registry = SpecRegistry(client_config(settings, "fs-test"), f"{name}.data.specs", "test")
         ns = Namespace(

@@ -54,7 +54,6 @@ from tests.integration.kafka_helpers import (
     committed_total,
     read_all,
     unique_name,
-    wait_for_leaders,
 )
 from tests.services import RunningService, free_port, namespace_topics, start_service
 from tests.waiting import wait_until
@@ -191,10 +190,6 @@ class Stack:
     def topic(self, name: str) -> str:
         return TopicCatalog.load().name(name, self.namespace)
 
-    def wait_for_leaders(self) -> None:
-        topics = [self.topic(name) for name in TopicCatalog.load().specs]
-        wait_for_leaders(self.settings.kafka_bootstrap_servers, topics)
-
     def register_specs(self) -> None:
         registry = SpecRegistry(
             client_config(self.settings, "training-test"), self.topic("data.specs"), "test"
@@ -325,7 +320,6 @@ def stack(
             offline_bucket=f"offline-{suffix}",
         )
         try:
-            running.wait_for_leaders()
             running.register_specs()
             yield running
         finally:

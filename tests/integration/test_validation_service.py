@@ -38,7 +38,7 @@ from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog, ensure_topics
 from shared.settings import PlatformSettings
-from tests.integration.kafka_helpers import committed_total, unique_name, wait_for_leaders
+from tests.integration.kafka_helpers import committed_total, unique_name
 from tests.waiting import wait_until
 
 KCAT = shutil.which("kcat") or "kcat"
@@ -103,9 +103,6 @@ def read_to_end(bootstrap: str, topic: str) -> list[Message]:
     finally:
         consumer.close()
     return sorted(messages, key=lambda m: (m.partition, m.offset))
-
-
-USED_TOPICS = ("data.specs", "data.raw", "data.validated", "data.rejected", "bus.dead-letter")
 
 
 def free_port() -> int:
@@ -230,7 +227,6 @@ def platform(
     namespace = unique_name("val").replace("-", "")
     catalog = TopicCatalog.load()
     ensure_topics(admin, list(catalog.specs.values()), namespace)
-    wait_for_leaders(bootstrap, [catalog.name(n, namespace) for n in USED_TOPICS])
     running = Platform(namespace, settings, bootstrap, subprocess_env, tmp_path)
     try:
         yield running

@@ -8,7 +8,7 @@ import logging
 
 from fastapi import FastAPI
 
-from services.monitoring.adapters.history import History, create_monitoring_engine
+from services.monitoring.adapters.history import History
 from services.monitoring.adapters.registry import BackgroundLineages, LineageClient
 from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
@@ -24,6 +24,7 @@ from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
 from shared.settings import PlatformSettings
+from shared.sql import create_database_engine
 from shared.telemetry import configure_tracing
 
 NAME = "monitoring"
@@ -36,7 +37,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         settings.detectors_for(dataset)  # a bad detector configuration fails at start-up
     settings.detectors_for("")
     producer = EventProducer(producer_config(platform, NAME))
-    history = History(create_monitoring_engine(settings.database_url_for(platform)), namespace)
+    history = History(create_database_engine(settings.database_url_for(platform)), namespace)
     lineages = BackgroundLineages(LineageClient(settings.registry_url).lineage)
     deps = Deps(
         monitor=Monitor(

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sklearn.tree import DecisionTreeClassifier
 
-from services.monitoring.adapters.history import History, create_monitoring_engine
+from services.monitoring.adapters.history import History
 from services.monitoring.settings import MonitoringSettings
 from shared.datasets.sources import agrawal_records
 from shared.events import Event
@@ -32,6 +32,7 @@ from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
+from shared.sql import create_database_engine
 from tests.integration.kafka_helpers import unique_name
 from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
@@ -57,7 +58,7 @@ def namespace(admin: AdminClient, settings: PlatformSettings) -> Iterator[str]:
     ns = unique_name("mon").replace("-", "")
     with namespace_topics(admin, ns):
         yield ns
-    engine = create_monitoring_engine(MonitoringSettings().database_url_for(settings))
+    engine = create_database_engine(MonitoringSettings().database_url_for(settings))
     History(engine, ns).drop()
     engine.dispose()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -21,12 +20,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     insert,
     select,
     text,
 )
-from sqlalchemy.engine import make_url
 
 from services.monitoring.domain.policy import Decision
 from shared.events.envelope import Event
@@ -35,16 +32,6 @@ from shared.events.models import DriftDetected
 
 def table_prefix(namespace: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", namespace.lower()) + "_monitoring"
-
-
-def create_monitoring_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-    return create_engine(url, pool_pre_ping=True)
 
 
 class History:

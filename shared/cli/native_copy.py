@@ -243,9 +243,8 @@ class NativeCopy:
         try:
             self._relay(copiers, outcome, on_progress, should_stop)
         finally:
+            self._stop(copiers)
             for copier in copiers:
-                if copier.process.poll() is None:
-                    copier.process.send_signal(signal.SIGTERM)
                 copier.process.wait()
         for copier in copiers:
             code = copier.process.returncode

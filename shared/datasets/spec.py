@@ -40,6 +40,14 @@ class FeatureSpec(_Strict):
     nullable: bool = False
     min: float | None = Field(None, description="Smallest allowed value (numeric, integer).")
     max: float | None = Field(None, description="Largest allowed value (numeric, integer).")
+    expected_min: float | None = Field(
+        None,
+        description="Smallest expected value (numeric, integer): a value below it is accepted, "
+        "flagged (RecordValidated.out_of_range) and counted; min/max are hard and reject.",
+    )
+    expected_max: float | None = Field(
+        None, description="Largest expected value (numeric, integer); see expected_min."
+    )
     categories: list[str] | None = Field(
         None, description="Allowed values (categorical), compared as strings."
     )
@@ -52,6 +60,14 @@ class FeatureSpec(_Strict):
             raise ValueError(f"{self.name}: min/max apply to numeric and integer features only")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"{self.name}: min {self.min} is above max {self.max}")
+        expected = self.expected_min is not None or self.expected_max is not None
+        if expected and self.type not in (FeatureType.NUMERIC, FeatureType.INTEGER):
+            raise ValueError(
+                f"{self.name}: expected_min/expected_max apply to numeric and integer features only"
+            )
+        low, high = self.expected_min, self.expected_max
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"{self.name}: expected_min {low} is above expected_max {high}")
         if self.type == FeatureType.CATEGORICAL and not self.categories:
             raise ValueError(f"{self.name}: a categorical feature needs its categories")
         if self.categories is not None and self.type != FeatureType.CATEGORICAL:
@@ -70,6 +86,22 @@ class LabelSpec(_Strict):
         description="with_record: a column of the record; feedback: sent later, keyed by record id.",
     )
     task: Literal["classification", "regression"] = "classification"
+
+    @model_validator(mode="after")
+    def _task_fits_the_type(self) -> Self:
+        if self.task == "regression" and self.type not in (
+            FeatureType.NUMERIC,
+            FeatureType.INTEGER,
+        ):
+            raise ValueError(
+                f"label {self.name}: a regression label must be numeric or integer, "
+                f"not {self.type.value}"
+            )
+        if self.type == FeatureType.TIMESTAMP:
+            raise ValueError(f"label {self.name}: a timestamp cannot be a label")
+        if self.categories is not None and self.task == "regression":
+            raise ValueError(f"label {self.name}: categories apply to classification labels only")
+        return self
 
 
 class Aggregation(_Strict):
@@ -92,11 +124,51 @@ class Aggregation(_Strict):
         return self
 
 
+CLASSIFICATION_METRICS = {
+    "roc_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "log_loss": False,
+}
+REGRESSION_METRICS = {"rmse": False, "mae": False, "r2": True}
+DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
+
+
 class ModelSpec(_Strict):
-    """The scikit-learn estimator the training service fits for this dataset."""
+    """The scikit-learn estimator the training service fits for this dataset, and the rule
+    the registry promotes its versions by (metric, direction, margin, evaluation size)."""
 
     estimator: str = "sklearn.ensemble.HistGradientBoostingClassifier"
     params: dict[str, Any] = Field(default_factory=dict)
+    primary_metric: str | None = Field(
+        None,
+        description="The holdout metric promotion compares: roc_auc, accuracy, f1, log_loss "
+        "(classification), rmse, mae, r2 (regression). Default: roc_auc, or rmse.",
+    )
+    higher_is_better: bool | None = Field(
+        None, description="The metric's direction; default: the known direction of the metric."
+    )
+    promotion_margin: float | None = Field(
+        None,
+        ge=0,
+        description="How much a version must beat the champion by; default the registry's.",
+    )
+    min_evaluation_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Fewest holdout rows a version is judged on; fewer: not promoted.",
+    )
+
+    def metric_for(self, task: str) -> tuple[str, bool]:
+        """The primary metric for a task, and whether higher is better."""
+        known = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+        metric = self.primary_metric or DEFAULT_METRIC[task]
+        if metric not in known:
+            raise ValueError(
+                f"primary_metric {metric!r} is not a {task} metric; one of {sorted(known)}"
+            )
+        direction = self.higher_is_better if self.higher_is_better is not None else known[metric]
+        return metric, direction
 
 
 class DatasetSpec(_Strict):
@@ -134,7 +206,14 @@ class DatasetSpec(_Strict):
                 raise ValueError(
                     f"aggregation {aggregation.name}: no feature {aggregation.feature!r}"
                 )
+        if self.label is not None:
+            self.model.metric_for(self.label.task)
         return self
+
+    @property
+    def task(self) -> str | None:
+        """classification or regression; None for a dataset without a label."""
+        return self.label.task if self.label is not None else None
 
     def feature(self, name: str) -> FeatureSpec:
         for feature in self.features:

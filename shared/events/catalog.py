@@ -12,6 +12,7 @@ from shared.events.models import (
     ModelRolledBack,
     ModelTrained,
     PredictionServed,
+    TrainingFailed,
     TrainModel,
 )
 from shared.events.records import (
@@ -34,6 +35,7 @@ EVENT_TYPES: dict[str, type[Payload]] = {
         DatasetSpecRegistered,
         TrainModel,
         ModelTrained,
+        TrainingFailed,
         ModelRegistered,
         ModelPromoted,
         ModelRejected,

@@ -125,6 +125,26 @@ class ModelTrained(Payload):
     trained_at: datetime
 
 
+class TrainingFailed(Payload):
+    """A TrainModel that ended without a model: refused (the command cannot be trained as
+    asked) or failed (a dependency was down, the data did not arrive in time). Published on
+    models.trained beside ModelTrained, so every requester and monitoring's policy see it."""
+
+    event_type: ClassVar[str] = "mlops.TrainingFailed"
+
+    model_name: str = Field(pattern=MODEL_NAME)
+    dataset: str
+    command_id: str = Field(description="The TrainModel's event id (GET /runs/{command_id}).")
+    trigger: TrainingTrigger
+    outcome: Literal["refused", "failed"] = Field(
+        description="refused: another attempt of the same command would fail the same way; "
+        "failed: a later attempt may succeed (a dependency down, data not there yet)."
+    )
+    reason: str = Field(min_length=1, description="Why, for people: what to change or wait for.")
+    error: str = Field(description="The error's class, e.g. NotEnoughData.")
+    failed_at: datetime
+
+
 class ModelRegistered(Payload):
     event_type: ClassVar[str] = "mlops.ModelRegistered"
 

@@ -61,6 +61,11 @@ class RecordValidated(Payload):
     values: dict[str, FieldValue] = Field(description="Feature values, typed as the spec declares.")
     label: FieldValue = Field(None, description="The label, when it arrives with the record.")
     source: SourcePosition = Field(description="The raw message this record came from.")
+    out_of_range: list[str] = Field(
+        default_factory=list,
+        description="Features whose value lies outside the spec's expected range (accepted, "
+        "flagged; monitoring counts them as a covariate-shift signal).",
+    )
 
 
 class RecordRejected(Payload):

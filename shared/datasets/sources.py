@@ -171,3 +171,114 @@ def breast_cancer_records(
             "diagnosis": targets[row],
         }
         yield record, targets[row]
+
+
+PHISHING_SHIFTED = ("empty_server_form_handler", "popup_window")
+"""The features `phishing_records` recodes (x -> 1 - x) from `shift_at` on."""
+
+
+def _phishing_table() -> tuple[list[str], list[list[float]], list[int]]:
+    from river.datasets import Phishing
+
+    rows = list(Phishing())
+    columns = list(rows[0][0])
+    table = [[float(x[column]) for column in columns] for x, _ in rows]
+    return columns, table, [int(bool(y)) for _, y in rows]
+
+
+def phishing_records(
+    count: int | None = None,
+    *,
+    seed: int,
+    start: datetime,
+    seconds_between: float = 1.0,
+    start_index: int = 0,
+    shift_at: int | None = None,
+    shifted: tuple[str, ...] = PHISHING_SHIFTED,
+) -> Iterator[tuple[Record, int]]:
+    """Web pages from River's Phishing table (1,250 rows, nine page features in [0, 1]).
+
+    Yields ``(record, is_phishing)``; the record holds ``site_id`` (``site-<row>``),
+    ``seen_at`` (ISO-8601 UTC; ``start`` for the first row yielded), ``page_id``
+    (``page-<seed>-<index>``), the nine features (floats, most of them 0, 0.5 or 1:
+    discrete values) and ``is_phishing`` (0/1): the label arrives with the record.
+
+    From stream index ``shift_at`` on, the ``shifted`` features are recoded ``x -> 1 - x``
+    (an upstream change of encoding): a covariate shift that breaks a model fitted before it
+    (accuracy falls from about 0.9 to about 0.5), while a model fitted after it does as well
+    as before. Rows come in an order shuffled by ``seed``, going round again past 1,250.
+    """
+    _check_stream(count, seconds_between, start_index)
+    columns, rows, targets = _phishing_table()
+    unknown = sorted(set(shifted) - set(columns))
+    if unknown:
+        raise ValueError(f"no phishing feature {unknown}; features: {columns}")
+    total = len(rows) - start_index if count is None else count
+    if total < 0:
+        raise ValueError(f"start_index {start_index} is past the {len(rows)} rows")
+    first = _utc(start)
+    order: list[int] = []
+    lap_of_order = -1
+    for index in range(start_index, start_index + total):
+        lap, position = divmod(index, len(rows))
+        if lap != lap_of_order:
+            order = list(range(len(rows)))
+            random.Random(f"phishing:{seed}:{lap}").shuffle(order)
+            lap_of_order = lap
+        row = order[position]
+        values = dict(zip(columns, rows[row], strict=True))
+        if shift_at is not None and index >= shift_at:
+            values.update({name: 1.0 - values[name] for name in shifted})
+        record: Record = {
+            "site_id": f"site-{row}",
+            "seen_at": (
+                first + timedelta(seconds=(index - start_index) * seconds_between)
+            ).isoformat(),
+            "page_id": f"page-{seed}-{index}",
+            **values,
+            "is_phishing": targets[row],
+        }
+        yield record, targets[row]
+
+
+def friedman_records(
+    count: int,
+    *,
+    seed: int,
+    start: datetime,
+    seconds_between: float = 1.0,
+    entities: int = 10**6,
+    drift_at: int | None = None,
+    start_index: int = 0,
+) -> Iterator[tuple[Record, float]]:
+    """A regression stream: Friedman's function over ten uniform features (River's
+    synth.FriedmanDrift, global abrupt drift), the target arriving later as feedback.
+
+    Yields ``(record, target)``; the record holds ``sensor_id`` (one of ``entities``,
+    fixed by seed and index), ``measured_at`` (ISO-8601 UTC), ``reading_id``
+    (``reading-<seed>-<index>``) and ``x0`` ... ``x9`` (floats in [0, 1]); the target is not
+    in the record. From ``drift_at`` on the target follows River's drifted function (the
+    relevant features change places): a concept drift seen in the residuals only.
+    """
+    from river.datasets.synth import FriedmanDrift
+
+    _check_stream(count, seconds_between, start_index)
+    if entities < 1:
+        raise ValueError(f"entities must be >= 1, not {entities}")
+    first = _utc(start)
+    # FriedmanDrift's drift position counts the rows it drew; one far past any stream
+    # keeps the first concept.
+    position = drift_at if drift_at is not None else 10**12
+    generator = FriedmanDrift(drift_type="gra", position=(position, 10**13), seed=seed)
+    for index, (x, y) in enumerate(generator.take(start_index + count)):
+        if index < start_index:
+            continue
+        record: Record = {
+            "sensor_id": f"sensor-{_stable_choice(seed, index, 'sensor', entities)}",
+            "measured_at": (
+                first + timedelta(seconds=(index - start_index) * seconds_between)
+            ).isoformat(),
+            "reading_id": f"reading-{seed}-{index}",
+            **{f"x{feature}": float(value) for feature, value in x.items()},
+        }
+        yield record, float(y)

@@ -89,11 +89,16 @@ def start_service(
     timeout_s: float = 90,
     extra_env: dict[str, str] | None = None,
     wait_ready: bool = True,
+    port: int | None = None,
 ) -> RunningService:
-    """Starts `python -m services.<name>` on a free port and waits until /ready answers 200
-    (/live with `wait_ready=False`)."""
-    port = free_port()
+    """Starts `python -m services.<name>` on `port` (default a free one) and waits until
+    /ready answers 200 (/live with `wait_ready=False`). A restart logs to a file of its own."""
+    port = port or free_port()
     log = log_dir / f"{name}.log"
+    restarts = 1
+    while log.exists():
+        log = log_dir / f"{name}.{restarts}.log"
+        restarts += 1
     service_env = {
         **env,
         **(extra_env or {}),

@@ -12,8 +12,8 @@ spec's own metric, served; no failed request."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from statistics import mean
@@ -35,7 +35,7 @@ from tests.e2e.any_dataset import (
     sample_start,
 )
 from tests.integration.kafka_helpers import unique_name
-from tests.services import RunningService, namespace_topics, start_service
+from tests.services import RunningService, free_port, namespace_topics, start_service
 from tests.waiting import wait_until
 
 SAMPLE = 400
@@ -75,6 +75,9 @@ READINGS = Scenario(
 class Platform:
     urls: Urls
     watcher: EventWatcher
+    services: dict[str, RunningService]
+    restart: Callable[..., RunningService]
+    """restart(name, **extra_env): the service again, on the same port."""
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +93,33 @@ def platform(
     with namespace_topics(admin, namespace):
         watcher = EventWatcher(settings.kafka_bootstrap_servers, namespace, f"{namespace}.test")
         try:
+            extras: dict[str, dict[str, str]] = {}
 
             def start(name: str, wait_ready: bool = True, **extra: str) -> RunningService:
+                extras[name] = extra
                 services[name] = start_service(
                     name, namespace, env, logs, extra_env=extra, wait_ready=wait_ready
+                )
+                return services[name]
+
+            def restart(name: str, **changed: str) -> RunningService:
+                port = services[name].port
+                services[name].stop()
+                services[name] = start_service(
+                    name,
+                    namespace,
+                    env,
+                    logs,
+                    extra_env={**extras[name], **changed},
+                    wait_ready=False,
+                    port=port,
                 )
                 return services[name]
 
             start_platform(start, namespace, MONITORING)
             urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
             watcher.start()
-            yield Platform(urls, watcher)
+            yield Platform(urls, watcher, services, restart)
         finally:
             watcher.stop()
             for service in reversed(list(services.values())):
@@ -199,3 +218,86 @@ def test_a_new_dataset_closes_the_loop(platform: Platform, scenario: Scenario) -
     during, after = stats.errors_by_phase["during"], stats.errors_by_phase["after"]
     assert during and after
     assert mean(after) < mean(during), (mean(during), mean(after))
+
+
+def test_a_model_wrong_from_its_first_prediction_raises_drift(platform: Platform) -> None:
+    """Friedman's drifted concept from the first streamed reading: the residuals never change,
+    so only the comparison with the training holdout can see that the model is wrong."""
+    scenario = replace(READINGS, name="wrong_readings", seed=11)
+    with httpx.Client(timeout=60) as client:
+        data = NewDataset(scenario, platform.urls, client)
+        _first_model(data, regression=True)
+        running = ScenarioStream(data, RATE, data.next_index, regression=True).start()
+        try:
+            drift = wait_until(
+                lambda: _of_model(platform.watcher.drifts(), scenario.name),
+                what="a drift of a model that is wrong from the start",
+                timeout_s=120,
+            )[0]
+        finally:
+            stats = running.stop()
+    assert drift.data["model_version"] == data.first_version
+    assert drift.data["signal_kind"] == "error", drift.data
+    assert stats.failed_requests == 0, list(stats.failures)
+
+
+def test_a_failed_retrain_does_not_start_the_cooldown_and_is_tried_again(
+    platform: Platform,
+) -> None:
+    """Training loses its object store (MinIO unreachable) before the drift: the retrain fails
+    with its reason, monitoring records it, and once training has its store back the policy
+    tries again, within the 600 s cooldown a counted retrain would have started."""
+    scenario = replace(PAGES, name="retried_pages", seed=13)
+    with httpx.Client(timeout=60) as client:
+        data = NewDataset(scenario, platform.urls, client)
+        _first_model(data, regression=False)
+        platform.restart("training", MLOPS_S3_ENDPOINT=f"127.0.0.1:{free_port()}")
+        running = ScenarioStream(data, RATE, data.next_index + BEFORE_SHIFT, False).start()
+        try:
+            failed_command = wait_until(
+                lambda: _drift_command(platform, scenario.name),
+                what=f"a drift retrain of {scenario.name}",
+                timeout_s=240,
+            )
+            failure = wait_until(
+                lambda: _outcome_of(platform, failed_command),
+                what="the failed retrain's outcome",
+                timeout_s=300,
+            )
+            assert failure.type == "mlops.TrainingFailed", failure.data
+            assert failure.data["outcome"] == "failed" and failure.data["reason"]
+            wait_until(
+                lambda: _decision_outcome(platform, failed_command.event["id"]),
+                what="monitoring to record the retrain as failed",
+                timeout_s=60,
+            )
+            training = platform.restart("training")
+            wait_until(training.is_ready, what="training ready again", timeout_s=90)
+            retried = wait_until(
+                lambda: _of_model(platform.watcher.drift_commands(), scenario.name)[1:],
+                what="the policy to try the retrain again",
+                timeout_s=240,
+            )[0]
+            outcome = wait_until(
+                lambda: _outcome_of(platform, retried), what="the retry's outcome", timeout_s=300
+            )
+            assert outcome.type == "mlops.ModelTrained", outcome.data
+            wait_until(
+                lambda: _of_model(platform.watcher.seen("mlops.ModelPromoted"), scenario.name)[1:],
+                what="the retried version promoted",
+                timeout_s=120,
+            )
+        finally:
+            stats = running.stop()
+    assert stats.failed_requests == 0, list(stats.failures)
+    recorded = _decision_outcome(platform, failed_command.event["id"])
+    assert recorded and "fail" in str(recorded).lower(), recorded
+
+
+def _decision_outcome(platform: Platform, command_id: str) -> dict[str, Any] | None:
+    """Monitoring's decision that published `command_id`, once it shows an outcome."""
+    answer = httpx.get(f"{platform.urls.monitoring}/drift", timeout=10)
+    for decision in answer.json().get("decisions", []):
+        if decision.get("command_id") == command_id and decision.get("outcome"):
+            return decision
+    return None

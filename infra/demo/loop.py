@@ -54,8 +54,8 @@ class StartService(Protocol):
 def start_platform(
     start: StartService,
     namespace: str,
+    monitoring: Mapping[str, str],
     serve_only: str | None = None,
-    monitoring: Mapping[str, str] | None = None,
 ) -> dict[str, RunningService]:
     """Starts the closed loop's services with `start`, each after those it calls, with what a
     short loop needs: SQL schemas of the namespace's own, offline files flushed every second
@@ -81,7 +81,7 @@ def start_platform(
         **restriction,
     )
     started["monitoring"] = start(
-        "monitoring", MLOPS_MONITORING_REGISTRY_URL=registry.url, **(monitoring or {})
+        "monitoring", MLOPS_MONITORING_REGISTRY_URL=registry.url, **monitoring
     )
     return started
 

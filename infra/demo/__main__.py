@@ -89,7 +89,7 @@ def platform(
 
     with namespace_topics(admin, namespace):
         try:
-            start_platform(start, namespace, MODEL, monitoring_env(config))
+            start_platform(start, namespace, monitoring_env(config))
             yield services
         finally:
             with console.status("stopping the demo's services"):

@@ -52,11 +52,15 @@ class StartService(Protocol):
 
 
 def start_platform(
-    start: StartService, namespace: str, model: str, monitoring: Mapping[str, str]
+    start: StartService,
+    namespace: str,
+    monitoring: Mapping[str, str],
+    serve_only: str | None = None,
 ) -> dict[str, RunningService]:
     """Starts the closed loop's services with `start`, each after those it calls, with what a
     short loop needs: SQL schemas of the namespace's own, offline files flushed every second
-    (a drift retrain reads the latest rows), no data-volume retraining, serving `model`."""
+    (a drift retrain reads the latest rows), no data-volume retraining. Serving serves every
+    model that gets a champion (only `serve_only` when given); it is ready before any has one."""
     registry = start("registry", MLOPS_REGISTRY_DATABASE_SCHEMA=f"reg_{namespace}")
     features = start("feature_store", MLOPS_FEATURE_STORE_OFFLINE_FLUSH_S="1")
     started = {"registry": registry, "feature_store": features}
@@ -69,12 +73,12 @@ def start_platform(
         MLOPS_TRAINING_DATABASE_SCHEMA=f"train_{namespace}",
         MLOPS_TRAINING_RETRAIN_EVERY_LABELS="1000000",
     )
+    restriction = {"MLOPS_SERVING_MODELS": json.dumps([serve_only])} if serve_only else {}
     started["serving"] = start(
         "serving",
-        wait_ready=False,
-        MLOPS_SERVING_MODELS=f'["{model}"]',
         MLOPS_SERVING_REGISTRY_URL=registry.url,
         MLOPS_SERVING_FEATURE_STORE_URL=features.url,
+        **restriction,
     )
     started["monitoring"] = start(
         "monitoring", MLOPS_MONITORING_REGISTRY_URL=registry.url, **monitoring

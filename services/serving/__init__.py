@@ -1,13 +1,17 @@
-"""Serving: answers predictions with each served model's champion, swaps to a new champion
-the moment the registry promotes it (models.lifecycle), and logs every prediction it makes
-(PredictionServed on serving.predictions) for monitoring, without waiting for Kafka.
+"""Serving: answers predictions with the champion of every model that has one, swaps to a new
+champion the moment the registry promotes it (models.lifecycle), and logs every prediction it
+makes (PredictionServed on serving.predictions) for monitoring, without waiting for Kafka.
 
     POST /predict  {"model": "loans", "records": [{...}]} or {"model": "loans", "entities": [...]}
     GET  /models   the versions answering (champion) and shadowing (challenger) each model
 
-Start-up: the models.lifecycle consumer is positioned at the topic's end, then the registry
-is asked for each champion (GET /models/{name}/aliases/champion); /ready is 503 until every
-served model (MLOPS_SERVING_MODELS) has one loaded. A version loads completely before it
+Which models: every one, found at runtime. At start-up the models.lifecycle consumer is
+positioned at the topic's end, then the registry is asked for every model and its aliases
+(GET /models) and each champion is loaded; later, a promotion or rollback of a model serving
+has never seen loads that model, with no restart. MLOPS_SERVING_MODELS (optional) restricts
+the set. /ready is 503 until the registry's list was read and while a champion serving knows
+of is not loaded (loading, retried, refused); a model without champion is not an outage
+(/predict answers 404 "no champion for model 'x' yet"). A version loads completely before it
 takes traffic: its registry record (dataset, spec version, feature columns), the artifact
 from MinIO (sha256 checked, skops, no pickle; HistGradientBoosting trees checked for
 out-of-bounds nodes), its dataset spec, a warm-up on sample records built from the spec;

@@ -3,8 +3,10 @@ model slots and loader, the models.lifecycle consumer, the prediction log and th
 on the shared service skeleton.
 
 Start-up order: the lifecycle consumer's group is positioned at the topic's end first, then
-the registry is asked for each champion, so a promotion made in between is read from the
-topic rather than lost. /ready answers 503 until every served model has a champion loaded.
+the registry is asked for every model and its champion, so a promotion made in between is
+read from the topic rather than lost. /ready answers 503 until the registry's list was read
+and while a champion serving knows of is not loaded (loading, retried, refused); a model
+without champion is not an outage.
 """
 
 from __future__ import annotations
@@ -51,14 +53,12 @@ log = logging.getLogger(__name__)
 
 
 def champions_loaded(slots: ModelSlots) -> Any:
-    """Readiness: every served model has a champion loaded."""
+    """Readiness: every champion serving knows of answers (no champion at all is fine)."""
 
     def check() -> None:
-        waiting = slots.without_champion()
-        if waiting:
-            raise RuntimeError(
-                "; ".join(f"{name} waits for {why}" for name, why in waiting.items())
-            )
+        blocked = slots.blocked()
+        if blocked:
+            raise RuntimeError("; ".join(f"{name}: {why}" for name, why in sorted(blocked.items())))
 
     return check
 
@@ -67,7 +67,7 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     catalog = TopicCatalog.load()
     namespace = platform.namespace
     group_id = settings.group_id or f"{namespace}.{NAME}.{uuid.uuid4().hex[:8]}"
-    slots = ModelSlots(settings.models)
+    slots = ModelSlots(settings.models or None)
     registry = RegistryClient(settings.registry_url, settings.registry_timeout_s)
     specs = SpecRegistry(
         client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
@@ -95,7 +95,7 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     runner = ConsumerRunner(
         group_id=group_id,
         subscriptions=bind(
-            routes(Deps(loader, frozenset(settings.models), frozenset(aliases))),
+            routes(Deps(loader, slots.accepts, frozenset(aliases))),
             namespace,
             platform.max_payload_bytes,
             catalog,
@@ -118,7 +118,11 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         settings=platform,
         producer=producer,
         runners=loops,
-        readiness_checks={"kafka": kafka_reachable(platform), "champions": champions_loaded(slots)},
+        readiness_checks={
+            "kafka": kafka_reachable(platform),
+            "registry": lookup.check,
+            "champions": champions_loaded(slots),
+        },
     )
     predictions = Predictions(
         slots,
@@ -137,7 +141,7 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     install(app, ServingApi(predictions, slots, settings.max_records))
     log.info(
         "serving %s (shadow %s), registry %s, feature store %s, lifecycle group %s",
-        ", ".join(settings.models),
+        ", ".join(settings.models) if settings.models else "every model with a champion",
         "on" if settings.shadow else "off",
         settings.registry_url,
         settings.feature_store_url,

@@ -1,7 +1,8 @@
 """What serving consumes and publishes.
 
-It consumes models.lifecycle: a ModelPromoted or ModelRolledBack naming a served model's
-champion (or challenger, in shadow mode) swaps that version in (services/serving/loading.py);
+It consumes models.lifecycle: a ModelPromoted or ModelRolledBack naming a model's champion
+(or challenger, in shadow mode) swaps that version in (services/serving/loading.py), for any
+model, including one serving has never heard of (unless MLOPS_SERVING_MODELS leaves it out);
 the other lifecycle events (ModelRegistered, ModelRejected, ModelDeployed) are read and left
 alone. The handler emits nothing itself; a version actually swapped in is announced as a
 ModelDeployed on models.lifecycle (`deployed_event`, keyed "<model>:<version>:deployed:<instance>"
@@ -15,7 +16,7 @@ partition of their labels, which data.labels keys by record id), else by the req
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -56,7 +57,7 @@ class Loader(Protocol):
 @dataclass(frozen=True)
 class Deps:
     loader: Loader
-    models: Collection[str]
+    serves: Callable[[str], bool]
     aliases: Collection[str]
 
 
@@ -93,7 +94,7 @@ def deployed_event(change: Change, instance: str) -> Emit:
 def swap_model(deps: Deps) -> Handler:
     def handle(event: Event[Any], info: MessageInfo) -> None:
         change = change_of(event)
-        if change is not None and change.model in deps.models and change.alias in deps.aliases:
+        if change is not None and change.alias in deps.aliases and deps.serves(change.model):
             deps.loader.apply(change)
 
     return handle

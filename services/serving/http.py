@@ -6,9 +6,11 @@
                     (challenger), or what it still waits for
 
 /predict answers one prediction per record (see domain/answers.py), all by one version;
-404 for a model not served here (the answer lists the served ones) or entities the online
-store does not know; 422 with every field error for records that break the dataset spec;
-503 while a model has no champion loaded or the online store cannot answer. An X-Request-ID
+404 for a model without champion ("no champion for model 'x' yet", whether or not the
+registry knows the model), a model MLOPS_SERVING_MODELS leaves out (each answer lists the
+models answering), or entities the online store does not know; 422 with every field error
+for records or stored features that break the dataset spec; 503 while a model's champion is
+known but not loaded here (loading, retried, refused) or the online store cannot answer. An X-Request-ID
 header, when sent, becomes the request id (otherwise one is made); the answer carries it.
 """
 
@@ -28,7 +30,14 @@ from services.serving.adapters.feature_store import FeatureStoreRefused, Feature
 from services.serving.domain.answers import errors_body
 from services.serving.domain.jobs import InvalidRecords, ScoringFailed
 from services.serving.domain.served import ServedModel
-from services.serving.domain.slots import CHALLENGER, CHAMPION, ModelSlots, NoChampion, UnknownModel
+from services.serving.domain.slots import (
+    CHALLENGER,
+    CHAMPION,
+    ChampionNotLoaded,
+    ModelSlots,
+    NoChampion,
+    NotServed,
+)
 from services.serving.predictions import Predictions, UnknownEntities
 from shared.events.models import MODEL_NAME
 from shared.events.records import FieldValue
@@ -128,13 +137,16 @@ async def predict(
         answer = await api.predictions.predict(
             body.model, request_id, records=body.records, entities=body.entities
         )
-    except UnknownModel as error:
-        body_ = {"detail": str(error), "served": error.served}
-        return _refused("unknown_model", 404, body_, request_id)
+    except NotServed as error:
+        body_ = {"detail": str(error), "served": api.slots.answering()}
+        return _refused("not_served", 404, body_, request_id)
     except NoChampion as error:
-        return _refused("no_champion", 503, {"detail": str(error)}, request_id)
+        body_ = {"detail": str(error), "served": api.slots.answering()}
+        return _refused("no_champion", 404, body_, request_id)
+    except ChampionNotLoaded as error:
+        return _refused("champion_not_loaded", 503, {"detail": str(error)}, request_id)
     except InvalidRecords as error:
-        return _refused("invalid_records", 422, errors_body("records", error.errors), request_id)
+        return _refused("invalid_records", 422, errors_body(error.where, error.errors), request_id)
     except ScoringFailed as error:
         return _refused("scoring_failed", 422, {"detail": str(error)}, request_id)
     except UnknownEntities as error:
@@ -164,7 +176,8 @@ def _describe(served: ServedModel | None) -> dict[str, Any] | None:
 
 @router.get("/models")
 def list_models(api: ApiDep) -> list[dict[str, Any]]:
-    """Each served model: its champion and challenger as loaded here, or what it waits for."""
+    """Each model serving knows: its champion and challenger as loaded here, or what it
+    waits for."""
     models = []
     for slot in api.slots:
         champion = slot.current(CHAMPION)
@@ -173,7 +186,7 @@ def list_models(api: ApiDep) -> list[dict[str, Any]]:
                 "model": slot.name,
                 "champion": _describe(champion),
                 "challenger": _describe(slot.current(CHALLENGER)),
-                "waiting_for": None if champion is not None else slot.waiting_for,
+                "waiting_for": slot.waiting_for,
             }
         )
     return models

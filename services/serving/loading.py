@@ -34,6 +34,8 @@ _tracer = trace.get_tracer(__name__)
 
 
 class Registry(Protocol):
+    def models(self) -> dict[str, dict[str, int]]: ...
+
     def alias(self, name: str, alias: str) -> ModelCard | None: ...
 
     def version(self, name: str, version: int) -> ModelCard: ...
@@ -117,12 +119,14 @@ class ModelLoader:
     def _apply(self, change: Change, card: ModelCard | None = None) -> Verdict | None:
         if not change.initial:
             self._deferred.pop((change.model, change.alias), None)
-        slot = self._slots.get(change.model)
+        slot = self._slots.slot(change.model)
         decided = slot.verdict(change)
         if decided != Verdict.LOAD:
             self._ignored(change, decided)
             slot.handled(change)
             return decided
+        if change.alias == CHAMPION and slot.current() is None:
+            slot.not_loaded = f"version {change.version} is loading"
         attributes = {"mlops.model": change.model, "mlops.alias": change.alias}
         with _tracer.start_as_current_span(
             f"swap {change.model} {change.alias} to v{change.version}", attributes=attributes
@@ -131,7 +135,7 @@ class ModelLoader:
 
     def _load_and_swap(self, change: Change, card: ModelCard | None) -> Verdict | None:
         """The swap span's body: prepare, swap, announce the deployment."""
-        slot = self._slots.get(change.model)
+        slot = self._slots.slot(change.model)
         try:
             served = self.prepare(change, card)
         except Refused as error:
@@ -210,7 +214,7 @@ class ModelLoader:
             change.alias,
             change.version,
             decided.value,
-            self._slots.get(change.model).version(change.alias),
+            self._slots.slot(change.model).version(change.alias),
         )
 
     def _defer(self, change: Change, error: Exception) -> None:
@@ -224,12 +228,12 @@ class ModelLoader:
             type(error).__name__,
             error,
         )
-        slot = self._slots.get(change.model)
+        slot = self._slots.slot(change.model)
         if change.alias == CHAMPION and slot.current() is None:
-            slot.waiting_for = f"version {change.version} to load (retrying): {error}"
+            slot.not_loaded = f"version {change.version} could not load, retrying: {error}"
 
     def _refused(self, change: Change, error: Refused) -> None:
-        slot = self._slots.get(change.model)
+        slot = self._slots.slot(change.model)
         slot.handled(change)
         metrics.MODELS_REFUSED.labels(change.model, error.reason).inc()
         kept = slot.version(change.alias)
@@ -243,7 +247,7 @@ class ModelLoader:
             f"version {kept} keeps serving" if kept else "nothing served yet",
         )
         if change.alias == CHAMPION and kept is None:
-            slot.waiting_for = f"version {change.version} was refused ({error.reason}): {error}"
+            slot.not_loaded = f"version {change.version} was refused ({error.reason}): {error}"
 
 
 class DeferredLoads:
@@ -261,8 +265,11 @@ class DeferredLoads:
 
 
 class ChampionLookup:
-    """At start-up: asks the registry for each model's champion (and challenger, in shadow
-    mode) once the lifecycle consumer is positioned, retrying until every model has one."""
+    """At start-up, once the lifecycle consumer is positioned: asks the registry for every
+    model and the versions holding its aliases (GET /models), then loads each champion (and
+    challenger, in shadow mode) of the models served, retrying until each has loaded. What is
+    promoted later arrives on models.lifecycle. `discovered` is set once the registry's list
+    was read: until then serving cannot know which champions it should answer for."""
 
     group_id = "champion-lookup"
 
@@ -282,33 +289,73 @@ class ChampionLookup:
         self._retry_s = retry_s
         self._aliases = (CHAMPION, CHALLENGER) if shadow else (CHAMPION,)
         self._refused: set[tuple[str, str, int, str]] = set()
+        self.discovered = threading.Event()
+        self.waiting_for = "models.lifecycle to be followed, then the registry's list of models"
 
     def run(self, stop: threading.Event) -> None:
         while not self._positioned.wait(0.2):
             if stop.is_set():
                 return
-        pending = {(name, alias) for name in self._slots.names for alias in self._aliases}
-        while pending and not stop.is_set():
-            pending = {item for item in sorted(pending) if not self._look_up(*item)}
-            if pending:
-                stop.wait(self._retry_s)
+        pending: set[tuple[str, str]] | None = None
+        while not stop.is_set():
+            if pending is None:
+                pending = self._discover()
+            if pending is not None:
+                pending = {item for item in sorted(pending) if not self._look_up(*item)}
+                if not pending:
+                    return
+            stop.wait(self._retry_s)
+
+    def check(self) -> None:
+        """Readiness: the registry's list of models was read."""
+        if not self.discovered.is_set():
+            raise RuntimeError(f"waiting for {self.waiting_for}")
+
+    def _discover(self) -> set[tuple[str, str]] | None:
+        """The (model, alias) pairs to load, from the registry's list; None when it cannot
+        answer. Each served model's slot is made, and a champion to load is marked as such
+        before `discovered` is set, so /ready never passes before a known champion answers."""
+        try:
+            models = self._registry.models()
+        except (RegistryUnavailable, RegistryRefused) as error:
+            self.waiting_for = f"the registry's list of models: {error}"
+            log.warning("cannot list the registry's models: %s", error)
+            return None
+        pending = set()
+        for name, aliases in sorted(models.items()):
+            if not self._slots.accepts(name):
+                continue
+            slot = self._slots.slot(name)
+            for alias in self._aliases:
+                if alias not in aliases:
+                    continue
+                pending.add((name, alias))
+                if alias == CHAMPION and slot.current() is None:
+                    slot.not_loaded = f"version {aliases[alias]} is loading"
+        self.discovered.set()
+        log.info(
+            "the registry lists %d model(s); loading %s",
+            len(models),
+            ", ".join(f"{name} {alias}" for name, alias in sorted(pending)) or "nothing",
+        )
+        return pending
 
     def _look_up(self, name: str, alias: str) -> bool:
         """True once there is nothing more to ask the registry for this alias."""
-        slot = self._slots.get(name)
+        slot = self._slots.slot(name)
         if slot.current(alias) is not None:
             return True
         try:
             card = self._registry.alias(name, alias)
         except (RegistryUnavailable, RegistryRefused) as error:
             if alias == CHAMPION:
-                slot.waiting_for = f"the registry's champion: {error}"
+                slot.not_loaded = f"the registry's champion: {error}"
             log.warning("cannot ask the registry for the %s of %s: %s", alias, name, error)
             return False
-        if card is None:
-            if alias == CHAMPION:
-                slot.waiting_for = f"a champion: no version of {name!r} holds it in the registry"
-            return alias != CHAMPION
+        if card is None:  # the alias moved away since the list was read
+            if alias == CHAMPION and slot.current() is None:
+                slot.not_loaded = None
+            return True
         refusal = (name, alias, card.version, card.artifact.sha256)
         if refusal in self._refused:
             return False  # refused already; ask again in case the alias moves
@@ -319,6 +366,6 @@ class ChampionLookup:
         except Exception as error:
             log.warning("loading %s version %d failed, will retry: %s", name, card.version, error)
             if alias == CHAMPION:
-                slot.waiting_for = f"version {card.version} to load: {error}"
+                slot.not_loaded = f"version {card.version} could not load, retrying: {error}"
             return False
-        return alias != CHAMPION or slot.current(alias) is not None
+        return slot.current(alias) is not None or alias != CHAMPION

@@ -9,8 +9,15 @@ PREDICTIONS = Counter(
 )
 REQUESTS_REFUSED = Counter(
     "mlops_serving_requests_refused_total",
-    "Prediction requests refused, by reason (unknown_model, no_champion, invalid_records, ...).",
+    "Prediction requests refused, by reason (no_champion, not_served, champion_not_loaded, "
+    "invalid_records, ...).",
     ["reason"],
+)
+OUT_OF_EXPECTED_RANGE = Counter(
+    "mlops_serving_out_of_expected_range_total",
+    "Values scored although outside their feature's expected range (expected_min/max), "
+    "by model and feature.",
+    ["model", "feature"],
 )
 MODELS_LOADED = Counter(
     "mlops_serving_models_loaded_total",

@@ -26,12 +26,12 @@ from threadpoolctl import threadpool_limits
 from services.serving import metrics
 from services.serving.adapters.feature_store import OnlineFeatures
 from services.serving.domain.answers import Answer, prediction_body
-from services.serving.domain.jobs import Job, Outcome, score_jobs
-from services.serving.domain.records import ReadRecord
+from services.serving.domain.jobs import InvalidRecords, Job, Outcome, score_jobs
+from services.serving.domain.records import ReadRecord, read_stored
 from services.serving.domain.served import ServedModel
 from services.serving.domain.slots import CHALLENGER, ModelSlots
 from services.serving.handlers import LoggedPrediction
-from shared.events.records import FieldValue
+from shared.events.records import FieldError, FieldValue
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,13 @@ def limit_native_threads(threads: int | None) -> None:
     for those threads to be scheduled beside the HTTP loop (hundreds of ms under load)."""
     if threads is not None:
         threadpool_limits(limits=threads)
+
+
+def count_out_of_range(model: str, reads: Sequence[ReadRecord]) -> None:
+    """Counts the accepted values outside their feature's expected range, per feature."""
+    for read in reads:
+        for feature in read.out_of_range:
+            metrics.OUT_OF_EXPECTED_RANGE.labels(model, feature).inc()
 
 
 class UnknownEntities(LookupError):
@@ -271,7 +278,7 @@ class Predictions:
         entities: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        served = self._slots.get(model).champion()
+        served = self._slots.champion(model)
         job = Job(served, request_id, started, records=records or ())
         if entities:
             job.found = await self._online(served, list(entities))
@@ -284,15 +291,18 @@ class Predictions:
         missing = [entity for entity in entities if entity not in found]
         if missing:
             raise UnknownEntities(dataset, missing)
-        columns = served.schema.columns
-        return [
-            ReadRecord(
-                values={column: found[e].features.get(column) for column in columns},
-                record_id=found[e].record_id,
-                entity=e,
-            )
-            for e in entities
-        ]
+        reads: list[ReadRecord] = []
+        errors: list[tuple[int, list[FieldError]]] = []
+        for index, entity in enumerate(entities):
+            stored = found[entity]
+            read = read_stored(served.schema, stored.features, entity, stored.record_id)
+            if isinstance(read, list):
+                errors.append((index, read))
+            else:
+                reads.append(read)
+        if errors:
+            raise InvalidRecords(errors, where="entities")
+        return reads
 
     def _after(self, jobs: Sequence[Job], outcomes: list[Outcome | Exception]) -> None:
         """Once answers are ready (before they are sent): queue the logs and the shadow work."""
@@ -303,6 +313,7 @@ class Predictions:
             if isinstance(outcome, Exception):
                 continue
             entries.extend(logged(job, outcome, job.served, now))
+            count_out_of_range(job.served.name, outcome.reads)
             metrics.PREDICTIONS.labels(job.served.name, str(job.served.version), "false").inc(
                 len(outcome.answers)
             )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.events.models import MODEL_NAME
 from shared.settings import STACK_ENV_FILE, ServiceSettings
@@ -17,10 +19,10 @@ class ServingSettings(ServiceSettings):
     )
 
     port: int = Field(8006, ge=1, le=65535)
-    models: list[str] = Field(
-        default_factory=lambda: ["loans"],
-        min_length=1,
-        description='The registered models served, as JSON: ["loans"].',
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Restricts the models served, as JSON (a list of names); unset or empty "
+        "(the default): every model that has a champion, found at runtime.",
     )
     registry_url: str = Field("http://127.0.0.1:8005", description="The model registry's API.")
     feature_store_url: str = Field(
@@ -62,6 +64,20 @@ class ServingSettings(ServiceSettings):
     log_queue_size: int = Field(
         200_000, ge=1, description="Predictions waiting for Kafka before new ones are dropped."
     )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return []
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f'expected a JSON list of model names such as ["iris"]: {error}'
+            ) from None
 
     @field_validator("models")
     @classmethod

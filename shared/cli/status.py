@@ -57,8 +57,21 @@ def check_http(component: str, url: str, timeout_s: float = 3.0) -> Check:
             component, url, False, f"unreachable ({type(error).__name__})", reachable=False
         )
     ok = response.status_code == 200
-    detail = "ready" if ok else f"{response.status_code} {response.text.strip()[:120]}"
+    detail = "ready" if ok else f"{response.status_code} {not_ready_reason(response)}"
     return Check(component, url, ok, detail)
+
+
+def not_ready_reason(response: httpx.Response, limit: int = 300) -> str:
+    """What a service's /ready says is failing ("check: reason; ..."), else its text."""
+    try:
+        failing = response.json().get("failing")
+    except (ValueError, AttributeError):
+        failing = None
+    if isinstance(failing, dict) and failing:
+        text = "; ".join(f"{check}: {reason}" for check, reason in failing.items())
+    else:
+        text = response.text.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def checks(platform: PlatformSettings, cli: CliSettings) -> list[Check]:

@@ -49,7 +49,7 @@ def loop(
                 )
                 return services[name]
 
-            start_platform(start, namespace, MODEL, MONITORING)
+            start_platform(start, namespace, MONITORING)
             urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
             watcher.start()
             version, next_index = train_first_model(urls, MODEL, FIRST_MODEL_RECORDS, SEED)

@@ -6,7 +6,11 @@ records, stores them with shared.artifacts.store_model and registers them by pub
 ModelTrained on <namespace>.models.trained (the registry makes v1 champion by itself; later
 versions, without a baseline score, are registered and not promoted). Promotions are then
 real ModelPromoted events the test publishes on <namespace>.models.lifecycle. Both services
-run as `python -m services.<name>` on free ports.
+run as `python -m services.<name>` on free ports, serving with no model setting unless a test
+restricts it.
+
+Other datasets: breast_cancer (the shipped spec, label with the record) and a regression spec
+the tests declare on scikit-learn's diabetes table, each registered in the test's namespace.
 """
 
 from __future__ import annotations
@@ -29,20 +33,30 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from confluent_kafka.admin import AdminClient
 from minio import Minio
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 
 from shared.artifacts import split_uri, store_model
-from shared.datasets.sources import agrawal_records
+from shared.datasets.registry import SpecRegistry
+from shared.datasets.sources import agrawal_records, breast_cancer_records
+from shared.datasets.spec import DatasetSpec, FeatureSpec, LabelSpec, shipped_specs
 from shared.events import Event
 from shared.events.models import (
     ArtifactRef,
+    Evaluation,
     ModelPromoted,
+    ModelTrained,
+    OffsetRange,
     PredictionServed,
+    TrainingLineage,
+    TrainingTrigger,
 )
-from shared.kafka.config import producer_config
+from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
@@ -92,6 +106,30 @@ class Platform:
     def register_spec(self) -> None:
         assert register_loans_spec(self.settings, self.topic("data.specs"), self.producer) == 1
 
+    def register_dataset(self, spec: DatasetSpec) -> int:
+        """Registers any spec on the namespace's data.specs; returns its version."""
+        specs = SpecRegistry(
+            client_config(self.settings, "serving-tests"), self.topic("data.specs"), "tests"
+        )
+        return specs.register(spec, self.producer).version
+
+    def register_model(self, trained: Event[ModelTrained]) -> None:
+        """Publishes a ModelTrained and waits until the registry lists the new version."""
+        assert self.registry is not None
+        name = trained.data.model_name
+        url = f"{self.registry.url}/models/{name}/versions"
+        before = httpx.get(url, timeout=10)
+        count = len(before.json()) if before.status_code == 200 else 0
+        self.producer.publish_confirmed(
+            [OutgoingMessage.for_event(self.topic("models.trained"), trained, key=name)]
+        )
+
+        def registered() -> bool:
+            answer = httpx.get(url, timeout=10)
+            return answer.status_code == 200 and len(answer.json()) > count
+
+        wait_until(registered, what=f"the registry to register a version of {name}")
+
     def start_registry(self) -> RunningService:
         database = f"sqlite:///{self.logs / 'registry.sqlite'}"
         keys = json.dumps({"alice": ALICE_KEY})
@@ -105,10 +143,10 @@ class Platform:
         return self.registry
 
     def serving_env(self, **settings: str) -> dict[str, str]:
+        """Serving's environment: no model setting (every model) unless `models=` is given."""
         assert self.registry is not None
         env = {
-            **self.env,
-            "MLOPS_SERVING_MODELS": json.dumps([MODEL]),
+            **{k: v for k, v in self.env.items() if k != "MLOPS_SERVING_MODELS"},
             "MLOPS_SERVING_REGISTRY_URL": self.registry.url,
             "MLOPS_SERVING_FEATURE_STORE_URL": f"http://127.0.0.1:{free_port()}",
         }
@@ -167,14 +205,20 @@ class Platform:
             [OutgoingMessage.for_event(self.topic("models.lifecycle"), event, f"{MODEL}:{version}")]
         )
 
-    def predict(self, records: list[dict[str, Any]], **headers: str) -> httpx.Response:
+    def predict(
+        self, records: list[dict[str, Any]], model: str = MODEL, **headers: str
+    ) -> httpx.Response:
         assert self.serving is not None
         return httpx.post(
             f"{self.serving.url}/predict",
-            json={"model": MODEL, "records": records},
+            json={"model": model, "records": records},
             headers=headers,
             timeout=30,
         )
+
+    def ready(self) -> httpx.Response:
+        assert self.serving is not None
+        return httpx.get(f"{self.serving.url}/ready", timeout=10)
 
     def metric(self, name: str, **labels: str) -> float:
         assert self.serving is not None
@@ -436,12 +480,12 @@ def test_a_pickle_payload_is_refused_and_never_runs(
     assert (answer.status_code, answer.json()["version"]) == (200, 1)
 
 
-def launch_serving(platform: Platform) -> RunningService:
-    """Serving started without waiting for /ready (it has no champion to be ready with)."""
+def launch_serving(platform: Platform, **settings: str) -> RunningService:
+    """Serving started without waiting for /ready (the test looks at /ready itself)."""
     port = free_port()
     log = platform.logs / "serving.log"
     env = {
-        **platform.serving_env(),
+        **platform.serving_env(**settings),
         "MLOPS_NAMESPACE": platform.namespace,
         "MLOPS_SERVING_PORT": str(port),
     }
@@ -467,29 +511,239 @@ def launch_serving(platform: Platform) -> RunningService:
     return service
 
 
-def test_without_a_champion_serving_is_not_ready_until_the_registry_promotes_one(
+BREAST_CANCER = next(spec for spec in shipped_specs() if spec.name == "breast_cancer")
+CANCER_COLUMNS = tuple(feature.name for feature in BREAST_CANCER.features)
+NO_CHAMPION = "no version holds the champion alias in the registry"
+
+
+def cancer_records(count: int, seed: int) -> list[tuple[dict[str, Any], int]]:
+    return list(breast_cancer_records(count, seed=seed, start=START))
+
+
+def train_cancer(seed: int) -> HistGradientBoostingClassifier:
+    pairs = cancer_records(300, seed=seed)
+    frame = pd.DataFrame([{c: r[c] for c in CANCER_COLUMNS} for r, _ in pairs]).astype("float64")
+    model = HistGradientBoostingClassifier(max_iter=15, random_state=seed)
+    return model.fit(frame, [label for _, label in pairs])
+
+
+def trained(
+    model_name: str,
+    dataset: str,
+    spec_version: int,
+    artifact: ArtifactRef,
+    columns: tuple[str, ...],
+    metric: str,
+) -> Event[ModelTrained]:
+    """ModelTrained as training publishes it, for any dataset (v1 becomes champion)."""
+    payload = ModelTrained(
+        model_name=model_name,
+        run_id=f"run-{uuid.uuid4().hex[:8]}",
+        estimator="sklearn",
+        params={},
+        seed=7,
+        artifact=artifact,
+        evaluation=Evaluation(
+            metrics={metric: 0.5},
+            primary_metric=metric,
+            higher_is_better=metric != "rmse",
+            holdout="last 20% by event time",
+        ),
+        lineage=TrainingLineage(
+            dataset=dataset,
+            spec_version=spec_version,
+            spec_fingerprint="serving-tests",
+            offsets=[OffsetRange(topic="t", partition=0, first_offset=0, last_offset=1)],
+            training_set_sha256="cd" * 32,
+            rows=300,
+            holdout_rows=0,
+            feature_columns=list(columns),
+            code_version="serving-tests",
+            trigger=TrainingTrigger(kind="manual", requested_by="serving-tests"),
+        ),
+        trained_at=datetime.now(UTC),
+    )
+    return Event.create(payload, source="training", subject=model_name)
+
+
+def test_with_no_model_setting_and_no_champion_serving_is_ready_and_a_model_promoted_later_is_served(
+    platform: Platform,
+) -> None:
+    platform.start_registry()
+    service = platform.start_serving()  # waits for /ready: no champion anywhere is no outage
+    pid = service.process.pid
+    records = cancer_records(3, seed=5)
+
+    assert platform.ready().status_code == 200, platform.ready().text
+    for model in ("cancer", MODEL):
+        refused = platform.predict([r for r, _ in records], model=model)
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["detail"] == f"no champion for model {model!r} yet: {NO_CHAMPION}"
+
+    spec_version = platform.register_dataset(BREAST_CANCER)
+    artifact = store_model(platform.minio, train_cancer(seed=1), platform.bucket, "cancer/v1")
+    platform.register_model(
+        trained("cancer", "breast_cancer", spec_version, artifact, CANCER_COLUMNS, "roc_auc")
+    )  # the registry promotes v1 itself: a ModelPromoted for a model serving never saw
+
+    answer = wait_until(
+        lambda: (
+            (a := platform.predict([r for r, _ in records], model="cancer")).status_code == 200
+            and a
+        ),
+        what="serving to answer for the newly promoted cancer model",
+    )
+    body = answer.json()
+    assert (body["model"], body["version"]) == ("cancer", 1)
+    assert [p["record_id"] for p in body["predictions"]] == [r["sample_id"] for r, _ in records]
+    assert {p["prediction"] for p in body["predictions"]} <= {0, 1}
+    assert service.process.pid == pid and service.process.poll() is None, "no restart"
+    assert platform.ready().status_code == 200
+    served = {m["model"]: m for m in httpx.get(f"{service.url}/models", timeout=10).json()}
+    assert served["cancer"]["champion"]["dataset"] == "breast_cancer"
+    logged = platform.predictions_logged(3)
+    assert {(e.data.model_name, e.data.dataset) for e in logged} == {("cancer", "breast_cancer")}
+
+
+def diabetes_spec(bmi_max: float, expected_bmi_max: float | None = None) -> DatasetSpec:
+    """A regression spec the test declares on scikit-learn's diabetes table."""
+    table = load_diabetes()
+    features = [
+        FeatureSpec(
+            name=name,
+            type="numeric",
+            min=-1,
+            max=bmi_max if name == "bmi" else 1,
+            expected_max=expected_bmi_max if name == "bmi" else None,
+        )
+        for name in table.feature_names
+    ]
+    return DatasetSpec(
+        name="diabetes_progression",
+        entity_key="patient_id",
+        event_time="seen_at",
+        record_id="visit_id",
+        features=features,
+        label=LabelSpec(name="progression", type="numeric", task="regression"),
+    )
+
+
+DIABETES_COLUMNS = tuple(load_diabetes().feature_names)
+
+
+def diabetes_records(count: int) -> tuple[list[dict[str, Any]], list[float]]:
+    table = load_diabetes()
+    records = [
+        {
+            "patient_id": f"patient-{row}",
+            "seen_at": START.isoformat(),
+            "visit_id": f"visit-{row}",
+            **{
+                name: float(value)
+                for name, value in zip(DIABETES_COLUMNS, table.data[row], strict=True)
+            },
+        }
+        for row in range(count)
+    ]
+    return records, [float(y) for y in table.target[:count]]
+
+
+def out_of_expected_bmi(platform: Platform) -> float:
+    return platform.metric(
+        "mlops_serving_out_of_expected_range_total", model="progression", feature="bmi"
+    )
+
+
+def test_two_models_of_different_datasets_and_tasks_are_served_at_once_each_by_its_spec_version(
+    platform: Platform,
+) -> None:
+    platform.start_registry()
+    platform.register(platform.store(train(seed=1), "v1"))  # loans, classification
+    trained_on = platform.register_dataset(diabetes_spec(bmi_max=0.2, expected_bmi_max=0.1))
+    latest = platform.register_dataset(diabetes_spec(bmi_max=0.05))  # tighter, not the model's
+    assert (trained_on, latest) == (1, 2)
+    records, targets = diabetes_records(300)
+    frame = pd.DataFrame([{c: r[c] for c in DIABETES_COLUMNS} for r in records])
+    regressor = HistGradientBoostingRegressor(max_iter=15, random_state=1).fit(frame, targets)
+    artifact = store_model(platform.minio, regressor, platform.bucket, "progression/v1")
+    platform.register_model(
+        trained("progression", "diabetes_progression", 1, artifact, DIABETES_COLUMNS, "rmse")
+    )
+
+    platform.start_serving()  # both champions found at start-up
+
+    loans_answer = platform.predict(loans_records(2, seed=50))
+    assert loans_answer.status_code == 200, loans_answer.text
+    assert {p["prediction"] for p in loans_answer.json()["predictions"]} <= {0, 1}
+    inline = {**records[0], "bmi": 0.15}  # inside v1's hard range, beyond v2's, beyond expected
+    counted = (
+        "mlops_serving_out_of_expected_range_total",
+        {"model": "progression", "feature": "bmi"},
+    )
+    before = platform.metric(counted[0], **counted[1])
+    answer = platform.predict([inline, records[1]], model="progression")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["model"], body["version"]) == ("progression", 1)
+    values = [p["prediction"] for p in body["predictions"]]
+    assert all(isinstance(v, float) for v in values) and len(set(values)) == 2
+    assert all(p["probabilities"] == {} for p in body["predictions"])
+    assert out_of_expected_bmi(platform) == before + 1
+    beyond = platform.predict([{**records[2], "bmi": 0.3}], model="progression")
+    assert beyond.status_code == 422
+    assert beyond.json()["detail"][0]["loc"] == ["body", "records", 0, "bmi"]
+    assert beyond.json()["detail"][0]["type"] == "range"
+
+
+def test_a_champion_that_cannot_load_makes_serving_not_ready_with_the_reason(
     platform: Platform,
 ) -> None:
     platform.start_registry()
     service = launch_serving(platform)
+    wait_until(lambda: platform.ready().status_code == 200, what="serving ready, no champion")
+    spec_version = platform.register_dataset(BREAST_CANCER)
+    artifact = store_model(platform.minio, train_cancer(seed=2), platform.bucket, "cancer/v1")
+    bucket, key = split_uri(artifact.uri)
+    original = platform.minio.get_object(bucket, key).read()
+    tampered = original[:-16] + bytes(16)
+    platform.minio.put_object(bucket, key, io.BytesIO(tampered), len(tampered))
 
-    def no_champion_reason() -> str | None:
-        answer = httpx.get(f"{service.url}/ready", timeout=10)
-        assert answer.status_code == 503, answer.text
-        reason: str = answer.json()["failing"].get("champions", "")
-        return reason if "holds it in the registry" in reason else None
+    platform.register_model(
+        trained("cancer", "breast_cancer", spec_version, artifact, CANCER_COLUMNS, "roc_auc")
+    )
 
-    reason = wait_until(no_champion_reason, what="/ready to say no champion exists")
-    assert reason == "loans waits for a champion: no version of 'loans' holds it in the registry"
-    refused = platform.predict(loans_records(1, seed=47))
+    def not_ready_reason() -> str | None:
+        answer = platform.ready()
+        reason: str = answer.json().get("failing", {}).get("champions", "")
+        return reason if answer.status_code == 503 and "refused" in reason else None
+
+    reason = wait_until(not_ready_reason, what="/ready to name the refused champion")
+    assert reason.startswith("cancer: version 1 was refused (sha256_mismatch)")
+    refused = platform.predict([r for r, _ in cancer_records(1, seed=3)], model="cancer")
     assert refused.status_code == 503
-    assert "no champion" in refused.json()["detail"]
+    assert "version 1 was refused" in refused.json()["detail"]
+    assert service.process.poll() is None
 
-    platform.register(platform.store(train(seed=1), "v1"))  # the registry promotes v1 itself
 
-    wait_until(service.is_ready, what="serving to load the registry's first champion")
-    answer = platform.predict(loans_records(1, seed=47))
-    assert (answer.status_code, answer.json()["version"]) == (200, 1)
+def test_a_model_setting_restricts_serving_to_the_models_it_names(platform: Platform) -> None:
+    platform.start_registry()
+    platform.start_serving(models=json.dumps([MODEL]))  # ready with no champion
+    spec_version = platform.register_dataset(BREAST_CANCER)
+    artifact = store_model(platform.minio, train_cancer(seed=1), platform.bucket, "cancer/v1")
+    platform.register_model(
+        trained("cancer", "breast_cancer", spec_version, artifact, CANCER_COLUMNS, "roc_auc")
+    )
+
+    platform.register(platform.store(train(seed=1), "v1"))  # the registry promotes loans v1
+
+    wait_until(
+        lambda: platform.predict(loans_records(1, seed=47)).status_code == 200,
+        what="serving to load the registry's first loans champion",
+    )
+    left_out = platform.predict([r for r, _ in cancer_records(1, seed=3)], model="cancer")
+    assert left_out.status_code == 404
+    assert "MLOPS_SERVING_MODELS restricts serving to loans" in left_out.json()["detail"]
+    assert platform.ready().status_code == 200
 
 
 def test_shadow_mode_logs_the_challengers_predictions_and_answers_with_the_champion(

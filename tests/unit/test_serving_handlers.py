@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from services.serving.adapters.kafka import PredictionLog
 from services.serving.domain.served import Scored
-from services.serving.domain.slots import Change, Verdict
+from services.serving.domain.slots import Change, ModelSlots, Verdict
 from services.serving.handlers import (
     LIFECYCLE_EVENTS,
     Deps,
@@ -90,9 +90,22 @@ def test_promotions_and_rollbacks_become_changes_other_lifecycle_events_do_not()
     assert change_of(registered) is None
 
 
-def test_the_handler_applies_only_changes_to_served_models_and_aliases() -> None:
+def test_the_handler_applies_changes_to_any_model_it_has_never_seen() -> None:
     loader = RecordingLoader()
-    handle = swap_model(Deps(loader, {"loans"}, {"champion"}))
+    handle = swap_model(Deps(loader, ModelSlots().accepts, {"champion"}))
+
+    for event in (promoted("iris"), promoted(alias="challenger"), promoted("housing")):
+        assert handle(event, INFO) is None
+
+    assert [(c.model, c.alias) for c in loader.applied] == [
+        ("iris", "champion"),
+        ("housing", "champion"),
+    ]
+
+
+def test_a_restriction_leaves_other_models_changes_alone() -> None:
+    loader = RecordingLoader()
+    handle = swap_model(Deps(loader, ModelSlots(["loans"]).accepts, {"champion"}))
 
     for event in (promoted("fraud"), promoted(alias="challenger"), promoted()):
         assert handle(event, INFO) is None
@@ -101,7 +114,7 @@ def test_the_handler_applies_only_changes_to_served_models_and_aliases() -> None
 
 
 def test_serving_reads_every_lifecycle_event_and_emits_none() -> None:
-    (route,) = routes(Deps(RecordingLoader(), {"loans"}, {"champion"}))
+    (route,) = routes(Deps(RecordingLoader(), ModelSlots().accepts, {"champion"}))
 
     assert route.consumes == "models.lifecycle"
     assert set(route.payloads) == set(LIFECYCLE_EVENTS)
@@ -194,17 +207,27 @@ def test_writes_kafka_refuses_are_counted_and_a_full_queue_drops_with_a_count() 
     assert [m.key for m in producer.sent] == [b"a", b"b"]
 
 
-def test_settings_default_to_port_8006_and_read_models_as_json(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("MLOPS_SERVING_MODELS", '["loans", "fraud"]')
+def test_settings_default_to_port_8006_and_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOPS_SERVING_MODELS", raising=False)
     monkeypatch.setenv("MLOPS_SERVING_REGISTRY_URL", "http://registry:8005/")
 
     settings = ServingSettings(_env_file=None)  # type: ignore[call-arg]
 
-    assert (settings.port, settings.models, settings.shadow) == (8006, ["loans", "fraud"], False)
+    assert (settings.port, settings.models, settings.shadow) == (8006, [], False)
     assert settings.registry_url == "http://registry:8005"
     assert settings.feature_store_url == "http://127.0.0.1:8003"
+
+
+@pytest.mark.parametrize(
+    ("value", "models"),
+    [("", []), ("  ", []), ("[]", []), ('["loans", "fraud"]', ["loans", "fraud"])],
+)
+def test_models_restrict_serving_only_when_set(
+    monkeypatch: pytest.MonkeyPatch, value: str, models: list[str]
+) -> None:
+    monkeypatch.setenv("MLOPS_SERVING_MODELS", value)
+
+    assert ServingSettings(_env_file=None).models == models  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -212,7 +235,8 @@ def test_settings_default_to_port_8006_and_read_models_as_json(
     [
         ("MLOPS_SERVING_MODELS", '["Loans"]', "not model names"),
         ("MLOPS_SERVING_MODELS", '["loans", "loans"]', "named twice"),
-        ("MLOPS_SERVING_MODELS", "[]", "at least 1 item"),
+        ("MLOPS_SERVING_MODELS", "loans", "expected a JSON list of model names"),
+        ("MLOPS_SERVING_MODELS", '"loans"', "valid list"),
         ("MLOPS_SERVING_FEATURE_STORE_URL", "store:8003", "expected an http(s) URL"),
     ],
 )

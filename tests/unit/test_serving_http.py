@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sklearn.pipeline import Pipeline
 
 from services.serving.adapters.feature_store import (
@@ -23,7 +24,7 @@ from services.serving.handlers import LoggedPrediction
 from services.serving.http import ServingApi, install
 from services.serving.predictions import Predictions
 from shared.datasets.sources import agrawal_records
-from shared.datasets.spec import shipped_specs
+from shared.datasets.spec import DatasetSpec, shipped_specs
 from shared.events.models import ArtifactRef
 from tests.bench.serving_pipeline import FEATURE_COLUMNS, loans_pipeline, training_frame
 
@@ -73,14 +74,25 @@ class Api:
     recorder: ListRecorder
 
 
+def expecting_salary_up_to(maximum: float) -> DatasetSpec:
+    """The loans spec with an expected (not hard) maximum on salary."""
+    loans = next(s for s in shipped_specs() if s.name == "loans")
+    features = [
+        f.model_copy(update={"expected_max": maximum}) if f.name == "salary" else f
+        for f in loans.features
+    ]
+    return loans.model_copy(update={"features": features})
+
+
 @pytest.fixture
 def api(pipeline: Pipeline) -> Iterator[Api]:
-    slots = ModelSlots(["loans", "fraud"])
-    spec = next(s for s in shipped_specs() if s.name == "loans")
+    slots = ModelSlots()
     card = ModelCard("loans", 4, ARTIFACT, "loans", 1, FEATURE_COLUMNS)
-    served = ServedModel.build(card, pipeline, InputSchema.of(spec, FEATURE_COLUMNS))
-    slots.get("loans").swap(Change("loans", CHAMPION, 4, ARTIFACT), served)
-    slots.get("fraud").waiting_for = "a champion: no version of 'fraud' holds it in the registry"
+    schema = InputSchema.of(expecting_salary_up_to(100_000), FEATURE_COLUMNS)
+    served = ServedModel.build(card, pipeline, schema)
+    slots.slot("loans").swap(Change("loans", CHAMPION, 4, ARTIFACT), served)
+    slots.slot("fraud")  # known, no champion yet
+    slots.slot("churn").not_loaded = "version 2 could not load, retrying: MinIO down"
     store, recorder = InMemoryStore(), ListRecorder()
     app = FastAPI()
     install(app, ServingApi(Predictions(slots, store, recorder, 64), slots, max_records=5))
@@ -160,21 +172,69 @@ def test_more_records_than_allowed_get_422(api: Api) -> None:
     assert answer.json()["detail"][0]["msg"] == "6 records in one request; at most 5"
 
 
-def test_an_unknown_model_gets_404_naming_the_served_ones(api: Api) -> None:
-    answer = api.client.post("/predict", json={"model": "churn", "records": records(1)})
+@pytest.mark.parametrize("model", ["fraud", "iris"])
+def test_a_model_without_champion_or_unknown_gets_404_with_the_reason(api: Api, model: str) -> None:
+    answer = api.client.post("/predict", json={"model": model, "records": records(1)})
 
     assert answer.status_code == 404
-    assert answer.json()["served"] == ["loans", "fraud"]
+    assert answer.json()["detail"] == (
+        f"no champion for model {model!r} yet: no version holds the champion alias in the registry"
+    )
+    assert answer.json()["served"] == ["loans"]
 
 
-def test_a_model_without_champion_gets_503_saying_what_it_waits_for(api: Api) -> None:
-    answer = api.client.post("/predict", json={"model": "fraud", "records": records(1)})
+def test_a_known_champion_not_loaded_here_gets_503_with_the_reason(api: Api) -> None:
+    answer = api.client.post("/predict", json={"model": "churn", "records": records(1)})
 
     assert answer.status_code == 503
     assert answer.json()["detail"] == (
-        "model 'fraud' has no champion loaded yet: "
-        "a champion: no version of 'fraud' holds it in the registry"
+        "model 'churn' has a champion that is not loaded here: "
+        "version 2 could not load, retrying: MinIO down"
     )
+
+
+def test_a_model_left_out_by_the_restriction_gets_404(pipeline: Pipeline) -> None:
+    slots = ModelSlots(["loans"])
+    app = FastAPI()
+    install(app, ServingApi(Predictions(slots, InMemoryStore(), ListRecorder(), 64), slots, 5))
+    with TestClient(app) as client:
+        answer = client.post("/predict", json={"model": "iris", "records": records(1)})
+
+    assert answer.status_code == 404
+    assert "MLOPS_SERVING_MODELS restricts serving to loans" in answer.json()["detail"]
+
+
+def out_of_range_count(feature: str) -> float:
+    labels = {"model": "loans", "feature": feature}
+    return REGISTRY.get_sample_value("mlops_serving_out_of_expected_range_total", labels) or 0.0
+
+
+def test_a_value_outside_its_expected_range_is_scored_and_counted_on_both_paths(api: Api) -> None:
+    inline, stored = records(2)
+    inline["salary"] = stored["salary"] = 140_000.0  # within the hard max 150000
+    api.store.features = {"applicant-1": stored}
+    before = out_of_range_count("salary")
+
+    by_records = api.client.post("/predict", json={"model": "loans", "records": [inline]})
+    by_entity = api.client.post("/predict", json={"model": "loans", "entities": ["applicant-1"]})
+
+    assert (by_records.status_code, by_entity.status_code) == (200, 200), by_entity.text
+    assert out_of_range_count("salary") == before + 2
+
+
+def test_values_beyond_the_hard_range_are_refused_on_both_paths(api: Api) -> None:
+    inline, stored = records(2)
+    inline["age"] = stored["age"] = 95  # above the hard max 80
+    api.store.features = {"applicant-1": stored}
+
+    by_records = api.client.post("/predict", json={"model": "loans", "records": [inline]})
+    by_entity = api.client.post("/predict", json={"model": "loans", "entities": ["applicant-1"]})
+
+    assert (by_records.status_code, by_entity.status_code) == (422, 422)
+    assert by_records.json()["detail"][0]["loc"] == ["body", "records", 0, "age"]
+    assert by_entity.json()["detail"][0]["loc"] == ["body", "entities", 0, "age"]
+    assert by_records.json()["detail"][0]["msg"] == by_entity.json()["detail"][0]["msg"]
+    assert api.recorder.entries == []
 
 
 def test_entities_are_scored_on_their_online_features(api: Api) -> None:
@@ -218,4 +278,5 @@ def test_models_lists_what_answers_and_what_waits(api: Api) -> None:
     assert models["loans"]["champion"]["classes"] == [0, 1]
     assert models["loans"]["waiting_for"] is None
     assert models["fraud"]["champion"] is None
-    assert "no version of 'fraud'" in models["fraud"]["waiting_for"]
+    assert "no version holds the champion alias" in models["fraud"]["waiting_for"]
+    assert models["churn"]["waiting_for"] == "version 2 could not load, retrying: MinIO down"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.serving.domain.records import InputSchema, ReadRecord, read_record
+from services.serving.domain.records import InputSchema, ReadRecord, read_record, read_stored
 from services.serving.domain.samples import sample_rows
 from shared.datasets.sources import agrawal_records
 from shared.datasets.spec import DatasetSpec, FeatureSpec, FeatureType, shipped_specs
@@ -169,3 +169,49 @@ def test_sample_rows_fit_the_spec_they_are_built_from() -> None:
         read = read_record(model_schema, row)
         assert isinstance(read, ReadRecord), read
         assert list(read.values) == list(model_schema.columns)
+
+
+def expected(**bounds: tuple[float | None, float | None]) -> InputSchema:
+    """The loans schema with expected (accept and flag) ranges on some features."""
+    spec = loans()
+    features = [
+        f.model_copy(
+            update=dict(zip(("expected_min", "expected_max"), bounds[f.name], strict=True))
+        )
+        if f.name in bounds
+        else f
+        for f in spec.features
+    ]
+    return InputSchema.of(spec.model_copy(update={"features": features}), RAW)
+
+
+def test_a_value_outside_its_expected_range_is_accepted_and_flagged_beyond_the_hard_one_refused() -> (
+    None
+):
+    flagging = expected(salary=(30_000, 100_000), age=(25, None))
+
+    read = read_record(flagging, record(salary=140_000.0, age=22))
+    inside = read_record(flagging, record(salary=50_000.0, age=40))
+    beyond = read_record(flagging, record(salary=160_000.0))
+
+    assert isinstance(read, ReadRecord) and read.values["salary"] == 140_000.0
+    assert read.out_of_range == ("salary", "age")
+    assert isinstance(inside, ReadRecord) and inside.out_of_range == ()
+    assert errors_of(beyond) == {("salary", "range")}
+
+
+def test_stored_features_pass_the_same_checks_and_may_lack_a_value() -> None:
+    flagging = expected(salary=(30_000, 100_000))
+    stored = {k: v for k, v in record(salary=120_000.0).items() if k != "hyears"}
+
+    read = read_stored(flagging, stored, "applicant-1", "app-1")
+    refused = read_stored(flagging, {**stored, "age": 95, "elevel": "9"}, "applicant-1", None)
+
+    assert isinstance(read, ReadRecord)
+    assert read.values["hyears"] is None, "a value the store lacks is missing, not an error"
+    assert (read.entity, read.record_id, read.out_of_range) == ("applicant-1", "app-1", ("salary",))
+    assert errors_of(refused) == {("age", "range"), ("elevel", "category")}
+    assert errors_of(read_record(flagging, {**stored, "age": 95, "elevel": "9"})) >= {
+        ("age", "range"),
+        ("elevel", "category"),
+    }

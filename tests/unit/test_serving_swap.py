@@ -15,15 +15,16 @@ from prometheus_client import REGISTRY
 
 from services.serving.adapters.feature_store import OnlineFeatures
 from services.serving.adapters.registry import RegistryRefused, RegistryUnavailable
-from services.serving.domain.records import InputSchema
+from services.serving.domain.records import InputSchema, ReadRecord, read_record
 from services.serving.domain.served import ModelCard, ServedModel
 from services.serving.domain.slots import (
     CHAMPION,
+    ChampionNotLoaded,
     Change,
     ModelSlot,
     ModelSlots,
     NoChampion,
-    UnknownModel,
+    NotServed,
     Verdict,
     verdict,
 )
@@ -37,7 +38,9 @@ from shared.events.models import ArtifactRef
 from tests.bench.serving_pipeline import FEATURE_COLUMNS
 from tests.waiting import wait_until
 
-LOANS = next(spec for spec in shipped_specs() if spec.name == "loans")
+SPECS = {spec.name: spec for spec in shipped_specs()}
+LOANS = SPECS["loans"]
+CANCER_COLUMNS = tuple(feature.name for feature in SPECS["breast_cancer"].features)
 RECORD = next(agrawal_records(1, seed=2, start=datetime(2024, 1, 1, tzinfo=UTC)))[0]
 
 
@@ -98,7 +101,7 @@ def test_which_change_loads(current: int | None, made: Change, expected: Verdict
 
 def test_a_slot_swaps_by_reference_and_remembers_handled_events() -> None:
     slot = ModelSlot("loans")
-    with pytest.raises(NoChampion, match="has no champion loaded yet"):
+    with pytest.raises(NoChampion, match="no champion for model 'loans' yet"):
         slot.champion()
     first, second = served(1), served(2)
 
@@ -113,9 +116,48 @@ def test_a_slot_swaps_by_reference_and_remembers_handled_events() -> None:
     assert slot.champion() is second
 
 
-def test_unknown_models_are_named_with_the_served_ones() -> None:
-    with pytest.raises(UnknownModel, match="'churn' is not served here; served: loans, fraud"):
-        ModelSlots(["loans", "fraud"]).get("churn")
+def test_without_restriction_any_model_gets_a_slot_on_first_use_never_from_a_request() -> None:
+    slots = ModelSlots()
+    assert slots.names == [] and slots.accepts("iris") and slots.accepts("housing")
+
+    with pytest.raises(NoChampion, match="no champion for model 'iris' yet"):
+        slots.champion("iris")
+    assert slots.names == [], "asking for a model makes no slot"
+
+    slots.slot("iris")
+    slots.slot("housing")
+    assert slots.slot("iris") is slots.get("iris")
+    assert sorted(slots.names) == ["housing", "iris"]
+    with pytest.raises(NoChampion):
+        slots.champion("iris")
+    assert slots.blocked() == {}, "a model without champion is not an outage"
+
+
+def test_a_restriction_serves_only_the_models_it_names() -> None:
+    slots = ModelSlots(["loans", "fraud"])
+
+    assert slots.names == ["fraud", "loans"]
+    assert not slots.accepts("churn")
+    with pytest.raises(NotServed, match=r"'churn' is not served here: .* to fraud, loans"):
+        slots.champion("churn")
+    with pytest.raises(NotServed):
+        slots.slot("churn")
+
+
+def test_a_known_champion_that_does_not_answer_blocks_until_it_is_swapped_in() -> None:
+    slots = ModelSlots()
+    slot = slots.slot("iris")
+    slot.not_loaded = "version 2 could not load, retrying: MinIO down"
+
+    with pytest.raises(ChampionNotLoaded, match="not loaded here: version 2 could not load"):
+        slots.champion("iris")
+    assert slots.blocked() == {"iris": "version 2 could not load, retrying: MinIO down"}
+    assert slots.answering() == []
+
+    slot.swap(change(2), served(2))
+
+    assert slots.blocked() == {} and slot.waiting_for is None
+    assert slots.answering() == ["iris"]
 
 
 @dataclass
@@ -220,23 +262,36 @@ def test_a_request_waiting_for_features_during_a_swap_is_scored_by_the_model_it_
 
 
 class InMemoryRegistry:
+    """Versions by (model, version); `champions` by model."""
+
     def __init__(self, *cards: ModelCard) -> None:
-        self.cards = {c.version: c for c in cards}
-        self.champion: ModelCard | None = None
+        self.cards = {(c.name, c.version): c for c in cards}
+        self.champions: dict[str, ModelCard] = {}
         self.down = False
+        self.listed = 0
+
+    def models(self) -> dict[str, dict[str, int]]:
+        if self.down:
+            raise RegistryUnavailable("connection refused")
+        self.listed += 1
+        names = {name for name, _ in self.cards} | set(self.champions)
+        return {
+            name: {CHAMPION: self.champions[name].version} if name in self.champions else {}
+            for name in names
+        }
 
     def alias(self, name: str, alias: str) -> ModelCard | None:
         if self.down:
             raise RegistryUnavailable("connection refused")
-        return self.champion if alias == CHAMPION else None
+        return self.champions.get(name) if alias == CHAMPION else None
 
     def version(self, name: str, version: int) -> ModelCard:
         if self.down:
             raise RegistryUnavailable("connection refused")
         try:
-            return self.cards[version]
+            return self.cards[(name, version)]
         except KeyError:
-            raise RegistryRefused(f"the registry has no version {version} of 'loans'") from None
+            raise RegistryRefused(f"the registry has no version {version} of {name!r}") from None
 
 
 class InMemoryArtifacts:
@@ -254,9 +309,9 @@ class InMemoryArtifacts:
 
 class ShippedSpecs:
     def spec(self, dataset: str, version: int | None) -> DatasetSpec:
-        if dataset != "loans":
+        if dataset not in SPECS:
             raise LookupError(f"unknown dataset {dataset!r}")
-        return LOANS
+        return SPECS[dataset]
 
 
 @dataclass
@@ -269,7 +324,7 @@ class Loading:
 
 @pytest.fixture
 def loading() -> Loading:
-    slots = ModelSlots(["loans"])
+    slots = ModelSlots()
     registry = InMemoryRegistry(card(1), card(2), card(3))
     artifacts = InMemoryArtifacts()
     return Loading(
@@ -357,7 +412,7 @@ def test_each_kind_of_refused_artifact_is_counted_by_reason(
     assert loading.loader.apply(change(1)) is None
 
     assert refused(reason) == before + 1
-    assert "was refused" in loading.slots.get("loans").waiting_for
+    assert "was refused" in loading.slots.blocked()["loans"]
 
 
 def test_an_event_whose_artifact_differs_from_the_registry_record_is_refused(
@@ -390,7 +445,9 @@ def test_a_model_failing_its_warm_up_never_takes_traffic(loading: Loading) -> No
 
 def test_versions_unknown_to_the_registry_or_its_spec_are_refused(loading: Loading) -> None:
     assert loading.loader.apply(change(9)) is None
-    loading.registry.cards[4] = ModelCard("loans", 4, artifact(4), "churn", 1, FEATURE_COLUMNS)
+    loading.registry.cards["loans", 4] = ModelCard(
+        "loans", 4, artifact(4), "churn", 1, FEATURE_COLUMNS
+    )
     assert loading.loader.apply(change(4)) is None
     assert loading.slots.get("loans").current() is None
 
@@ -401,7 +458,7 @@ def test_a_change_that_cannot_load_now_is_deferred_and_retried(loading: Loading)
     assert loading.loader.apply(change(1, event_id="e1")) == Verdict.DEFERRED
     loading.loader.retry_deferred()
     assert loading.slots.get("loans").current() is None
-    assert "version 1 to load (retrying)" in loading.slots.get("loans").waiting_for
+    assert "version 1 could not load, retrying" in loading.slots.blocked()["loans"]
 
     loading.registry.down = False
     loading.loader.retry_deferred()
@@ -431,37 +488,144 @@ def test_the_start_up_lookup_raises_what_is_worth_retrying(loading: Loading) -> 
     assert loading.loader.deferred == []
 
 
-def lookup(loading: Loading, positioned: threading.Event) -> ChampionLookup:
-    return ChampionLookup(
-        loading.slots, loading.registry, loading.loader, positioned, 0.01, shadow=False
+def cancer_card(version: int) -> ModelCard:
+    ref = ArtifactRef(
+        uri=f"s3://models/cancer/v{version}.skops", sha256=f"c{version}" * 32, size_bytes=1
     )
+    return ModelCard("cancer", version, ref, "breast_cancer", 1, CANCER_COLUMNS)
 
 
-def test_the_start_up_lookup_waits_for_a_champion_and_loads_it(loading: Loading) -> None:
-    positioned, stop = threading.Event(), threading.Event()
-    thread = threading.Thread(target=lookup(loading, positioned).run, args=(stop,))
+def run_lookup(loading: Loading, shadow: bool = False) -> tuple[ChampionLookup, threading.Thread]:
+    positioned = threading.Event()
+    positioned.set()
+    found = ChampionLookup(
+        loading.slots, loading.registry, loading.loader, positioned, 0.01, shadow=shadow
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=found.run, args=(stop,), daemon=True)
     thread.start()
-    try:
-        assert loading.slots.get("loans").waiting_for.endswith("once models.lifecycle is followed)")
-        positioned.set()
-        wait_until(
-            lambda: "no version of 'loans' holds it" in loading.slots.get("loans").waiting_for,
-            what="the lookup to find no champion",
-        )
-        loading.registry.champion = card(2)
-        thread.join(10)
-        assert not thread.is_alive(), "the lookup ends once every model has a champion"
-    finally:
-        stop.set()
-    assert loading.slots.get("loans").champion().version == 2
+    return found, thread
+
+
+def test_with_no_champion_anywhere_serving_is_ready_and_a_later_promotion_loads_a_new_model(
+    loading: Loading,
+) -> None:
+    found, thread = run_lookup(loading)
+    thread.join(10)
+
+    assert not thread.is_alive(), "nothing to load: the lookup ends"
+    found.check()  # the registry's list was read
+    assert loading.slots.blocked() == {}
+    assert loading.slots.answering() == []
+
+    cancer = cancer_card(1)
+    loading.registry.cards["cancer", 1] = cancer
+    promoted = Change("cancer", CHAMPION, 1, cancer.artifact, event_id="p1")
+    assert loading.loader.apply(promoted) == Verdict.LOAD
+
+    assert loading.slots.champion("cancer").card.dataset == "breast_cancer"
+    assert loading.slots.answering() == ["cancer"]
+
+
+def test_start_up_loads_the_champion_of_every_model_the_registry_lists(loading: Loading) -> None:
+    cancer = cancer_card(3)
+    loading.registry.cards["cancer", 3] = cancer
+    loading.registry.champions = {"loans": card(2), "cancer": cancer}
+
+    _, thread = run_lookup(loading)
+    thread.join(10)
+
+    assert not thread.is_alive()
+    assert loading.slots.champion("loans").version == 2
+    assert loading.slots.champion("cancer").version == 3
+    assert sorted(loading.slots.answering()) == ["cancer", "loans"]
+
+
+def test_until_the_registry_answers_its_list_serving_is_not_ready(loading: Loading) -> None:
+    loading.registry.down = True
+    loading.registry.champions = {"loans": card(1)}
+    found, thread = run_lookup(loading)
+
+    with pytest.raises(RuntimeError, match="the registry's list of models: connection refused"):
+        wait_until(lambda: "connection refused" in found.waiting_for, what="a failed list")
+        found.check()
+    loading.registry.down = False
+    thread.join(10)
+
+    found.check()
+    assert loading.slots.champion("loans").version == 1
+
+
+def test_a_listed_champion_that_cannot_load_blocks_readiness_with_its_reason(
+    loading: Loading,
+) -> None:
+    loading.registry.champions = {"loans": card(1)}
+    loading.artifacts.refusals[artifact(1).sha256] = ArtifactRefused("sha256 mismatch: x")
+
+    found, thread = run_lookup(loading)
+    wait_until(lambda: "was refused" in loading.slots.blocked().get("loans", ""), what="refusal")
+
+    found.check()  # the list was read; the champion is what is not ready
+    with pytest.raises(ChampionNotLoaded, match="version 1 was refused"):
+        loading.slots.champion("loans")
+    loading.registry.champions = {"loans": card(2)}  # the alias moves: asked again
+    thread.join(10)
+    assert loading.slots.champion("loans").version == 2
+    assert loading.slots.blocked() == {}
+
+
+def test_a_restriction_leaves_other_models_unloaded(loading: Loading) -> None:
+    slots = ModelSlots(["loans"])
+    loader = ModelLoader(slots, loading.registry, loading.artifacts, ShippedSpecs())
+    cancer = cancer_card(1)
+    loading.registry.cards["cancer", 1] = cancer
+    loading.registry.champions = {"loans": card(1), "cancer": cancer}
+    positioned = threading.Event()
+    positioned.set()
+
+    ChampionLookup(slots, loading.registry, loader, positioned, 0.01, False).run(threading.Event())
+
+    assert slots.names == ["loans"]
+    assert slots.champion("loans").version == 1
+    assert loading.artifacts.loaded == [artifact(1).uri]
 
 
 def test_the_start_up_lookup_never_replaces_what_a_promotion_loaded(loading: Loading) -> None:
     loading.loader.apply(change(3, event_id="promoted"))
-    loading.registry.champion = card(2)
+    loading.registry.champions = {"loans": card(2)}
     positioned = threading.Event()
     positioned.set()
 
-    lookup(loading, positioned).run(threading.Event())
+    ChampionLookup(
+        loading.slots, loading.registry, loading.loader, positioned, 0.01, shadow=False
+    ).run(threading.Event())
 
     assert loading.slots.get("loans").champion().version == 3
+
+
+def test_inline_records_are_read_with_the_spec_version_of_the_models_training() -> None:
+    tighter = LOANS.model_copy(
+        update={
+            "features": [
+                f.model_copy(update={"max": 30}) if f.name == "age" else f for f in LOANS.features
+            ]
+        }
+    )
+
+    class TwoVersions:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, int | None]] = []
+
+        def spec(self, dataset: str, version: int | None) -> DatasetSpec:
+            self.asked.append((dataset, version))
+            return LOANS if version == 1 else tighter  # 2 is the latest
+
+    specs = TwoVersions()
+    slots = ModelSlots()
+    loader = ModelLoader(slots, InMemoryRegistry(card(1)), InMemoryArtifacts(), specs)
+    loader.apply(change(1, event_id="e1"))
+
+    assert specs.asked == [("loans", 1)]
+    schema = slots.champion("loans").schema
+    assert isinstance(read_record(schema, {**RECORD, "age": 50}), ReadRecord)
+    assert read_record(InputSchema.of(tighter, FEATURE_COLUMNS), {**RECORD, "age": 50}) != []

@@ -1,5 +1,7 @@
-"""The model registry over HTTP: the version holding an alias, and one version's record.
+"""The model registry over HTTP: every model with its aliases, the version holding an alias,
+and one version's record.
 
+    GET /models                            [{"name", "aliases": {"champion": 3}, ...}, ...]
     GET /models/{name}/aliases/{alias}     {"model_name", "alias", "version": {...version...}}
     GET /models/{name}/versions/{version}  {"model_name", "version", "artifact", "lineage", ...}
 
@@ -56,6 +58,21 @@ class RegistryClient:
         self.base_url = base_url
         self._client = httpx.Client(base_url=base_url, timeout=timeout_s)
 
+    def models(self) -> dict[str, dict[str, int]]:
+        """Every registered model and the version holding each of its aliases."""
+        answer = self._get_json("/models")
+        if not isinstance(answer, list):
+            raise RegistryRefused(f"/models answered {type(answer).__name__}, not a list")
+        try:
+            return {
+                str(model["name"]): {str(a): int(v) for a, v in model["aliases"].items()}
+                for model in answer
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise RegistryRefused(
+                f"unreadable model list: {type(error).__name__}: {error}"
+            ) from None
+
     def alias(self, name: str, alias: str) -> ModelCard | None:
         """The version holding the alias, or None when no version holds it (or no such model)."""
         answer = self._get(f"/models/{name}/aliases/{alias}")
@@ -70,6 +87,11 @@ class RegistryClient:
         return card_of(answer)
 
     def _get(self, path: str) -> dict[str, Any] | None:
+        body: dict[str, Any] | None = self._get_json(path)
+        return body
+
+    def _get_json(self, path: str) -> Any:
+        """The JSON answer of a GET; None on 404."""
         try:
             response = self._client.get(path)
         except httpx.HTTPError as error:
@@ -82,8 +104,10 @@ class RegistryClient:
             raise RegistryRefused(
                 f"{self.base_url}{path} answered {response.status_code}: {response.text[:300]}"
             )
-        body: dict[str, Any] = response.json()
-        return body
+        try:
+            return response.json()
+        except ValueError as error:
+            raise RegistryRefused(f"{self.base_url}{path} answered no JSON: {error}") from None
 
     def close(self) -> None:
         self._client.close()

@@ -19,12 +19,14 @@ from shared.events.records import FieldError, FieldValue
 
 
 class InvalidRecords(Exception):
-    """Records that break their spec: (index, field errors) of each."""
+    """Records (or entities' stored features) that break their spec: (index, field errors)
+    of each; `where` names the request's list they came in."""
 
-    def __init__(self, errors: list[tuple[int, list[FieldError]]]) -> None:
+    def __init__(self, errors: list[tuple[int, list[FieldError]]], where: str = "records") -> None:
         count = len(errors)
         super().__init__(f"{count} record{'s' if count > 1 else ''} failed the dataset spec")
         self.errors = errors
+        self.where = where
 
 
 class ScoringFailed(Exception):

@@ -8,15 +8,22 @@ aggregates of the spec, or other derived columns. `read_record` collects every f
 |------------------|-----------------------------------------------------------------------|
 | required         | a non-nullable feature, or a derived column, the model needs is absent or null |
 | type, not_finite | a value of the wrong kind, NaN or ±inf (shared/datasets/values.py)        |
-| range            | a numeric or integer feature outside the spec's min/max; a negative count or sum |
+| range            | a numeric or integer feature outside the spec's hard min/max; a negative count or sum |
 | category         | a categorical value not among the spec's categories                   |
 | unexpected_field | a column neither the spec nor the model declares                      |
+
+A value outside a feature's expected range (expected_min/expected_max) is accepted, as
+validation accepts it, and named in `ReadRecord.out_of_range` (counted per feature).
 
 Aggregates the record leaves out are missing values (NaN) for the model: they belong to the
 entity's history, which only the online store has (ask with "entities" instead). Features of
 the spec the model does not use are checked when present and never required. The spec's
 entity key, event time, record id and label columns may come along; the record id and the
 entity are echoed in the answer.
+
+Features looked up by entity (`read_stored`) pass the same checks against the same spec (the
+model's version): type, category, hard range, expected range. Only presence is not required
+of them: a value the online store lacks is missing, as the model was trained to take it.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class ReadRecord:
     values: dict[str, FieldValue]
     record_id: str | None = None
     entity: str | None = None
+    out_of_range: tuple[str, ...] = ()
+    """Features outside their expected range: accepted, flagged."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ class _Reader:
     def __init__(self, schema: InputSchema) -> None:
         self.schema = schema
         self.errors: list[FieldError] = []
+        self.out_of_range: list[str] = []
 
     def fail(self, field: str, error: Invalid, value: FieldValue) -> None:
         self.errors.append(
@@ -122,7 +132,15 @@ class _Reader:
         except Invalid as error:
             self.fail(feature.name, error, value)
             return None
+        if feature.type in NUMERIC_TYPES:
+            self.flag_unexpected(feature, typed)  # type: ignore[arg-type]
         return typed
+
+    def flag_unexpected(self, feature: FeatureSpec, value: float | int) -> None:
+        try:
+            check_range(value, feature.expected_min, feature.expected_max)
+        except Invalid:
+            self.out_of_range.append(feature.name)
 
     def aggregate(self, aggregation: Aggregation, value: FieldValue) -> FieldValue:
         if value is None:
@@ -182,4 +200,30 @@ def read_record(
         values={column: values.get(column) for column in schema.columns},
         record_id=record_id,
         entity=entity,
+        out_of_range=tuple(reader.out_of_range),
     )
+
+
+def read_stored(
+    schema: InputSchema,
+    stored: Mapping[str, FieldValue],
+    entity: str,
+    record_id: str | None,
+) -> ReadRecord | list[FieldError]:
+    """The model's view of an entity's features from the online store, checked as an inline
+    record's are; a value the store lacks is missing, not an error."""
+    reader = _Reader(schema)
+    values: dict[str, FieldValue] = {}
+    for column in schema.columns:
+        value = stored.get(column)
+        if value is None:
+            values[column] = None
+        elif column in schema.features:
+            values[column] = reader.feature(schema.features[column], value)
+        elif column in schema.aggregates:
+            values[column] = reader.aggregate(schema.aggregates[column], value)
+        else:
+            values[column] = value
+    if reader.errors:
+        return reader.errors
+    return ReadRecord(values, record_id, entity, tuple(reader.out_of_range))

@@ -3,7 +3,12 @@
 GET  /features/{dataset}/{entity}       -> the entity's latest vector, 404 if unknown
 POST /features/{dataset}/batch          {"entities": [...]} -> {"found": [...], "missing": [...]}
 POST /training-sets                     {"dataset": ..., "until": ISO time?} -> 201, where the
-                                        Parquet set is, its rows, columns and lineage
+                                        Parquet set is, its rows, columns, lineage and
+                                        coverage (how far the offline store was written)
+GET  /training-sets/coverage            -> {"coverage": [{"topic", "partition", "offset"}]}:
+                                        per topic partition, the next offset not yet in the
+                                        offline store (data.validated, data.features,
+                                        data.labels), so a trainer can wait for its data
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from services.feature_store.adapters.online import OnlineStore, OnlineVector
 from services.feature_store.adapters.training_sets import NoTrainingData, TrainingSets
+from services.feature_store.domain.training_sets import coverage_json
 from shared.datasets.registry import UnknownDataset
 
 
@@ -93,6 +99,11 @@ def features_router() -> APIRouter:
             "found": [found[entity].as_json() for entity in wanted if entity in found],
             "missing": [entity for entity in wanted if entity not in found],
         }
+
+    @router.get("/training-sets/coverage")
+    def training_set_coverage(deps: Deps) -> dict[str, Any]:
+        """How far the offline store is written: what a training set asked now would hold."""
+        return {"coverage": coverage_json(deps.training_sets.coverage())}
 
     @router.post("/training-sets", status_code=201)
     def create_training_set(body: TrainingSetRequest, deps: Deps) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """What the registry consumes and emits: models.trained in; for each ModelTrained,
 ModelRegistered then ModelPromoted (champion, or challenger awaiting approval) or
-ModelRejected out, on models.lifecycle keyed "<model_name>:<version>".
+ModelRejected out, on models.lifecycle keyed "<model_name>:<version>". A TrainingFailed on
+models.trained (a run that ended without a model) registers nothing: it is logged and left
+alone, not dead-lettered.
 
 For lineage it also reads monitoring.drift (each DriftDetected is kept, with its evidence and
 trace id) and models.lifecycle (each ModelDeployed serving announces is kept; the registry's
@@ -11,6 +13,7 @@ HTTP changes (aliases, rollback, approval) publish to models.lifecycle too: PUBL
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,6 +28,7 @@ from shared.events.models import (
     ModelRejected,
     ModelRolledBack,
     ModelTrained,
+    TrainingFailed,
 )
 from shared.kafka.consumer import Emit, Handler, MessageInfo
 from shared.kafka.routes import Route
@@ -39,6 +43,7 @@ LIFECYCLE_EVENTS: Final = (
     ModelDeployed,
 )
 PUBLISHES: Final = (LIFECYCLE,)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ class Deps:
 
 def register_model(deps: Deps) -> Handler:
     def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
+        if isinstance(event.data, TrainingFailed):
+            failed = event.data
+            log.info(
+                "training of %s %s (command %s): %s; nothing to register",
+                failed.model_name, failed.outcome, failed.command_id, failed.reason,
+            )  # fmt: skip
+            return []
         return [
             Emit(
                 LIFECYCLE, emitted, key=lifecycle_key(emitted.data.model_name, emitted.data.version)
@@ -75,7 +87,7 @@ def keep_deployment(deps: Deps) -> Handler:
 
 def routes(deps: Deps) -> list[Route]:
     return [
-        Route(CONSUMES, (ModelTrained,), register_model(deps), emits=(LIFECYCLE,)),
+        Route(CONSUMES, (ModelTrained, TrainingFailed), register_model(deps), emits=(LIFECYCLE,)),
         Route(DRIFTS, (DriftDetected,), keep_drift(deps)),
         Route(LIFECYCLE, LIFECYCLE_EVENTS, keep_deployment(deps)),
     ]

@@ -14,8 +14,10 @@ from services.training.adapters.feature_store import FeatureStoreClient
 from services.training.adapters.kafka import CommandPublisher
 from services.training.adapters.labels import SqlLabelCounter
 from services.training.adapters.objects import ObjectStore
+from services.training.adapters.positions import KafkaPositions
 from services.training.adapters.registry import RegistryClient
 from services.training.adapters.runs import SqlRuns
+from services.training.domain.waiting import Waiting
 from services.training.handlers import COMMANDS, Deps, command_routes, label_routes
 from services.training.http import training_router
 from services.training.settings import TrainingSettings
@@ -32,6 +34,8 @@ from shared.storage import minio_client
 from shared.telemetry import configure_tracing
 
 NAME = "training"
+WAITED_FOR = ("data.validated", "data.labels")
+"""The topics a run waits for: records (and labels inside them) and late labels."""
 DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
 
 
@@ -47,13 +51,20 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
     objects = ObjectStore(minio_client(platform))
     feature_store = FeatureStoreClient(settings.feature_store_url, settings.http_timeout_s)
     registry = RegistryClient(settings.registry_url, settings.http_timeout_s)
-    trainer = Trainer(trainer_config(namespace, settings), specs, feature_store, registry, objects)
+    positions = KafkaPositions(
+        client_config(platform, f"{NAME}-positions"),
+        [catalog.name(topic, namespace) for topic in WAITED_FOR],
+    )
+    trainer = Trainer(
+        trainer_config(namespace, settings), specs, feature_store, registry, objects, positions
+    )
     deps = Deps(
         trainer=trainer,
         runs=runs,
         labels=SqlLabelCounter(engine, namespace),
         retrain_every_labels=settings.retrain_every_labels,
         model_name_for=settings.model_name_for,
+        attempts=settings.handler_attempts,
     )
     runners = _runners(platform, settings, catalog, producer, deps)
     runtime = ServiceRuntime(
@@ -72,7 +83,8 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
     publisher = CommandPublisher(
         producer, catalog.name(COMMANDS, namespace), settings.publish_timeout_s
     )
-    return create_app(runtime, [training_router(publisher, _known_dataset(specs), runs)])
+    router = training_router(publisher, _known_dataset(specs), runs, deps.running)
+    return create_app(runtime, [router])
 
 
 def trainer_config(namespace: str, settings: TrainingSettings) -> TrainerConfig:
@@ -81,8 +93,7 @@ def trainer_config(namespace: str, settings: TrainingSettings) -> TrainerConfig:
         bucket=settings.models_bucket,
         default_seed=settings.default_seed,
         holdout_fraction=settings.holdout_fraction,
-        classification_metric=settings.classification_metric,
-        regression_metric=settings.regression_metric,
+        waiting=Waiting(wait_s=settings.data_wait_s, poll_s=settings.data_poll_s),
         pin_training_set_to_command_time=settings.pin_training_set_to_command_time,
         min_training_rows=settings.min_training_rows,
         code_version=code_version(),

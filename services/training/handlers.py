@@ -1,14 +1,17 @@
 """What training consumes and emits.
 
-    training.requests (TrainModel)  -> models.trained (ModelTrained), one per command
+    training.requests (TrainModel)  -> models.trained: ModelTrained, or TrainingFailed with
+                                       its reason; one outcome per command, keyed by model
     data.labels (LabelRecorded)     -> training.requests (TrainModel, data_volume) after every
                                        MLOPS_TRAINING_RETRAIN_EVERY_LABELS labels of a dataset
 
 Commands are keyed by model name, so one model trains at a time and its commands queue in
-order. A command is trained once: its ModelTrained is kept in SQL by command id, and a
-redelivery re-emits that same event (same event id). A refused command (bad estimator,
-unknown dataset, too little data) is refused again at once on the runner's retries, without
-training, and then goes to the dead-letter topic with the reason.
+order. A command is handled once: its outcome is kept in SQL by command id, and a redelivery
+re-emits that same event (same event id). A command that cannot be trained as asked (bad
+estimator, unknown dataset, nothing labelled) ends at once in TrainingFailed "refused"; one
+whose dependencies keep failing (feature store, MinIO down) ends after its attempts, and one
+whose data did not reach the offline store within the wait ends at once, in TrainingFailed
+"failed". Either way its requester sees it (GET /runs/{command_id}, `mlops train --wait`).
 
 HTTP publishes TrainModel commands too: PUBLISHES.
 """
@@ -18,17 +21,24 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, Protocol
 
 from services.training import metrics
 from services.training.adapters.errors import DependencyRefused
-from services.training.domain.errors import TrainingRefused
+from services.training.domain.errors import DataNotArrived, TrainingRefused
 from shared.events.envelope import Event
-from shared.events.models import MODEL_NAME, ModelTrained, TrainingTrigger, TrainModel
+from shared.events.models import (
+    MODEL_NAME,
+    ModelTrained,
+    TrainingFailed,
+    TrainingTrigger,
+    TrainModel,
+)
 from shared.events.records import LabelRecorded, SourcePosition
 from shared.kafka.consumer import Emit, Handler, MessageInfo
 from shared.kafka.routes import Route
@@ -42,14 +52,16 @@ TRAINED: Final = "models.trained"
 PUBLISHES: Final = (COMMANDS,)
 _IDS = uuid.UUID("6f1d3c52-8a47-4f0e-9b8e-5a2f0c7d1e93")  # uuid5 namespace of derived ids
 
+Outcome = Event[ModelTrained] | Event[TrainingFailed]
+
 
 class Train(Protocol):
     def train(self, command: Event[TrainModel]) -> ModelTrained: ...
 
 
 class Runs(Protocol):
-    def finished(self, command_id: str) -> Event[ModelTrained] | None: ...
-    def record(self, command_id: str, trained: Event[ModelTrained]) -> Event[ModelTrained]: ...
+    def finished(self, command_id: str) -> Outcome | None: ...
+    def record(self, command_id: str, outcome: Outcome) -> Outcome: ...
 
 
 Decide = Callable[[int], Event[TrainModel] | None]
@@ -61,24 +73,24 @@ class LabelCounter(Protocol):
     ) -> Event[TrainModel] | None: ...
 
 
-class RefusalMemory:
-    """The last refusals by command id, so the runner's retries of a refused command fail at
-    once instead of fetching and training again."""
+class RunningCommands:
+    """The commands being handled now, and since when: GET /runs answers 202 for them."""
 
-    def __init__(self, size: int = 1000) -> None:
-        self._size = size
-        self._refusals: OrderedDict[str, str] = OrderedDict()
+    def __init__(self) -> None:
+        self._started: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
-    def remember(self, command_id: str, refusal: Exception) -> None:
+    def start(self, command_id: str) -> None:
         with self._lock:
-            self._refusals[command_id] = f"{type(refusal).__name__}: {refusal}"
-            while len(self._refusals) > self._size:
-                self._refusals.popitem(last=False)
+            self._started[command_id] = datetime.now(UTC)
 
-    def recall(self, command_id: str) -> str | None:
+    def finish(self, command_id: str) -> None:
         with self._lock:
-            return self._refusals.get(command_id)
+            self._started.pop(command_id, None)
+
+    def started(self, command_id: str) -> datetime | None:
+        with self._lock:
+            return self._started.get(command_id)
 
 
 @dataclass
@@ -88,11 +100,11 @@ class Deps:
     labels: LabelCounter
     retrain_every_labels: int = 5000
     model_name_for: Callable[[str], str] = lambda dataset: dataset
-    refusals: RefusalMemory = field(default_factory=RefusalMemory)
-
-
-class CommandRefused(TrainingRefused):
-    """A command refused earlier, refused again without another attempt."""
+    attempts: int = 5
+    """Tries of a command whose dependencies fail, before it ends as failed."""
+    first_backoff_s: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+    running: RunningCommands = field(default_factory=RunningCommands)
 
 
 def derived_id(*parts: str) -> str:
@@ -113,35 +125,88 @@ def trained_event(command: Event[TrainModel], trained: ModelTrained) -> Event[Mo
     )
 
 
+def failed_event(
+    command: Event[TrainModel], outcome: Literal["refused", "failed"], error: Exception
+) -> Event[TrainingFailed]:
+    """The TrainingFailed of a command: id derived from the command's, its correlation
+    carried, the error's message as the reason."""
+    request = command.data
+    failed = TrainingFailed(
+        model_name=request.model_name,
+        dataset=request.dataset,
+        command_id=command.id,
+        trigger=request.trigger,
+        outcome=outcome,
+        reason=str(error).strip() or type(error).__name__,
+        error=type(error).__name__,
+        failed_at=datetime.now(UTC),
+    )
+    return Event[TrainingFailed](
+        id=derived_id("training-failed", command.id),
+        source=SOURCE,
+        type=TrainingFailed.event_type,
+        subject=request.model_name,
+        correlationid=command.correlationid or command.id,
+        causationid=command.id,
+        data=failed,
+    )
+
+
+def run_command(deps: Deps, command: Event[TrainModel]) -> Outcome:
+    """Trains a command: its ModelTrained, or its TrainingFailed once it was refused, its data
+    did not arrive, or its dependencies failed on every attempt."""
+    model = command.data.model_name
+    backoff = deps.first_backoff_s
+    for attempt in range(1, deps.attempts + 1):
+        try:
+            with metrics.RUN_SECONDS.labels(model).time():
+                return trained_event(command, deps.trainer.train(command))
+        except (TrainingRefused, DependencyRefused) as refusal:
+            log.error("command %s for %s refused: %s", command.id, model, refusal)
+            return failed_event(command, "refused", refusal)
+        except DataNotArrived as late:
+            log.error("command %s for %s failed: %s", command.id, model, late)
+            return failed_event(command, "failed", late)
+        except Exception as error:  # a dependency down, or anything a later try may not meet
+            if attempt == deps.attempts:
+                log.error(
+                    "command %s for %s failed after %d attempts: %s: %s",
+                    command.id, model, attempt, type(error).__name__, error,
+                )  # fmt: skip
+                return failed_event(command, "failed", error)
+            log.warning(
+                "command %s for %s, attempt %d of %d: %s: %s; again in %.1fs",
+                command.id, model, attempt, deps.attempts, type(error).__name__, error, backoff,
+            )  # fmt: skip
+            deps.sleep(backoff)
+            backoff *= 2
+    raise AssertionError("unreachable: the last attempt returns")
+
+
 def train_model(deps: Deps) -> Handler:
     def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
         command: TrainModel = event.data
         done = deps.runs.finished(event.id)
         if done is not None:
-            log.info(
-                "command %s was trained already (run %s): re-emitting", event.id, done.data.run_id
-            )
+            log.info("command %s was handled already (%s): re-emitting", event.id, done.type)
             metrics.RUNS.labels(command.model_name, "redelivered").inc()
             return [Emit(TRAINED, done, key=done.data.model_name)]
-        refused = deps.refusals.recall(event.id)
-        if refused is not None:
-            raise CommandRefused(refused)
+        deps.running.start(event.id)
         try:
-            with metrics.RUN_SECONDS.labels(command.model_name).time():
-                payload = deps.trainer.train(event)
-        except (TrainingRefused, DependencyRefused) as refusal:
-            log.error("command %s for %s refused: %s", event.id, command.model_name, refusal)
-            metrics.RUNS.labels(command.model_name, "refused").inc()
-            deps.refusals.remember(event.id, refusal)
-            raise
-        kept = deps.runs.record(event.id, trained_event(event, payload))
-        metrics.RUNS.labels(command.model_name, "trained").inc()
-        log.info(
-            "trained %s run %s: %s",
-            command.model_name,
-            kept.data.run_id,
-            kept.data.evaluation.metrics,
-        )
+            outcome = run_command(deps, event)
+            kept = deps.runs.record(event.id, outcome)
+        finally:
+            deps.running.finish(event.id)
+        if isinstance(kept.data, TrainingFailed):
+            metrics.RUNS.labels(command.model_name, kept.data.outcome).inc()
+        else:
+            metrics.RUNS.labels(command.model_name, "trained").inc()
+            log.info(
+                "trained %s run %s: %s",
+                command.model_name,
+                kept.data.run_id,
+                kept.data.evaluation.metrics,
+            )
         return [Emit(TRAINED, kept, key=kept.data.model_name)]
 
     return handle

@@ -1,24 +1,36 @@
 """Training's HTTP API.
 
-POST /train            {"model_name", "dataset", "reason", "params"?, "seed"?}
+POST /train            {"model_name", "dataset", "reason", "params"?, "seed"?, "since"?}
                        -> 202 {"command_id", ...}: a TrainModel (trigger manual) confirmed
                        on training.requests; requested_by is the X-Requested-By header, or
-                       "http". 404: unknown dataset; 503: Kafka did not confirm.
-GET  /runs/{command_id} the ModelTrained event of a finished command (404: not finished)
+                       "http"; since (ISO time): train on records from then on only.
+                       404: unknown dataset; 422: since in the future; 503: Kafka did not
+                       confirm.
+GET  /runs/{command_id} the outcome of a finished command as it went to models.trained:
+                       200 with its ModelTrained, or its TrainingFailed ("outcome":
+                       refused/failed, "reason"); 202 {"status": "running"} while it is
+                       being handled; 404 when unknown or not started yet
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.training.handlers import SOURCE
 from shared.events.envelope import Event
-from shared.events.models import MODEL_NAME, ModelTrained, TrainingTrigger, TrainModel
+from shared.events.models import (
+    MODEL_NAME,
+    ModelTrained,
+    TrainingFailed,
+    TrainingTrigger,
+    TrainModel,
+)
 from shared.kafka.producer import DeliveryError
 
 DEFAULT_REQUESTER = "http"
@@ -31,7 +43,11 @@ class Publisher(Protocol):
 
 
 class FinishedRuns(Protocol):
-    def finished(self, command_id: str) -> Event[ModelTrained] | None: ...
+    def finished(self, command_id: str) -> Event[ModelTrained] | Event[TrainingFailed] | None: ...
+
+
+class Running(Protocol):
+    def started(self, command_id: str) -> datetime | None: ...
 
 
 KnownDataset = Callable[[str], bool]
@@ -45,10 +61,28 @@ class TrainRequest(BaseModel):
     reason: str = Field("", max_length=2000, description="Why; kept in the model's lineage.")
     params: dict[str, Any] = Field(default_factory=dict, description="Overrides of the spec's.")
     seed: int | None = Field(None, ge=0, description="Default: the service's default seed.")
+    since: datetime | None = Field(
+        None,
+        description="Train only on records whose event time is at or after this (ISO 8601; "
+        "no offset is UTC). Default: all the data.",
+    )
+
+    @field_validator("since")
+    @classmethod
+    def _since_is_past(cls, since: datetime | None) -> datetime | None:
+        if since is None:
+            return None
+        since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        if since > datetime.now(UTC):
+            raise ValueError(f"since {since.isoformat()} lies in the future")
+        return since
 
 
 def training_router(
-    publisher: Publisher, known_dataset: KnownDataset, runs: FinishedRuns
+    publisher: Publisher,
+    known_dataset: KnownDataset,
+    runs: FinishedRuns,
+    running: Running | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["training"])
 
@@ -72,6 +106,7 @@ def training_router(
                     kind="manual",
                     reason=body.reason,
                     requested_by=x_requested_by or DEFAULT_REQUESTER,
+                    since=body.since,
                 ),
                 params=body.params,
                 seed=body.seed,
@@ -88,15 +123,25 @@ def training_router(
             "model_name": body.model_name,
             "dataset": body.dataset,
             "topic": publisher.topic,
+            "since": body.since.isoformat() if body.since else None,
         }
         return JSONResponse(answer, status_code=202)
 
     @router.get("/runs/{command_id}")
     def run(command_id: str) -> Response:
-        """The ModelTrained event a command's run emitted, as it went to models.trained."""
-        trained = runs.finished(command_id)
-        if trained is None:
-            raise HTTPException(404, f"no finished run for command {command_id!r}")
-        return Response(trained.to_json_bytes(), media_type="application/json")
+        """The outcome a command's run emitted (ModelTrained or TrainingFailed), as it went to
+        models.trained; 202 while the command is being handled."""
+        outcome = runs.finished(command_id)
+        if outcome is not None:
+            return Response(outcome.to_json_bytes(), media_type="application/json")
+        started = running.started(command_id) if running is not None else None
+        if started is not None:
+            answer = {
+                "command_id": command_id,
+                "status": "running",
+                "started_at": started.isoformat(),
+            }
+            return JSONResponse(answer, status_code=202)
+        raise HTTPException(404, f"no finished run for command {command_id!r}")
 
     return router

@@ -4,7 +4,7 @@ from prometheus_client import Counter, Histogram
 
 RUNS = Counter(
     "mlops_training_runs_total",
-    "TrainModel commands handled, by model and outcome (trained, redelivered, refused).",
+    "TrainModel commands handled, by model and outcome (trained, redelivered, refused, failed).",
     ["model", "outcome"],
 )
 RUN_SECONDS = Histogram(

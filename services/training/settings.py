@@ -55,8 +55,21 @@ class TrainingSettings(ServiceSettings):
     holdout_fraction: float = Field(
         0.2, gt=0, lt=1, description="The latest share of rows by event time kept for evaluation."
     )
-    classification_metric: str = Field("roc_auc", description="Primary metric (classification).")
-    regression_metric: str = Field("rmse", description="Primary metric (regression).")
+    classification_metric: str = Field(
+        "roc_auc",
+        description="Only a fallback for rebuilding versions whose evaluation names no metric: "
+        "training compares the metric the dataset spec's model section chooses.",
+    )
+    regression_metric: str = Field("rmse", description="The same fallback, for regression.")
+    data_wait_s: float = Field(
+        120.0,
+        ge=0,
+        description="How long a run waits for the feature store's offline store to hold every "
+        "record and label written before its command; then it fails with what was missing.",
+    )
+    data_poll_s: float = Field(
+        1.0, gt=0, description="How often a waiting run asks the feature store how far it is."
+    )
     pin_training_set_to_command_time: bool = Field(
         True,
         description="Ask the feature store for rows up to the command's time, so a redelivered "
@@ -66,7 +79,10 @@ class TrainingSettings(ServiceSettings):
         10, ge=2, description="Fewer labelled rows than this refuse the run."
     )
     handler_attempts: int = Field(
-        5, ge=1, description="Tries per command when a dependency (feature store, MinIO) fails."
+        5,
+        ge=1,
+        description="Tries per command when a dependency (feature store, MinIO) fails; then "
+        "it ends in TrainingFailed (failed).",
     )
     max_training_seconds: float = Field(
         1800.0, gt=0, description="The longest a run may take before Kafka reassigns its command."

@@ -1,7 +1,9 @@
 """One training run, from TrainModel to ModelTrained: the service layer that drives the
 adapters (feature store, MinIO, registry) and the domain (frames, split, pipeline, metrics).
 
-    training set (feature store) -> Parquet (MinIO) -> sorted, typed frame + content hash
+    dataset spec, estimator checked (refused at once when wrong)
+    -> wait until the offline store holds every record labelled before the command's time
+    -> training set (feature store) -> Parquet (MinIO) -> sorted, typed frame + content hash
     -> time split -> Pipeline(ColumnTransformer, estimator) fitted with the seed
     -> metrics on the holdout -> the champion (registry) scored on the same holdout
     -> skops artifact (MinIO) -> ModelTrained with the complete lineage
@@ -23,8 +25,13 @@ from services.training.adapters.errors import DependencyRefused
 from services.training.adapters.feature_store import TrainingSetRef
 from services.training.adapters.registry import Champion
 from services.training.domain.errors import TrainingRefused
-from services.training.domain.estimators import Task
-from services.training.domain.fitting import evaluate, fit_pipeline, split_frame
+from services.training.domain.estimators import configure_estimator
+from services.training.domain.fitting import (
+    evaluate,
+    fit_pipeline,
+    promotion_metric,
+    split_frame,
+)
 from services.training.domain.frames import TrainingFrame
 from services.training.domain.lineage import (
     data_quality,
@@ -33,6 +40,7 @@ from services.training.domain.lineage import (
 )
 from services.training.domain.metrics import score
 from services.training.domain.split import TimeSplit
+from services.training.domain.waiting import Positions, Waiting
 from shared.artifacts import ArtifactRefused
 from shared.datasets.registry import UnknownDataset
 from shared.datasets.spec import VersionedSpec
@@ -40,6 +48,7 @@ from shared.events.envelope import Event
 from shared.events.models import (
     ArtifactRef,
     BaselineEvaluation,
+    DataWait,
     ModelTrained,
     TrainingLineage,
     TrainModel,
@@ -58,6 +67,11 @@ class Specs(Protocol):
 
 class TrainingSets(Protocol):
     def training_set(self, dataset: str, until: datetime | None = None) -> TrainingSetRef: ...
+    def coverage(self) -> Positions: ...
+
+
+class TopicPositions(Protocol):
+    def at(self, moment: datetime) -> Positions: ...
 
 
 class Champions(Protocol):
@@ -76,15 +90,11 @@ class TrainerConfig:
     bucket: str = "mlops-models"
     default_seed: int = 0
     holdout_fraction: float = 0.2
-    classification_metric: str = "roc_auc"
-    regression_metric: str = "rmse"
     pin_training_set_to_command_time: bool = True
     min_training_rows: int = 10
     code_version: str = "unknown"
     library_versions: dict[str, str] = field(default_factory=library_versions)
-
-    def primary_metric(self, task: Task) -> str:
-        return self.classification_metric if task == "classification" else self.regression_metric
+    waiting: Waiting = field(default_factory=lambda: Waiting(wait_s=120.0))
 
 
 def run_id_of(command_id: str) -> str:
@@ -101,6 +111,7 @@ class _Inputs:
     training: TrainingFrame
     split: TimeSplit
     until: datetime | None
+    data_wait: DataWait | None
 
 
 class Trainer:
@@ -111,8 +122,11 @@ class Trainer:
         training_sets: TrainingSets,
         champions: Champions,
         objects: Objects,
+        positions: TopicPositions | None = None,
     ) -> None:
+        """Without `positions` a run reads the training set at once, without waiting."""
         self.config = config
+        self._positions = positions
         self._specs = specs
         self._training_sets = training_sets
         self._champions = champions
@@ -120,18 +134,16 @@ class Trainer:
 
     def train(self, command: Event[TrainModel]) -> ModelTrained:
         request: TrainModel = command.data
-        inputs = self._inputs(command)
-        training, split = inputs.training, inputs.split
         seed = request.seed if request.seed is not None else self.config.default_seed
+        inputs = self._inputs(command, seed)
+        training, split = inputs.training, inputs.split
+        rule = inputs.versioned.spec.model
         with _tracer.start_as_current_span("fit", attributes={"rows": len(split.train)}):
-            fitted = fit_pipeline(
-                inputs.versioned.spec.model, request.params, seed, training, split
-            )
+            fitted = fit_pipeline(rule, request.params, seed, training, split)
         configured, pipeline = fitted.configured, fitted.pipeline
         with _tracer.start_as_current_span("evaluate", attributes={"rows": len(split.holdout)}):
-            evaluation = evaluate(
-                pipeline, training, split, self.config.primary_metric(training.task)
-            )
+            metric = promotion_metric(rule, training.task)
+            evaluation = evaluate(pipeline, training, split, metric, rule)
         baseline = self._baseline(request.model_name, training, split)
         run_id = run_id_of(command.id)
         key = f"{self.config.namespace}/{request.model_name}/{run_id}.skops"
@@ -150,14 +162,11 @@ class Trainer:
             trained_at=datetime.now(UTC),
         )
 
-    def _inputs(self, command: Event[TrainModel]) -> _Inputs:
+    def _inputs(self, command: Event[TrainModel], seed: int) -> _Inputs:
         dataset = command.data.dataset
-        self._specs.refresh()
-        try:
-            versioned = self._specs.latest(dataset)
-        except UnknownDataset as unknown:
-            raise TrainingRefused(str(unknown)) from None
+        versioned = self._spec(command, seed)
         until = command.time if self.config.pin_training_set_to_command_time else None
+        data_wait = self._wait_for_data(command)
         with _tracer.start_as_current_span("training set", attributes={"dataset": dataset}):
             ref = self._training_sets.training_set(dataset, until)
             raw = self._objects.read_parquet(ref.uri)
@@ -176,7 +185,36 @@ class Trainer:
             self.config.min_training_rows,
             self.config.holdout_fraction,
         )
-        return _Inputs(versioned, ref, cut.training, cut.split, until)
+        return _Inputs(versioned, ref, cut.training, cut.split, until, data_wait)
+
+    def _spec(self, command: Event[TrainModel], seed: int) -> VersionedSpec:
+        """The dataset's latest spec, its label, metric and estimator checked before any data
+        is waited for: a command that cannot be trained is refused at once."""
+        dataset = command.data.dataset
+        self._specs.refresh()
+        try:
+            versioned = self._specs.latest(dataset)
+        except UnknownDataset as unknown:
+            raise TrainingRefused(str(unknown)) from None
+        task = versioned.spec.task
+        if task not in ("classification", "regression"):
+            raise TrainingRefused(f"dataset {dataset!r} declares no label: nothing to train on")
+        promotion_metric(versioned.spec.model, task)
+        configure_estimator(versioned.spec.model, command.data.params, seed, task)
+        return versioned
+
+    def _wait_for_data(self, command: Event[TrainModel]) -> DataWait | None:
+        """Waits until the offline store holds every message of data.validated and
+        data.labels written before the command's time (DataNotArrived when it does not)."""
+        if self._positions is None:
+            return None
+        with _tracer.start_as_current_span("wait for data") as span:
+            needed = self._positions.at(command.time)
+            waited = self.config.waiting.until_covered(needed, self._training_sets.coverage)
+            span.set_attribute("waited_s", waited.waited_s)
+        if waited.waited_s > 0:
+            log.info("command %s waited %.1fs for the offline store", command.id, waited.waited_s)
+        return waited
 
     def _baseline(
         self, model_name: str, training: TrainingFrame, split: TimeSplit
@@ -231,4 +269,5 @@ class Trainer:
             trigger=request.trigger,
             cut_off=inputs.until,
             holdout_fraction=self.config.holdout_fraction,
+            data_wait=inputs.data_wait,
         )

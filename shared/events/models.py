@@ -52,6 +52,30 @@ class TrainingTrigger(_Part):
     )
 
 
+class TopicOffset(_Part):
+    """A position in one topic partition: the next offset (everything before it)."""
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class DataWait(_Part):
+    """How a run made sure its training set held every record labelled before its command:
+    the topic offsets at the command's time, what the offline store had written when the set
+    was built, and how long training waited for it."""
+
+    needed: list[TopicOffset] = Field(
+        description="Per partition of data.validated and data.labels: the first offset at or "
+        "after the command's time (everything before it must be in the training set)."
+    )
+    covered: list[TopicOffset] = Field(
+        description="How far the feature store's offline store was written (next offsets)."
+    )
+    waited_s: float = Field(ge=0, description="Seconds training waited for the offline store.")
+    source: Literal["offline_store"] = "offline_store"
+
+
 class TrainingLineage(_Part):
     """Everything needed to rebuild the training set and the model bit for bit."""
 
@@ -77,6 +101,9 @@ class TrainingLineage(_Part):
     holdout_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of the newest rows held out for evaluation."
     )
+    data_wait: DataWait | None = Field(
+        None, description="What the run waited for before reading its training set."
+    )
 
 
 class Evaluation(_Part):
@@ -87,6 +114,18 @@ class Evaluation(_Part):
     higher_is_better: bool = True
     holdout: str = Field(description="Which rows, e.g. 'last 20% by event time'.")
     per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    rows: int | None = Field(None, ge=0, description="Holdout rows the metrics come from.")
+    margin: float | None = Field(
+        None,
+        ge=0,
+        description="How much this version must beat the champion by (the dataset spec's); "
+        "null: the registry's own margin.",
+    )
+    min_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Fewest holdout rows it may be promoted on (the dataset spec's); null: any.",
+    )
 
 
 class BaselineEvaluation(_Part):

@@ -9,6 +9,14 @@ themselves and serve the feature store's training-set endpoint (POST /training-s
 as the real store answers: location, rows, columns, spec version, lineage) from a small
 FastAPI app on a real port in a thread of the test: their training set is then fixed and
 known, and the stand-in counts the sets asked for (a run that is not done twice asks once).
+It says its offline store covers everything the test's data topics hold (their high
+watermarks), as the real store does once it has written them.
+
+The tests of waiting for data and of outcomes run the real feature store: a TrainModel issued
+before the offline store holds its records waits for them (breast_cancer, labels in the
+records; a regression dataset from scikit-learn's diabetes table, no estimator declared);
+data that never reaches the offline store ends in TrainingFailed "failed" with what was
+missing (loans, feedback labels), which `mlops train --wait` reports with exit code 1.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,11 +50,24 @@ from services.training.domain.metrics import score
 from services.training.domain.split import time_split
 from shared.artifacts import load_model
 from shared.datasets.registry import SpecRegistry
-from shared.datasets.sources import agrawal_records
-from shared.datasets.spec import VersionedSpec, shipped_specs
+from shared.datasets.sources import agrawal_records, breast_cancer_records
+from shared.datasets.spec import (
+    DatasetSpec,
+    FeatureSpec,
+    FeatureType,
+    LabelSpec,
+    VersionedSpec,
+    shipped_specs,
+)
 from shared.events import Event
 from shared.events.catalog import payload_type
-from shared.events.models import ModelTrained, OffsetRange, TrainingTrigger, TrainModel
+from shared.events.models import (
+    ModelTrained,
+    OffsetRange,
+    TrainingFailed,
+    TrainingTrigger,
+    TrainModel,
+)
 from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
@@ -105,6 +128,7 @@ class StandInFeatureStore:
     bucket: str
     namespace: str
     frame: pd.DataFrame
+    kafka: str
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = field(default_factory=free_port)
 
@@ -143,6 +167,10 @@ class StandInFeatureStore:
         def live() -> dict[str, str]:
             return {"status": "ok"}
 
+        @app.get("/training-sets/coverage")
+        def coverage() -> dict[str, Any]:
+            return {"coverage": self.coverage()}
+
         @app.post("/training-sets", status_code=201)
         def training_set(body: dict[str, Any]) -> dict[str, Any]:
             self.requests.append(body)
@@ -159,6 +187,19 @@ class StandInFeatureStore:
             }
 
         return app
+
+    def coverage(self) -> list[dict[str, Any]]:
+        """Everything the namespace's data.validated and data.labels hold now."""
+        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": unique_name("cover")})
+        try:
+            return [
+                {"topic": topic, "partition": p, "offset": consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=10)[1]}
+                for topic in (f"{self.namespace}.data.validated", f"{self.namespace}.data.labels")
+                for p in range(3)
+            ]  # fmt: skip
+        finally:
+            consumer.close()
 
     def start(self) -> None:
         self._thread.start()
@@ -212,15 +253,25 @@ class Stack:
     def start_registry(self) -> RunningService:
         return self.start("registry", database_url=f"sqlite:///{self.logs / 'registry.sqlite'}")
 
-    def start_feature_store(self) -> RunningService:
+    def start_feature_store(self, **settings: str) -> RunningService:
         """The real feature store, its offline store in a bucket of the test's own."""
+        defaults = {
+            "bucket": self.offline_bucket,
+            "offline_flush_s": "0.5",
+            "sqlite_path": str(self.logs / "online.sqlite"),
+        }
         return self.start(
             "feature_store",
             extra_env={"F_DATADIR": str(self.logs / "faust")},  # not in the working directory
-            bucket=self.offline_bucket,
-            offline_flush_s="0.5",
-            sqlite_path=str(self.logs / "online.sqlite"),
+            **{**defaults, **settings},
         )
+
+    def register_spec(self, spec: DatasetSpec) -> VersionedSpec:
+        registry = SpecRegistry(
+            client_config(self.settings, "training-test"), self.topic("data.specs"), "test"
+        )
+        self.specs[spec.name] = registry.register(spec, self.producer)
+        return self.specs[spec.name]
 
     def start_training(self, registry: RunningService, **settings: str) -> RunningService:
         defaults = {
@@ -306,7 +357,9 @@ def stack(
     namespace = unique_name("train")
     suffix = uuid.uuid4().hex[:12]
     frame = loans_training_set(namespace)
-    feature_store = StandInFeatureStore(minio, f"sets-{suffix}", namespace, frame)
+    feature_store = StandInFeatureStore(
+        minio, f"sets-{suffix}", namespace, frame, settings.kafka_bootstrap_servers
+    )
     feature_store.start()
     with namespace_topics(admin, namespace):
         running = Stack(
@@ -612,22 +665,230 @@ def test_the_data_volume_trigger_fires_after_every_n_labels(stack: Stack) -> Non
     assert {t.data.lineage.trigger.kind for t in trained} == {"data_volume"}
 
 
-def test_a_command_that_cannot_be_trained_is_dead_lettered_and_the_next_one_trains(
+def test_a_command_that_cannot_be_trained_is_refused_at_once_and_the_next_one_trains(
     stack: Stack,
 ) -> None:
     registry = stack.start_registry()
-    stack.start_training(registry, handler_attempts="2")
+    training = stack.start_training(registry, data_wait_s="120")
     unknown = Event.create(
         TrainModel(model_name="nope", dataset="nope", trigger=TrainingTrigger(kind="manual")),
         source="test",
     )
+    bad_estimator = train_command()
+    bad_estimator = Event.create(
+        bad_estimator.data.model_copy(update={"params": {"no_such_param": 1}}), source="test"
+    )
     good = train_command()
-    stack.publish("training.requests", unknown, good, key="loans")  # one partition, in order
+    started = time.monotonic()
+    stack.publish("training.requests", unknown, bad_estimator, good, key="loans")  # in order
 
-    [trained] = stack.read("models.trained", 1)
-    assert trained.causationid == good.id
-    [dead] = read_all(stack.settings.kafka_bootstrap_servers, stack.topic("bus.dead-letter"), 1)
-    headers = dict(dead.headers())
-    assert decode(dead.value()).id == unknown.id
-    assert b"unknown dataset 'nope'" in headers["dlq.error"]
-    assert headers["dlq.original.topic"] == stack.topic("training.requests").encode()
+    events = {e.causationid: e for e in stack.read("models.trained", 3)}
+    refused_unknown, refused_estimator = events[unknown.id].data, events[bad_estimator.id].data
+    assert isinstance(refused_unknown, TrainingFailed)
+    assert refused_unknown.outcome == "refused" and refused_unknown.command_id == unknown.id
+    assert "unknown dataset 'nope'" in refused_unknown.reason
+    assert isinstance(refused_estimator, TrainingFailed)
+    assert (refused_estimator.outcome, refused_estimator.error) == ("refused", "EstimatorRefused")
+    assert "no_such_param" in refused_estimator.reason
+    assert refused_estimator.failed_at - bad_estimator.time < timedelta(seconds=60)
+    assert isinstance(events[good.id].data, ModelTrained)
+    assert time.monotonic() - started < 120, "a refusal waited for data"
+
+    run = httpx.get(f"{training.url}/runs/{unknown.id}", timeout=10)
+    assert run.status_code == 200 and run.json()["id"] == events[unknown.id].id
+    assert run.json()["data"]["outcome"] == "refused"
+    # the registry reads every outcome on models.trained and dead-letters none of them
+    group, trained_topic = f"{stack.namespace}.registry", stack.topic("models.trained")
+    wait_until(
+        lambda: (
+            committed_total(stack.settings.kafka_bootstrap_servers, group, trained_topic, 3) >= 3
+        ),
+        what="the registry to consume the three outcomes",
+        timeout_s=60,
+        interval_s=0.5,
+    )
+    assert stack.end_offsets("bus.dead-letter") == 0
+
+
+# Waiting for data and visible failures, on the real feature store.
+
+DIABETES = DatasetSpec(
+    name="diabetes",
+    description="scikit-learn's diabetes table: disease progression a year after baseline.",
+    entity_key="patient_id",
+    event_time="examined_at",
+    record_id="sample_id",
+    features=[
+        FeatureSpec(name=name, type=FeatureType.NUMERIC)
+        for name in ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+    ],
+    label=LabelSpec(name="progression", type=FeatureType.NUMERIC, task="regression"),
+)  # no model section: training picks the regression default
+
+
+def diabetes_rows(count: int, start: datetime) -> list[tuple[str, datetime, dict[str, Any], Any]]:
+    from sklearn.datasets import load_diabetes
+
+    bunch: Any = load_diabetes()
+    names = [f.name for f in DIABETES.features]
+    return [
+        (
+            f"patient-{i % len(bunch.target)}",
+            start + timedelta(minutes=i),
+            dict(zip(names, (float(v) for v in bunch.data[i % len(bunch.target)]), strict=True)),
+            float(bunch.target[i % len(bunch.target)]),
+        )
+        for i in range(count)
+    ]
+
+
+def breast_cancer_rows(
+    count: int, start: datetime
+) -> list[tuple[str, datetime, dict[str, Any], Any]]:
+    spec = stack_spec("breast_cancer")
+    names = [f.name for f in spec.features]
+    return [
+        (
+            str(record["patient_id"]),
+            datetime.fromisoformat(str(record["examined_at"])),
+            {name: record[name] for name in names},
+            diagnosis,
+        )
+        for record, diagnosis in breast_cancer_records(
+            count, seed=5, start=start, seconds_between=60
+        )
+    ]
+
+
+def stack_spec(name: str) -> DatasetSpec:
+    return next(spec for spec in [*shipped_specs(), DIABETES] if spec.name == name)
+
+
+def validated_with_labels(
+    namespace: str, dataset: str, version: int, count: int
+) -> list[Event[RecordValidated]]:
+    """Records whose label arrives with them, as validation writes them to data.validated."""
+    start = datetime.now(UTC) - timedelta(days=2)
+    rows = diabetes_rows if dataset == "diabetes" else breast_cancer_rows
+    events = []
+    for index, (entity, event_time, values, label_value) in enumerate(rows(count, start)):
+        payload = RecordValidated(
+            dataset=dataset,
+            spec_version=version,
+            record_id=f"{dataset}-{index}",
+            entity=entity,
+            event_time=event_time,
+            values=values,
+            label=label_value,
+            source=SourcePosition(topic=f"{namespace}.data.raw", partition=0, offset=index),
+        )
+        events.append(Event.create(payload, source="validation", subject=entity))
+    return events
+
+
+def offsets_sum(positions: list[Any], topic: str) -> int:
+    return sum(p.offset for p in positions if p.topic == topic)
+
+
+WAITED_RECORDS = 240
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "diabetes"])
+def test_a_command_issued_before_the_offline_store_has_its_records_waits_and_trains_on_all(
+    stack: Stack, dataset: str
+) -> None:
+    spec = stack_spec(dataset)
+    version = stack.register_spec(spec).version
+    feature_store = stack.start_feature_store(offline_flush_s="5")  # files every 5 s
+    registry = stack.start_registry()
+    stack.start_training(
+        registry, feature_store_url=feature_store.url, data_wait_s="150", data_poll_s="0.5"
+    )
+    records = validated_with_labels(stack.namespace, dataset, version, WAITED_RECORDS)
+    stack.producer.publish_confirmed(
+        OutgoingMessage.for_event(stack.topic("data.validated"), r, key=r.data.entity)
+        for r in records
+    )
+    command = Event.create(
+        TrainModel(
+            model_name=dataset,
+            dataset=dataset,
+            trigger=TrainingTrigger(kind="manual", reason="right after the upload"),
+            params=FIT_PARAMS,
+            seed=1,
+        ),
+        source="test",
+    )
+    stack.publish("training.requests", command, key=dataset)
+    covered = httpx.get(f"{feature_store.url}/training-sets/coverage", timeout=10).json()
+    validated = stack.topic("data.validated")
+    written = sum(c["offset"] for c in covered["coverage"] if c["topic"] == validated)
+    assert written < WAITED_RECORDS, "the offline store had the records before the command"
+
+    [event] = stack.read("models.trained", 1, timeout_s=240)
+    assert event.type == "mlops.ModelTrained", event.data
+    trained: ModelTrained = event.data
+    lineage = trained.lineage
+    assert lineage.rows == WAITED_RECORDS, "the run did not train on every record before it"
+    wait = lineage.data_wait
+    assert wait is not None and wait.waited_s > 0
+    assert offsets_sum(wait.needed, validated) == WAITED_RECORDS
+    assert offsets_sum(wait.covered, validated) >= WAITED_RECORDS
+    assert offsets_sum(wait.needed, stack.topic("data.labels")) == 0
+    metric, higher = spec.model.metric_for(spec.label.task if spec.label else "")
+    assert (trained.evaluation.primary_metric, trained.evaluation.higher_is_better) == (
+        metric,
+        higher,
+    )
+    assert trained.evaluation.rows == lineage.holdout_rows
+    if dataset == "diabetes":
+        assert trained.estimator == "sklearn.ensemble.HistGradientBoostingRegressor"
+        assert {"rmse", "mae", "r2"} <= set(trained.evaluation.metrics)
+
+
+def test_data_that_never_reaches_the_offline_store_fails_and_mlops_train_wait_says_why(
+    stack: Stack,
+) -> None:
+    # The store holds its batches for 10 minutes: nothing is written during the test.
+    feature_store = stack.start_feature_store(offline_flush_s="600", offline_flush_rows="1000000")
+    registry = stack.start_registry()
+    training = stack.start_training(
+        registry, feature_store_url=feature_store.url, data_wait_s="6", data_poll_s="0.5"
+    )
+    records, labels = validated_and_labels(stack.namespace)
+    stack.producer.publish_confirmed(
+        [
+            *(OutgoingMessage.for_event(stack.topic("data.validated"), r, key=r.data.entity)
+              for r in records),
+            *(OutgoingMessage.for_event(stack.topic("data.labels"), label, key=label.data.record_id)
+              for label in labels),
+        ]
+    )  # fmt: skip
+    env = {**stack.env, "MLOPS_CLI_TRAINING_URL": training.url}
+    started = time.monotonic()
+    cli = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "train", "loans", "--dataset", "loans",
+         "--param", "max_iter=30", "--wait", "--timeout", "300"],
+        capture_output=True, text=True, env=env, timeout=320,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert cli.returncode == 1, (cli.stdout, cli.stderr)
+    assert elapsed < 60, f"mlops train --wait took {elapsed:.0f}s to report the failure"
+    assert "training of loans failed (DataNotArrived)" in cli.stderr
+    assert f"missing {stack.topic('data.labels')}[" in cli.stderr or (
+        f"missing {stack.topic('data.validated')}[" in cli.stderr
+    )
+    command_id = cli.stdout.strip().splitlines()[0]
+
+    run = httpx.get(f"{training.url}/runs/{command_id}", timeout=10)
+    assert run.status_code == 200
+    assert run.json()["type"] == "mlops.TrainingFailed"
+    failed = TrainingFailed.model_validate(run.json()["data"])
+    assert (failed.outcome, failed.error, failed.command_id) == (
+        "failed",
+        "DataNotArrived",
+        command_id,
+    )
+    assert "did not hold every record labelled before the command within 6s" in failed.reason
+    [event] = stack.read("models.trained", 1)
+    assert event.id == run.json()["id"] and event.causationid == command_id

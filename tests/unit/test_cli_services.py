@@ -152,6 +152,42 @@ def test_train_posts_the_command_and_waits_for_its_run(
     assert capsys.readouterr().out.startswith("c-1\n")
 
 
+FAILED_RUN = {
+    "type": "mlops.TrainingFailed",
+    "data": {"model_name": "loans", "outcome": "failed", "error": "DataNotArrived",
+             "reason": "missing ns.data.labels[0] up to offset 9 (written up to 4)"},
+}  # fmt: skip
+
+
+def test_train_wait_exits_1_with_the_reason_of_a_failed_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    polls = iter([(404, {}), (202, {"status": "running"}), (200, FAILED_RUN)])
+
+    def training(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, json={"command_id": "c-1"})
+        status, body = next(polls)
+        return httpx.Response(status, json=body)
+
+    monkeypatch.setattr("shared.cli.training.time.sleep", lambda seconds: None)
+    seen = serve(monkeypatch, training)
+    assert run(["train", "loans", "--dataset", "loans", "--wait"]) == 1
+    assert len(seen) == 4
+    err = capsys.readouterr().err
+    assert "training of loans failed (DataNotArrived)" in err
+    assert "ns.data.labels[0] up to offset 9" in err
+
+
+def test_train_since_asks_for_a_window_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = serve(monkeypatch, lambda request: httpx.Response(202, json={"command_id": "c-2"}))
+    argv = ["train", "loans", "--dataset", "loans", "--since", "2024-05-01T12:00:00"]
+    assert run(argv) == 0
+    assert json.loads(seen[0].content)["since"] == "2024-05-01T12:00:00+00:00"
+    assert run(["train", "loans", "--dataset", "loans", "--since", "yesterday"]) == 2
+    assert len(seen) == 1
+
+
 def test_params_are_json_when_they_parse() -> None:
     assert parse_params(["a=4", "b=x", "c=[1, 2]", "d="]) == {
         "a": 4,

@@ -56,6 +56,9 @@ class FakeTrainingSets:
             raise NoTrainingData(f"no labelled record of {dataset!r} up to {until.isoformat()}")
         return FakeSet()
 
+    def coverage(self) -> dict[tuple[str, int], int]:
+        return {("ns.data.validated", 1): 42, ("ns.data.labels", 0): 7}
+
 
 def known(name: str) -> None:
     if name != "loans":
@@ -138,3 +141,14 @@ def test_a_training_set_without_data_or_dataset_is_refused_with_the_reason() -> 
     assert api.post("/training-sets", json={"dataset": "cars"}).status_code == 404
     assert api.post("/training-sets", json={"until": "2024-01-01"}).status_code == 422
     assert api.post("/training-sets", json={"dataset": "loans", "until": "soon"}).status_code == 422
+
+
+def test_the_coverage_says_how_far_the_offline_store_is_written() -> None:
+    answer = client(FakeOnline({}), FakeTrainingSets()).get("/training-sets/coverage")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "coverage": [
+            {"topic": "ns.data.labels", "partition": 0, "offset": 7},
+            {"topic": "ns.data.validated", "partition": 1, "offset": 42},
+        ]
+    }

@@ -215,6 +215,22 @@ def test_a_replayed_batch_is_cut_where_the_unfinished_write_cut_it_and_overwrite
     assert consumer.commits == [(0, 16), (0, 20), (0, 21)]
 
 
+def test_each_written_batch_moves_its_partition_s_coverage_forward() -> None:
+    store, producer, consumer = FakeStore(), FakeProducer(), FakeConsumer({})
+    sink = labels_sink(store, producer, flush_rows=3)
+    attach(sink, consumer, [0, 2])
+    key = "ns/_offline/labels/coverage-0.json"
+    for offset in range(3):
+        sink._add(label_message(0, offset))  # type: ignore[arg-type]
+    assert store.objects[key] == [{"topic": "ns.data.labels", "partition": 0, "offset": 3}]
+    assert store.log.index(key) < len(store.log) and consumer.commits == [(0, 3)]
+    sink._add(label_message(0, 3))  # type: ignore[arg-type]
+    assert store.objects[key][0]["offset"] == 3, "not written yet, not covered"
+    sink._flush_all()
+    assert store.objects[key] == [{"topic": "ns.data.labels", "partition": 0, "offset": 4}]
+    assert "ns/_offline/labels/coverage-2.json" not in store.objects
+
+
 def test_a_stale_intent_is_ignored() -> None:
     store, producer, consumer = FakeStore(), FakeProducer(), FakeConsumer({0: 16})
     store.put_json("ns/_offline/labels/intent-0.json", {"first": 10, "last": 15})

@@ -7,7 +7,15 @@ from typing import Any
 
 import pandas as pd
 
-from services.feature_store.domain.training_sets import OffsetSpan, point_in_time_join
+from services.feature_store.adapters.training_sets import TrainingSets
+from services.feature_store.domain.training_sets import (
+    OffsetSpan,
+    batch_coverage,
+    coverage_from_json,
+    coverage_json,
+    merge_coverage,
+    point_in_time_join,
+)
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 VALIDATED = "ns.data.validated"
@@ -165,3 +173,67 @@ def test_no_labels_give_an_empty_set() -> None:
     assert training.frame.empty
     assert training.offsets == []
     assert training.spec_version is None
+
+
+def test_a_feature_batch_covers_its_own_offsets_and_the_validated_records_it_came_from() -> None:
+    rows = [
+        {"source_topic": "ns.data.validated", "source_partition": 1, "source_offset": 40},
+        {"source_topic": "ns.data.validated", "source_partition": 1, "source_offset": 44},
+        {"source_topic": "ns.data.validated", "source_partition": 2, "source_offset": 7},
+    ]
+    assert batch_coverage("ns.data.features", 1, 99, rows) == {
+        ("ns.data.features", 1): 100,
+        ("ns.data.validated", 1): 45,
+        ("ns.data.validated", 2): 8,
+    }
+    assert batch_coverage("ns.data.labels", 0, 9, []) == {("ns.data.labels", 0): 10}
+
+
+def test_coverage_only_moves_forward_and_survives_json() -> None:
+    earlier = {("t", 0): 50, ("t", 1): 10}
+    merged = merge_coverage(earlier, {("t", 0): 30, ("u", 0): 3})
+    assert merged == {("t", 0): 50, ("t", 1): 10, ("u", 0): 3}
+    assert coverage_from_json(coverage_json(merged)) == merged
+    assert coverage_from_json({"not": "a list"}) == {}
+    assert coverage_from_json([{"topic": "t"}, {"topic": "t", "partition": 0, "offset": 1}]) == {
+        ("t", 0): 1
+    }
+
+
+class CoverageFiles:
+    """An object store holding the sinks' coverage files (and other files)."""
+
+    bucket = "b"
+
+    def __init__(self, documents: dict[str, Any]) -> None:
+        self.documents = documents
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(key for key in self.documents if key.startswith(prefix))
+
+    def get_json(self, key: str) -> Any:
+        return self.documents.get(key)
+
+
+def test_the_store_s_coverage_merges_every_partition_s_file_of_its_namespace() -> None:
+    store = CoverageFiles(
+        {
+            "ns/_offline/features/coverage-0.json": [
+                {"topic": "ns.data.validated", "partition": 0, "offset": 12},
+                {"topic": "ns.data.features", "partition": 0, "offset": 12},
+            ],
+            "ns/_offline/labels/coverage-1.json": [
+                {"topic": "ns.data.labels", "partition": 1, "offset": 5}
+            ],
+            "ns/_offline/labels/intent-1.json": {"first": 0, "last": 4},
+            "other/_offline/labels/coverage-0.json": [
+                {"topic": "other.data.labels", "partition": 0, "offset": 99}
+            ],
+        }
+    )
+    sets = TrainingSets(store, "ns")  # type: ignore[arg-type]
+    assert sets.coverage() == {
+        ("ns.data.validated", 0): 12,
+        ("ns.data.features", 0): 12,
+        ("ns.data.labels", 1): 5,
+    }

@@ -16,6 +16,7 @@ from shared.events.models import (
     Evaluation,
     ModelDeployed,
     ModelTrained,
+    TrainingFailed,
     TrainingLineage,
     TrainingTrigger,
 )
@@ -59,7 +60,7 @@ def test_the_registry_consumes_models_trained_and_emits_to_models_lifecycle() ->
     route, drifts, lifecycle = routes(Deps(registry()))
     assert (route.consumes, route.payloads, route.emits) == (
         "models.trained",
-        (ModelTrained,),
+        (ModelTrained, TrainingFailed),
         ("models.lifecycle",),
     )
     assert (drifts.consumes, drifts.payloads, drifts.emits) == (
@@ -84,6 +85,25 @@ def test_lifecycle_events_are_keyed_by_model_and_version() -> None:
         ("models.lifecycle", "churn:1", "mlops.ModelRegistered"),
         ("models.lifecycle", "churn:1", "mlops.ModelPromoted"),
     ]
+
+
+def test_a_failed_training_registers_nothing_and_is_not_dead_lettered() -> None:
+    service = registry()
+    route, _, _ = routes(Deps(service))
+    failed = TrainingFailed(
+        model_name="churn",
+        dataset="churn",
+        command_id="cmd-1",
+        trigger=TrainingTrigger(kind="manual"),
+        outcome="refused",
+        reason="unknown dataset 'churn'",
+        error="TrainingRefused",
+        failed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    info = MessageInfo("ns1.models.trained", 0, 0, b"churn", None)
+    assert route.handler(Event.create(failed, source="training"), info) == []
+    emits = route.handler(a_model_trained(), info)
+    assert emits is not None and emits[0].key == "churn:1", "the failure took a version number"
 
 
 def a_drift() -> Event[DriftDetected]:

@@ -139,3 +139,46 @@ def test_a_negative_margin_is_refused() -> None:
 
 def test_scores_are_written_with_three_decimals_unless_more_are_needed() -> None:
     assert [fmt(0.88), fmt(0.0004), fmt(12.5)] == ["0.880", "0.0004", "12.500"]
+
+
+def with_rule(
+    value: float, rows: int | None = None, margin: float | None = None, min_rows: int | None = None
+) -> Evaluation:
+    return scored(value).model_copy(update={"rows": rows, "margin": margin, "min_rows": min_rows})
+
+
+def test_the_spec_s_margin_wins_over_the_registry_s() -> None:
+    policy = PromotionPolicy(margin=0.001)
+    decision = policy.decide(with_rule(0.883, margin=0.01), champion_scored(3, 0.88), champion=3)
+    assert decision.outcome is Outcome.REJECT
+    assert decision.reason == (
+        "roc_auc 0.883 does not beat champion v3's 0.880 by the required margin 0.010 "
+        "(the dataset's)"
+    )
+    lenient = PromotionPolicy(margin=0.05).decide(
+        with_rule(0.883, margin=0.0), champion_scored(3, 0.88), champion=3
+    )
+    assert lenient.outcome is Outcome.PROMOTE
+
+
+def test_without_a_spec_margin_the_registry_s_applies() -> None:
+    decision = PromotionPolicy(margin=0.01).decide(
+        with_rule(0.883), champion_scored(3, 0.88), champion=3
+    )
+    assert decision.outcome is Outcome.REJECT and "(the dataset's)" not in decision.reason
+
+
+@pytest.mark.parametrize("champion", [None, 3])
+def test_too_few_holdout_rows_are_not_promoted_with_the_reason(champion: int | None) -> None:
+    evaluation = with_rule(0.99, rows=40, min_rows=50)
+    decision = PromotionPolicy().decide(evaluation, champion_scored(3, 0.5), champion=champion)
+    assert decision.outcome is Outcome.REJECT
+    assert decision.reason == (
+        "evaluated on 40 holdout rows, fewer than the 50 its dataset spec requires"
+    )
+
+
+def test_enough_holdout_rows_are_judged_on_the_metric() -> None:
+    evaluation = with_rule(0.99, rows=50, min_rows=50)
+    decision = PromotionPolicy().decide(evaluation, champion_scored(3, 0.5), champion=3)
+    assert decision.outcome is Outcome.PROMOTE

@@ -78,3 +78,12 @@ def test_an_estimator_of_the_wrong_task_is_refused() -> None:
     classifier = ModelSpec(estimator="sklearn.linear_model.LogisticRegression")
     with pytest.raises(EstimatorRefused, match="not a regressor"):
         configure_estimator(classifier, {}, seed=0, task="regression")
+
+
+def test_a_spec_without_an_estimator_gets_its_task_s_default() -> None:
+    regression = configure_estimator(ModelSpec(), {"max_iter": 5}, seed=2, task="regression")
+    assert regression.path == "sklearn.ensemble.HistGradientBoostingRegressor"
+    assert type(regression.estimator).__name__ == "HistGradientBoostingRegressor"
+    assert regression.params == {"max_iter": 5, "random_state": 2}
+    classification = configure_estimator(ModelSpec(), {}, seed=2, task="classification")
+    assert isinstance(classification.estimator, HistGradientBoostingClassifier)

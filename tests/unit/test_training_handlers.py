@@ -1,5 +1,6 @@
-"""Training's handlers: a command trains once however often it is delivered, a refused command
-is not trained again on retries, and every N labels of a dataset set off one retraining.
+"""Training's handlers: a command is handled once however often it is delivered and ends in
+an outcome on models.trained (ModelTrained, or TrainingFailed refused/failed with the reason),
+and every N labels of a dataset set off one retraining.
 
 Runs and label counts live in a real SQLite database in memory (the service's own stores);
 the trainer is a stand-in that counts its calls.
@@ -7,19 +8,17 @@ the trainer is a stand-in that counts its calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import pytest
-
 from services.training.adapters.database import create_training_engine
+from services.training.adapters.errors import DependencyUnavailable
 from services.training.adapters.labels import SqlLabelCounter
 from services.training.adapters.runs import SqlRuns
-from services.training.domain.errors import EstimatorRefused
+from services.training.domain.errors import DataNotArrived, EstimatorRefused
 from services.training.handlers import (
     COMMANDS,
     TRAINED,
-    CommandRefused,
     Deps,
     count_label,
     train_model,
@@ -29,6 +28,7 @@ from shared.events.models import (
     ArtifactRef,
     Evaluation,
     ModelTrained,
+    TrainingFailed,
     TrainingLineage,
     TrainingTrigger,
     TrainModel,
@@ -68,15 +68,21 @@ def trained(run_id: str) -> ModelTrained:
 class CountingTrainer:
     calls: int = 0
     refuse: bool = False
+    errors: list[Exception] = field(default_factory=list)
+    """Raised by the first calls, one each."""
 
     def train(self, command: Event[TrainModel]) -> ModelTrained:
         self.calls += 1
         if self.refuse:
             raise EstimatorRefused("estimator 'os.system' is not a scikit-learn class")
+        if self.errors:
+            raise self.errors.pop(0)
         return trained(command.id)
 
 
-def deps(trainer: CountingTrainer, namespace: str = "ns", every: int = 3) -> Deps:
+def deps(
+    trainer: CountingTrainer, namespace: str = "ns", every: int = 3, attempts: int = 3
+) -> Deps:
     engine = create_training_engine("sqlite://")
     return Deps(
         trainer=trainer,
@@ -84,6 +90,8 @@ def deps(trainer: CountingTrainer, namespace: str = "ns", every: int = 3) -> Dep
         labels=SqlLabelCounter(engine, namespace),
         retrain_every_labels=every,
         model_name_for=lambda dataset: {"loans": "loans-hgb"}.get(dataset, dataset),
+        attempts=attempts,
+        sleep=lambda seconds: None,
     )
 
 
@@ -132,15 +140,71 @@ def test_runs_are_kept_per_namespace() -> None:
     assert trainer.calls == 2
 
 
-def test_a_refused_command_is_not_trained_again_on_a_retry() -> None:
+def test_a_refused_command_ends_at_once_in_training_failed_refused_with_the_reason() -> None:
     trainer = CountingTrainer(refuse=True)
     handle = train_model(deps(trainer))
     command = train_command()
-    with pytest.raises(EstimatorRefused):
-        handle(command, info())
-    with pytest.raises(CommandRefused, match=r"EstimatorRefused: estimator 'os\.system'"):
-        handle(command, info())
+    [emit] = handle(command, info())
+    assert (emit.topic, emit.key) == (TRAINED, "loans")
+    failed = emit.event.data
+    assert isinstance(failed, TrainingFailed)
+    assert (failed.outcome, failed.error) == ("refused", "EstimatorRefused")
+    assert "os.system" in failed.reason
+    assert (failed.command_id, failed.dataset, failed.trigger) == (
+        command.id, "loans", command.data.trigger,
+    )  # fmt: skip
+    assert emit.event.causationid == command.id
+    [again] = handle(command, info())
+    assert again.event.to_json_bytes() == emit.event.to_json_bytes()
+    assert trainer.calls == 1, "a refused command was tried again"
+
+
+def test_a_dependency_that_keeps_failing_ends_in_training_failed_after_the_attempts() -> None:
+    down = [DependencyUnavailable(f"feature store down ({n})") for n in range(3)]
+    trainer = CountingTrainer(errors=down)
+    handle = train_model(deps(trainer, attempts=3))
+    command = train_command()
+    [emit] = handle(command, info())
+    failed = emit.event.data
+    assert isinstance(failed, TrainingFailed)
+    assert (failed.outcome, failed.error) == ("failed", "DependencyUnavailable")
+    assert failed.reason == "feature store down (2)"
+    assert trainer.calls == 3
+    [again] = handle(command, info())
+    assert again.event.id == emit.event.id and trainer.calls == 3
+
+
+def test_a_dependency_that_comes_back_within_the_attempts_trains() -> None:
+    trainer = CountingTrainer(errors=[DependencyUnavailable("MinIO down")])
+    [emit] = train_model(deps(trainer, attempts=2))(train_command(), info())
+    assert isinstance(emit.event.data, ModelTrained) and trainer.calls == 2
+
+
+def test_data_that_did_not_arrive_fails_at_once_without_more_attempts() -> None:
+    late = DataNotArrived("missing ns.data.labels[0] up to offset 9 (written up to 4)")
+    trainer = CountingTrainer(errors=[late])
+    [emit] = train_model(deps(trainer, attempts=5))(train_command(), info())
+    failed = emit.event.data
+    assert isinstance(failed, TrainingFailed)
+    assert (failed.outcome, failed.error) == ("failed", "DataNotArrived")
+    assert "ns.data.labels[0] up to offset 9" in failed.reason
     assert trainer.calls == 1
+
+
+def test_a_command_is_running_only_while_it_is_handled() -> None:
+    seen: list[object] = []
+    service = deps(CountingTrainer())
+    command = train_command()
+
+    class Watching(CountingTrainer):
+        def train(self, command: Event[TrainModel]) -> ModelTrained:
+            seen.append(service.running.started(command.id))
+            return super().train(command)
+
+    service.trainer = Watching()
+    train_model(service)(command, info())
+    assert isinstance(seen[0], datetime)
+    assert service.running.started(command.id) is None
 
 
 def label(record: int, dataset: str = "loans") -> Event[LabelRecorded]:

@@ -25,6 +25,7 @@ def test_defaults() -> None:
         "roc_auc",
         "rmse",
     )
+    assert (s.data_wait_s, s.data_poll_s) == (120.0, 1.0)
 
 
 def test_settings_come_from_mlops_training_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,6 +45,8 @@ def test_settings_come_from_mlops_training_variables(monkeypatch: pytest.MonkeyP
         ("regression_metric", "roc_auc", "unknown metric 'roc_auc'"),
         ("holdout_fraction", 1.0, "less than 1"),
         ("retrain_every_labels", 0, "greater than or equal to 1"),
+        ("data_wait_s", -1, "greater than or equal to 0"),
+        ("data_poll_s", 0, "greater than 0"),
     ],
 )
 def test_bad_values_are_refused(field: str, value: object, problem: str) -> None:

@@ -14,9 +14,10 @@ import pytest
 
 from services.training.adapters.feature_store import TrainingSetRef
 from services.training.adapters.registry import Champion
-from services.training.domain.errors import EstimatorRefused, TrainingRefused
+from services.training.domain.errors import DataNotArrived, EstimatorRefused, TrainingRefused
 from services.training.domain.frames import prepare
 from services.training.domain.split import time_split
+from services.training.domain.waiting import Positions, Waiting
 from services.training.trainer import Trainer, TrainerConfig, run_id_of
 from shared.artifacts import deserialize, serialize
 from shared.datasets.registry import UnknownDataset
@@ -70,9 +71,29 @@ class OneTrainingSet:
     frame: pd.DataFrame
     asked: list[tuple[str, datetime | None]] = field(default_factory=list)
 
+    covered: list[Positions] = field(default_factory=list)
+    """What the offline store answers to successive coverage questions (the last repeats)."""
+    coverage_asked: int = 0
+
     def training_set(self, dataset: str, until: datetime | None = None) -> TrainingSetRef:
         self.asked.append((dataset, until))
         return TrainingSetRef(URI, len(self.frame), list(self.frame.columns), OFFSETS)
+
+    def coverage(self) -> Positions:
+        self.coverage_asked += 1
+        return self.covered[min(self.coverage_asked, len(self.covered)) - 1]
+
+
+@dataclass
+class PositionsAt:
+    """Kafka's offsets at a moment, as the training service's KafkaPositions reads them."""
+
+    positions: Positions
+    asked: list[datetime] = field(default_factory=list)
+
+    def at(self, moment: datetime) -> Positions:
+        self.asked.append(moment)
+        return self.positions
 
 
 @dataclass
@@ -255,3 +276,105 @@ def test_run_ids_are_the_command_id_or_a_hash_of_it() -> None:
     assert run_id_of("6f1d3c52-8a47-4f0e") == "6f1d3c52-8a47-4f0e"
     hashed = run_id_of("a/../b c")
     assert len(hashed) == 32 and "/" not in hashed
+
+
+NEEDED = {("ns.data.validated", 0): 300, ("ns.data.labels", 0): 120}
+
+
+def waiting_trainer(
+    covered: list[Positions], spec: DatasetSpec = LOANS, frame: pd.DataFrame | None = None
+) -> tuple[Trainer, OneTrainingSet, PositionsAt, list[float]]:
+    frame = loans_set() if frame is None else frame
+    slept: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    waiting = Waiting(wait_s=10, poll_s=2, clock=lambda: clock[0], sleep=sleep)
+    config = TrainerConfig(namespace="ns", waiting=waiting)
+    sets = OneTrainingSet(frame, covered=covered)
+    positions = PositionsAt(NEEDED)
+    run = Trainer(
+        config, SpecsInMemory(spec), sets, ChampionOrNone(), ObjectsInMemory(frame), positions
+    )
+    return run, sets, positions, slept
+
+
+def test_a_run_waits_for_the_offline_store_then_says_so_in_its_lineage() -> None:
+    behind = {("ns.data.validated", 0): 250, ("ns.data.labels", 0): 120}
+    run, sets, positions, slept = waiting_trainer([behind, behind, NEEDED])
+    request = command()
+    trained = run.train(request)
+    assert positions.asked == [request.time]
+    assert slept == [2, 2] and sets.coverage_asked == 3
+    assert sets.asked == [("loans", request.time)]
+    wait = trained.lineage.data_wait
+    assert wait is not None and wait.waited_s == 4 and wait.source == "offline_store"
+    assert {(o.topic, o.partition, o.offset) for o in wait.needed} == {
+        (topic, partition, offset) for (topic, partition), offset in NEEDED.items()
+    }
+    assert wait.covered == wait.needed
+
+
+def test_a_run_whose_data_never_arrives_fails_without_asking_for_a_training_set() -> None:
+    behind = {("ns.data.validated", 0): 250, ("ns.data.labels", 0): 120}
+    run, sets, _, slept = waiting_trainer([behind])
+    with pytest.raises(DataNotArrived, match=r"ns\.data\.validated\[0\] up to offset 300 "
+                       r"\(written up to 250\)"):  # fmt: skip
+        run.train(command())
+    assert sum(slept) == 10 and sets.asked == []
+
+
+def test_a_command_that_cannot_be_trained_is_refused_before_any_wait() -> None:
+    spec = LOANS.model_copy(update={"model": ModelSpec(estimator="sklearn.linear_model.Ridge")})
+    run, sets, positions, _ = waiting_trainer([{}], spec=spec)
+    with pytest.raises(EstimatorRefused, match="not a classifier"):
+        run.train(command(params={}))
+    bad_params = waiting_trainer([{}])[0]
+    with pytest.raises(EstimatorRefused, match="no_such_param"):
+        bad_params.train(command(params={"no_such_param": 1}))
+    assert positions.asked == [] and sets.coverage_asked == 0
+
+
+def test_the_spec_chooses_the_metric_margin_and_minimum_rows_the_registry_applies() -> None:
+    rule = ModelSpec(primary_metric="accuracy", promotion_margin=0.02, min_evaluation_rows=100)
+    run, _, _ = trainer(spec=LOANS.model_copy(update={"model": rule}))
+    evaluation = run.train(command()).evaluation
+    assert (evaluation.primary_metric, evaluation.higher_is_better) == ("accuracy", True)
+    assert (evaluation.margin, evaluation.min_rows, evaluation.rows) == (0.02, 100, 80)
+    lower = ModelSpec(primary_metric="log_loss")
+    run, _, _ = trainer(spec=LOANS.model_copy(update={"model": lower}))
+    evaluation = run.train(command()).evaluation
+    assert (evaluation.primary_metric, evaluation.higher_is_better) == ("log_loss", False)
+    assert (evaluation.margin, evaluation.min_rows) == (None, None)
+
+
+def regression_spec() -> DatasetSpec:
+    """LOANS' columns with a numeric label: the salary-like target of a regression."""
+    data = LOANS.model_dump()
+    data["name"] = "loan_amounts"
+    data["label"] = {"name": "approved", "type": "numeric", "task": "regression"}
+    data["model"] = {}  # no estimator declared
+    return DatasetSpec.model_validate(data)
+
+
+def test_a_regression_spec_without_an_estimator_trains_a_regressor_on_rmse() -> None:
+    spec = regression_spec()
+    frame = loans_set()
+    frame["approved"] = frame["loan"] / 1000 + frame["approved"]
+    run, _, _, _ = waiting_trainer([NEEDED], spec=spec, frame=frame)
+    request = Event.create(
+        TrainModel(
+            model_name="loan_amounts", dataset="loan_amounts",
+            trigger=TrainingTrigger(kind="manual"), params={"max_iter": 20},
+        ),
+        source="test",
+    )  # fmt: skip
+    trained = run.train(request)
+    assert trained.estimator == "sklearn.ensemble.HistGradientBoostingRegressor"
+    assert (trained.evaluation.primary_metric, trained.evaluation.higher_is_better) == (
+        "rmse", False,
+    )  # fmt: skip
+    assert {"rmse", "mae", "r2"} <= set(trained.evaluation.metrics)

@@ -6,7 +6,9 @@ waited `flush_s`, when the partition is revoked, and on shutdown. Before writing
 offset range is recorded as an intent (``<namespace>/_offline/<kind>/intent-<partition>.json``);
 a writer that restarts before the commit re-reads from the committed offset and cuts its
 first batch at the intent's last offset, so the replayed batch gets the same file names and
-overwrites what was written, never duplicating it. Messages that are not events of the
+overwrites what was written, never duplicating it. After the files, the partition's coverage
+(``coverage-<partition>.json``: how far its own topic and the topic its rows came from are
+written) moves forward, so a training set can say whether it holds everything up to a time. Messages that are not events of the
 expected type go to the dead-letter topic (confirmed before the commit).
 """
 
@@ -32,6 +34,12 @@ from services.feature_store.domain.offline import (
     arrow_table,
     file_batches,
     object_key,
+)
+from services.feature_store.domain.training_sets import (
+    batch_coverage,
+    coverage_from_json,
+    coverage_json,
+    merge_coverage,
 )
 from shared.events.codec import EventDecoder, UndecodableMessage
 from shared.events.envelope import Event
@@ -64,6 +72,14 @@ class SinkConfig:
     flush_rows: int
     flush_s: float
     max_backoff_s: float
+
+
+def coverage_key(namespace: str, kind: Kind, partition: int) -> str:
+    return f"{namespace}/_offline/{kind}/coverage-{partition}.json"
+
+
+def coverage_prefix(namespace: str) -> str:
+    return f"{namespace}/_offline/"
 
 
 class OfflineSink:
@@ -166,6 +182,7 @@ class OfflineSink:
         }), "recording the offline intent")  # fmt: skip
         for batch in file_batches(buffer.rows, partition):
             self._retry(lambda b=batch: self._write(b), "writing an offline file")
+        self._retry(lambda: self._record_coverage(partition, buffer), "recording offline coverage")
         if buffer.dead_letters:
             self._retry(
                 lambda: self._producer.publish_confirmed(buffer.dead_letters), "dead-lettering"
@@ -181,6 +198,16 @@ class OfflineSink:
         self._store.put_parquet(key, arrow_table(batch.rows, self._schema_of(batch)))
         metrics.OFFLINE_FILES.labels(self.config.kind).inc()
         metrics.OFFLINE_ROWS.labels(self.config.kind).inc(len(batch.rows))
+
+    def _record_coverage(self, partition: int, buffer: _Buffer) -> None:
+        """How far this partition's files reach, for training-set requests that wait for
+        their data (coverage_key): its own offsets and those its rows were computed from."""
+        key = coverage_key(self.config.namespace, self.config.kind, partition)
+        written = batch_coverage(
+            self.config.topic, partition, buffer.last_offset, [row.values for row in buffer.rows]
+        )
+        known = coverage_from_json(self._store.get_json(key))
+        self._store.put_json(key, coverage_json(merge_coverage(known, written)))
 
     def _commit(self, position: TopicPartition) -> None:
         if self._consumer is not None:

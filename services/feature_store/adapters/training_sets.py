@@ -19,10 +19,15 @@ import pyarrow as pa
 
 from services.feature_store import metrics
 from services.feature_store.adapters.objects import ObjectStore
+from services.feature_store.adapters.offline_sink import coverage_prefix
 from services.feature_store.domain.offline import Kind, dataset_prefix, parse_part_name
 from services.feature_store.domain.training_sets import (
+    Coverage,
     OffsetSpan,
     TrainingSet,
+    coverage_from_json,
+    coverage_json,
+    merge_coverage,
     point_in_time_join,
 )
 
@@ -43,6 +48,8 @@ class WrittenTrainingSet:
     uri: str
     training: TrainingSet
     files_read: int
+    coverage: Coverage
+    """How far the offline store was written when the set was read (a lower bound)."""
 
     @property
     def rows(self) -> int:
@@ -70,6 +77,7 @@ class WrittenTrainingSet:
                 "labels_unmatched": training.labels_unmatched,
                 "files_read": self.files_read,
             },
+            "coverage": coverage_json(self.coverage),
         }
 
 
@@ -91,7 +99,19 @@ class TrainingSets:
         self._store = store
         self._namespace = namespace
 
+    def coverage(self) -> Coverage:
+        """How far the offline store is written, per topic partition (next offsets): of its
+        own topics (data.features, data.labels) and of data.validated, which feature rows
+        come from."""
+        keys = [
+            key
+            for key in self._store.keys(coverage_prefix(self._namespace))
+            if key.rsplit("/", 1)[-1].startswith("coverage-")
+        ]
+        return merge_coverage(*(coverage_from_json(self._store.get_json(key)) for key in keys))
+
     def create(self, dataset: str, until: datetime | None) -> WrittenTrainingSet:
+        coverage = self.coverage()  # read first: the files read next hold at least this much
         features, feature_files = self._read(dataset, "features", until)
         labels, label_files = self._read(dataset, "labels", until)
         if features.empty:
@@ -117,6 +137,7 @@ class TrainingSets:
             uri=self._store.uri(key),
             training=training,
             files_read=feature_files + label_files,
+            coverage=coverage,
         )
 
     def _read(self, dataset: str, kind: Kind, until: datetime | None) -> tuple[pd.DataFrame, int]:

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
 from services.feature_store.domain.vectors import GENERIC_COLUMNS
 
 POSITION = ["source_topic", "source_partition", "source_offset"]
+Coverage = dict[tuple[str, int], int]
+"""(topic, partition) -> the next offset: every message before it is in the offline store."""
 _TIE_LIMIT = 1000  # nanoseconds between two microseconds
 
 
@@ -165,3 +168,46 @@ def merge_spans(items: list[OffsetSpan]) -> list[OffsetSpan]:
             max(seen.last_offset, span.last_offset), seen.rows + span.rows,
         )  # fmt: skip
     return [merged[key] for key in sorted(merged)]
+
+
+def batch_coverage(
+    topic: str, partition: int, last_offset: int, rows: list[dict[str, Any]]
+) -> Coverage:
+    """What one written batch covers: its own topic partition up to `last_offset`, and the
+    messages its rows came from (a feature row's data.validated message), each up to the
+    latest one written. A partition's records are processed and published in order, so the
+    latest source offset written says every earlier one was written too."""
+    reached: Coverage = {(topic, partition): last_offset + 1}
+    for row in rows:
+        source = (str(row["source_topic"]), int(row["source_partition"]))
+        reached[source] = max(reached.get(source, 0), int(row["source_offset"]) + 1)
+    return reached
+
+
+def merge_coverage(*parts: Coverage) -> Coverage:
+    """The furthest position of each topic partition any part reached."""
+    merged: Coverage = {}
+    for part in parts:
+        for key, offset in part.items():
+            merged[key] = max(merged.get(key, 0), offset)
+    return merged
+
+
+def coverage_json(coverage: Coverage) -> list[dict[str, Any]]:
+    return [
+        {"topic": topic, "partition": partition, "offset": offset}
+        for (topic, partition), offset in sorted(coverage.items())
+    ]
+
+
+def coverage_from_json(document: Any) -> Coverage:
+    """A coverage as stored (coverage_json); anything unreadable counts as nothing."""
+    if not isinstance(document, list):
+        return {}
+    read: Coverage = {}
+    for item in document:
+        try:
+            read[(str(item["topic"]), int(item["partition"]))] = int(item["offset"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return read

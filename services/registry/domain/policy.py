@@ -1,8 +1,10 @@
 """The promotion policy: does a newly registered version become the champion?
 
-A version is promoted when there is no champion yet. Otherwise its training run must have
-scored the current champion on the same holdout (`ModelTrained.baseline`), and its primary
-metric must beat that score by at least the margin. An evaluation against an earlier champion
+A version judged on fewer holdout rows than its dataset spec asks for
+(`Evaluation.min_rows`) is not promoted. Otherwise it is promoted when there is no champion
+yet; with one, its training run must have scored the current champion on the same holdout
+(`ModelTrained.baseline`), and its primary metric (the spec's, with its direction) must beat
+that score by at least the margin: the spec's (`Evaluation.margin`), else the registry's. An evaluation against an earlier champion
 is stale: the champion changed since, so the comparison says nothing about the current one.
 With manual approval a version the policy would promote waits as "challenger" instead.
 
@@ -57,6 +59,15 @@ class PromotionPolicy:
     def _judge(
         self, evaluation: Evaluation, baseline: BaselineEvaluation | None, champion: int | None
     ) -> Decision:
+        if (
+            evaluation.min_rows is not None
+            and evaluation.rows is not None
+            and evaluation.rows < evaluation.min_rows
+        ):
+            return _reject(
+                f"evaluated on {evaluation.rows} holdout rows, fewer than the "
+                f"{evaluation.min_rows} its dataset spec requires"
+            )
         if champion is None:
             return Decision(Outcome.PROMOTE, "no champion yet")
         if baseline is None:
@@ -79,16 +90,18 @@ class PromotionPolicy:
         self, evaluation: Evaluation, challenger: float, incumbent: float, champion: int
     ) -> Decision:
         metric = evaluation.primary_metric
+        required = self.margin if evaluation.margin is None else evaluation.margin
+        whose = "" if evaluation.margin is None else " (the dataset's)"
         gain = challenger - incumbent if evaluation.higher_is_better else incumbent - challenger
         direction = "" if evaluation.higher_is_better else " (lower is better)"
         scores = f"{metric} {fmt(challenger)}{direction}"
         against = f"champion v{champion}'s {fmt(incumbent)}"
-        if gain > 0 and gain >= self.margin - TOLERANCE:
-            margin = f" (required margin {fmt(self.margin)})" if self.margin else ""
+        if gain > 0 and gain >= required - TOLERANCE:
+            margin = f" (required margin {fmt(required)}{whose})" if required else ""
             return Decision(Outcome.PROMOTE, f"{scores} beats {against} by {fmt(gain)}{margin}")
-        if self.margin:
+        if required:
             return _reject(
-                f"{scores} does not beat {against} by the required margin {fmt(self.margin)}"
+                f"{scores} does not beat {against} by the required margin {fmt(required)}{whose}"
             )
         return _reject(f"{scores} does not beat {against}")
 

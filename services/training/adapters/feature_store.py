@@ -6,6 +6,8 @@
               "lineage": {"offsets": [{"topic", "partition", "first_offset", "last_offset"}],
                           "features": [...], "labels": [...]}, "counts": {...}}
       (404: unknown dataset; 422: nothing labelled to train on yet)
+    GET /training-sets/coverage -> {"coverage": [{"topic", "partition", "offset"}]}: how far
+      the offline store is written (next offsets of data.validated, data.labels, ...)
 
 The store (services/feature_store/http.py) joins each label with its record's features as
 they were at the record's event time, writes the set as Parquet to MinIO and answers where
@@ -23,6 +25,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
+from services.training.domain.waiting import Positions
 from shared.events.models import OffsetRange
 
 
@@ -58,6 +61,20 @@ def training_set_ref(answer: Any) -> TrainingSetRef:
         ) from None
 
 
+def coverage_of(answer: Any) -> Positions:
+    """The feature store's coverage answer, read: {"coverage": [{"topic", "partition",
+    "offset"}]}."""
+    try:
+        return {
+            (str(item["topic"]), int(item["partition"])): int(item["offset"])
+            for item in answer["coverage"]
+        }
+    except (KeyError, TypeError, ValueError) as error:
+        raise DependencyRefused(
+            f"unreadable coverage answer ({type(error).__name__}: {error}): {str(answer)[:300]}"
+        ) from None
+
+
 class FeatureStoreClient:
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
@@ -84,6 +101,21 @@ class FeatureStoreClient:
                 f"{response.status_code}: {response.text[:300]}"
             )
         return training_set_ref(response.json())
+
+    def coverage(self) -> Positions:
+        """How far the offline store is written: (topic, partition) -> next offset."""
+        try:
+            response = self._client.get("/training-sets/coverage")
+        except httpx.HTTPError as error:
+            raise DependencyUnavailable(
+                f"feature store at {self.base_url}: {type(error).__name__}: {error}"
+            ) from None
+        if response.status_code != 200:
+            raise DependencyUnavailable(
+                f"{self.base_url}/training-sets/coverage answered {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        return coverage_of(response.json())
 
     def ping(self) -> None:
         self._client.get("/live", timeout=2.0).raise_for_status()

@@ -1,4 +1,5 @@
-"""Finished runs in SQL: the ModelTrained event of each TrainModel command, by command id.
+"""Finished runs in SQL: the outcome of each TrainModel command, by command id: its
+ModelTrained, or its TrainingFailed (refused or failed, with the reason).
 
 A redelivered command finds its run here and gets the very same event back (same event id),
 so a command is trained once however often Kafka delivers it. Rows carry the namespace, so a
@@ -7,6 +8,7 @@ replay or a test namespace never sees production's runs.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import (
@@ -24,7 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from shared.events.envelope import Event
-from shared.events.models import ModelTrained
+from shared.events.models import ModelTrained, TrainingFailed
+
+Outcome = Event[ModelTrained] | Event[TrainingFailed]
 
 metadata = MetaData()
 
@@ -48,7 +52,7 @@ class SqlRuns:
         self.namespace = namespace
         metadata.create_all(engine, tables=[training_runs], checkfirst=True)
 
-    def finished(self, command_id: str) -> Event[ModelTrained] | None:
+    def finished(self, command_id: str) -> Outcome | None:
         """The event a command's run emitted, or None when it never finished."""
         t = training_runs.c
         query = select(t.event).where(t.namespace == self.namespace, t.command_id == command_id)
@@ -56,15 +60,16 @@ class SqlRuns:
             stored = connection.execute(query).scalar_one_or_none()
         return _decoded(stored) if stored is not None else None
 
-    def record(self, command_id: str, trained: Event[ModelTrained]) -> Event[ModelTrained]:
+    def record(self, command_id: str, outcome: Outcome) -> Outcome:
         """Keeps a finished run; when another process finished the same command first, its
         event is the one kept, and returned."""
+        data = outcome.data
         row: dict[str, Any] = {
             "namespace": self.namespace,
             "command_id": command_id,
-            "run_id": trained.data.run_id,
-            "model_name": trained.data.model_name,
-            "event": trained.to_json_bytes().decode(),
+            "run_id": data.run_id if isinstance(data, ModelTrained) else "",
+            "model_name": data.model_name,
+            "event": outcome.to_json_bytes().decode(),
         }
         try:
             with self.engine.begin() as connection:
@@ -74,8 +79,10 @@ class SqlRuns:
             if kept is None:
                 raise
             return kept
-        return trained
+        return outcome
 
 
-def _decoded(stored: str) -> Event[ModelTrained]:
+def _decoded(stored: str) -> Outcome:
+    if json.loads(stored).get("type") == TrainingFailed.event_type:
+        return Event[TrainingFailed].model_validate_json(stored)
     return Event[ModelTrained].model_validate_json(stored)

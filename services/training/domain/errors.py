@@ -25,3 +25,10 @@ class NotEnoughData(TrainingRefused):
     """Too few labelled rows (or classes) to fit and evaluate a model."""
 
     reason = "not_enough_data"
+
+
+class DataNotArrived(Exception):
+    """The feature store's offline store did not hold every record labelled before the
+    command's time within the wait: a later attempt may succeed, this one failed."""
+
+    reason = "data_not_arrived"

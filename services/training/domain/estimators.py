@@ -25,6 +25,12 @@ from services.training.domain.errors import EstimatorRefused
 from shared.datasets.spec import ModelSpec
 
 Task = Literal["classification", "regression"]
+DEFAULT_ESTIMATORS: dict[str, str] = {
+    "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+}
+"""A spec that declares no estimator gets its task's: ModelSpec's own default is the
+classifier, which a regression spec did not choose (it cannot fit a regression)."""
 _PATH = re.compile(r"^sklearn(\.[a-z_][a-z0-9_]*)+\.[A-Z][A-Za-z0-9]*$")
 
 
@@ -63,23 +69,37 @@ def estimator_class(path: str) -> type[BaseEstimator]:
     return found
 
 
+def estimator_path(model: ModelSpec, task: Task) -> str:
+    """The estimator a spec trains for its task: the declared one, or the task's default.
+
+    >>> estimator_path(ModelSpec(), "regression")
+    'sklearn.ensemble.HistGradientBoostingRegressor'
+    >>> estimator_path(ModelSpec(estimator="sklearn.linear_model.Ridge"), "regression")
+    'sklearn.linear_model.Ridge'
+    """
+    if model.estimator == DEFAULT_ESTIMATORS["classification"] and task != "classification":
+        return DEFAULT_ESTIMATORS.get(task, model.estimator)
+    return model.estimator
+
+
 def configure_estimator(
     model: ModelSpec, overrides: dict[str, Any], seed: int, task: Task
 ) -> ConfiguredEstimator:
     """The spec's estimator with its params, the command's overrides on top, and the seed as
     random_state when the estimator has one (the seed wins over a random_state in params)."""
-    cls = estimator_class(model.estimator)
+    path = estimator_path(model, task)
+    cls = estimator_class(path)
     params = {**model.params, **overrides}
     try:
         estimator = cls(**params)
     except TypeError as error:
-        raise EstimatorRefused(f"{model.estimator}: {error}") from None
+        raise EstimatorRefused(f"{path}: {error}") from None
     if "random_state" in estimator.get_params(deep=False):
         params["random_state"] = seed
         estimator.set_params(random_state=seed)
-    _check_params(estimator, model.estimator)
-    _check_task(estimator, model.estimator, task)
-    return ConfiguredEstimator(estimator=estimator, path=model.estimator, params=params)
+    _check_params(estimator, path)
+    _check_task(estimator, path, task)
+    return ConfiguredEstimator(estimator=estimator, path=path, params=params)
 
 
 def _check_params(estimator: BaseEstimator, path: str) -> None:

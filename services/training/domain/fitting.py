@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from services.training.domain.errors import TrainingRefused
 from services.training.domain.estimators import ConfiguredEstimator, configure_estimator
 from services.training.domain.frames import TrainingFrame, prepare, require_rows, since
 from services.training.domain.metrics import higher_is_better, score
@@ -65,14 +66,34 @@ def fit_pipeline(
 
 
 def evaluate(
-    model: Any, training: TrainingFrame, split: TimeSplit, primary_metric: str
+    model: Any,
+    training: TrainingFrame,
+    split: TimeSplit,
+    primary_metric: str,
+    rule: ModelSpec | None = None,
 ) -> Evaluation:
-    """The model's metrics on the holdout, `primary_metric` the one promotion compares."""
+    """The model's metrics on the holdout, `primary_metric` the one promotion compares; with
+    the spec's promotion `rule`, its direction, margin and minimum rows go along to the
+    registry."""
     scores = score(model, training.x(split.holdout), training.y(split.holdout), training.task)
+    direction = higher_is_better(primary_metric)
+    if rule is not None and rule.higher_is_better is not None:
+        direction = rule.higher_is_better
     return Evaluation(
         metrics=scores.metrics,
         primary_metric=primary_metric,
-        higher_is_better=higher_is_better(primary_metric),
+        higher_is_better=direction,
         holdout=split.describe(),
         per_class=scores.per_class,
+        rows=len(split.holdout),
+        margin=rule.promotion_margin if rule is not None else None,
+        min_rows=rule.min_evaluation_rows if rule is not None else None,
     )
+
+
+def promotion_metric(rule: ModelSpec, task: str) -> str:
+    """The metric the spec's promotion rule compares for its task (its default when none)."""
+    try:
+        return rule.metric_for(task)[0]
+    except ValueError as error:
+        raise TrainingRefused(f"the dataset's promotion rule: {error}") from None

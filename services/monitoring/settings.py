@@ -94,6 +94,17 @@ class MonitoringSettings(ServiceSettings):
     max_retrains_per_hour: int = Field(
         2, ge=0, description="Circuit breaker: more drift retrains than this per hour are refused."
     )
+    max_retrain_attempts: int = Field(
+        3,
+        ge=1,
+        description="Retrains per drift episode: a failed or refused one re-arms the episode "
+        "(it waits for MIN_LABELS_AFTER_DRIFT new labels again) until this many were tried.",
+    )
+    tasks: dict[str, Literal["classification", "regression"]] = Field(
+        default_factory=dict,
+        description="Dataset -> task, as JSON, for datasets whose spec is not registered; "
+        "a registered spec's task wins.",
+    )
     retrain_since_drift: bool = Field(
         True,
         description="A drift retrain trains on the records since the drift's event time only "
@@ -145,4 +156,5 @@ class MonitoringSettings(ServiceSettings):
             cooldown_s=self.cooldown_s,
             min_labels_after_drift=self.min_labels_after_drift,
             max_retrains_per_hour=self.max_retrains_per_hour,
+            max_attempts=self.max_retrain_attempts,
         )

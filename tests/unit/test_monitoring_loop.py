@@ -329,7 +329,7 @@ def test_the_sql_decision_log_shows_trigger_then_outcome(tmp_path: Any) -> None:
             )
         )
     history = History(engine, "ns")
-    deps, memory, _, command_id = drift_retrain()
+    _, memory, _, command_id = drift_retrain()
     decision = memory.decisions[0][0]
     history.record_decision("dec-1", decision, command_id)
     result = RetrainResult("ev-1", command_id, "loans", decision.drift_id, "failed", 1.0, None, "x")
@@ -514,7 +514,7 @@ def test_a_rising_out_of_range_rate_raises_a_feature_drift() -> None:
 
 
 def test_rejections_raise_a_rejection_rate_drift() -> None:
-    deps, history, _ = make()
+    deps, _, _ = make()
     records, rejected = handler(deps, "data.validated"), handler(deps, "data.rejected")
     emitted = []
     for i in range(1500):

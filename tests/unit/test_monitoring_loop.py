@@ -343,7 +343,7 @@ def test_the_sql_decision_log_shows_trigger_then_outcome(tmp_path: Any) -> None:
 # 3. Regression ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 def test_regression_residual_drift_is_detected_and_stationary_residuals_raise_none(
     seed: int,
 ) -> None:

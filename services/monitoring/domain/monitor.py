@@ -51,7 +51,9 @@ class DatasetDetectors:
     error: DetectorSpec = field(default_factory=DetectorSpec)
     features: tuple[str, ...] | None = None
     residual: DetectorSpec = field(
-        default_factory=lambda: DetectorSpec(params={"delta": 0.002}, rank_reference=100)
+        default_factory=lambda: DetectorSpec(
+            params={"delta": 0.005, "clock": 8}, rank_reference=200
+        )
     )
     predicted_value: DetectorSpec = field(
         default_factory=lambda: DetectorSpec(params={"delta": 0.002}, rank_reference=500)

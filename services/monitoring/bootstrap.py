@@ -5,11 +5,14 @@ the registry, and the HTTP API."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI
 
 from services.monitoring.adapters.history import History
 from services.monitoring.adapters.registry import BackgroundLineages, LineageClient
+from services.monitoring.adapters.specs import DatasetTasks
 from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import RetrainPolicy
@@ -17,7 +20,8 @@ from services.monitoring.domain.reference import TrainingReferences
 from services.monitoring.handlers import Deps, routes
 from services.monitoring.http import monitoring_router
 from services.monitoring.settings import MonitoringSettings
-from shared.kafka.config import consumer_config, producer_config
+from shared.datasets.registry import SpecRegistry
+from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.producer import EventProducer
 from shared.kafka.routes import bind
@@ -39,11 +43,17 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     producer = EventProducer(producer_config(platform, NAME))
     history = History(create_database_engine(settings.database_url_for(platform)), namespace)
     lineages = BackgroundLineages(LineageClient(settings.registry_url).lineage)
+    specs = SpecRegistry(
+        client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
+    )
+    tasks = DatasetTasks(specs, settings.tasks)
     deps = Deps(
         monitor=Monitor(
             settings.detectors_for,
             settings.model_name_for,
             LabelJoin[Served](settings.label_wait_s),
+            task_for=tasks.task,
+            holdout_metrics=holdout_metrics(lineages),
         ),
         policy=RetrainPolicy(settings.policy()),
         history=history,
@@ -68,6 +78,18 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     )
     router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s)
     return create_app(runtime, [router])
+
+
+def holdout_metrics(lineages: BackgroundLineages) -> Callable[[str, int], Mapping[str, Any] | None]:
+    """A version's holdout metrics from its lineage, once fetched (never waits)."""
+
+    def metrics(model: str, version: int) -> Mapping[str, Any] | None:
+        lineage = lineages.lineage(model, version)
+        if lineage is None:
+            return None
+        return (lineage.get("evaluation") or {}).get("metrics")
+
+    return metrics
 
 
 def main() -> None:

@@ -1,8 +1,20 @@
 """What monitoring consumes and emits.
 
-    data.validated (RecordValidated)      -> feature detectors (each numeric feature)
+    data.validated (RecordValidated)      -> feature detectors (each numeric feature), the
+                                             out-of-range and rejection rates; a label carried
+                                             by the record is joined like a LabelRecorded
+    data.rejected (RecordRejected)        -> the dataset's rejection rate
     serving.predictions (PredictionServed) -> prediction detector; waits for its label
-    data.labels (LabelRecorded)           -> joined with its prediction: error detector
+    data.labels (LabelRecorded)           -> joined with its prediction: error detector, the
+                                             error against the training holdout's
+    models.trained (ModelTrained, TrainingFailed)  -> the outcome of a retrain it triggered
+    models.lifecycle (ModelRegistered, ModelPromoted, ModelRejected, ...) -> its version's fate
+
+A retrain's outcome is tied to its decision by the TrainModel's id (ModelTrained.run_id or its
+causation id; TrainingFailed.command_id; then the registry's ModelRegistered.run_id, and
+ModelPromoted / ModelRejected by model and version). A failed or refused retrain is undone in
+the policy (no cooldown, not counted by the breaker) and its episode re-armed. A feature drift
+before any model of the dataset served is recorded (decision "ignore"), never a retrain.
 
 A drift found on any signal becomes a DriftDetected on monitoring.drift (keyed by model name)
 and a decision of the retraining policy, kept in SQL; a "trigger" decision publishes a
@@ -42,9 +54,22 @@ from services.monitoring import metrics
 from services.monitoring.domain.monitor import Found, Monitor, Served
 from services.monitoring.domain.policy import Decision, RetrainPolicy
 from services.monitoring.domain.reference import TrainingReferences
+from services.monitoring.domain.retrains import Retrain, RetrainResult
 from shared.events.envelope import Event, utc_now
-from shared.events.models import DriftDetected, PredictionServed, TrainingTrigger, TrainModel
-from shared.events.records import LabelRecorded, RecordValidated
+from shared.events.models import (
+    DriftDetected,
+    ModelDeployed,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+    ModelRolledBack,
+    ModelTrained,
+    PredictionServed,
+    TrainingFailed,
+    TrainingTrigger,
+    TrainModel,
+)
+from shared.events.records import LabelRecorded, RecordRejected, RecordValidated
 from shared.kafka.consumer import Emit, Handler, MessageInfo
 from shared.kafka.routes import Route
 
@@ -66,8 +91,10 @@ class History(Protocol):
         self, decision_id: str, decision: Decision, command_id: str | None
     ) -> None: ...
     def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None: ...
+    def record_result(self, result: RetrainResult) -> None: ...
     def recent_drifts(self, limit: int) -> list[dict[str, Any]]: ...
     def recent_decisions(self, limit: int) -> list[dict[str, Any]]: ...
+    def recent_results(self, limit: int) -> list[dict[str, Any]]: ...
     def performance_history(self, limit: int) -> list[dict[str, Any]]: ...
 
 
@@ -86,6 +113,19 @@ class Deps:
     _episode_drifts: OrderedDict[str, tuple[Event[DriftDetected], SpanContext]] = field(
         default_factory=OrderedDict
     )
+    _retrains: OrderedDict[str, Retrain] = field(default_factory=OrderedDict)
+    _retrain_versions: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def remember_retrain(self, retrain: Retrain, keep: int = 1000) -> None:
+        self._retrains[retrain.command_id] = retrain
+        while len(self._retrains) > keep:
+            self._retrains.popitem(last=False)
+
+    def retrain(self, *ids: str | None) -> Retrain | None:
+        for found in (self._retrains.get(i) for i in ids if i):
+            if found is not None:
+                return found
+        return None
 
     def remember_drift(self, drift: Event[DriftDetected], keep: int = 1000) -> None:
         """A drift that may start an episode: its trigger, later, is caused by this event (and
@@ -109,6 +149,7 @@ class Outcome:
 
     drifts: list[Event[DriftDetected]] = field(default_factory=list)
     decisions: list[tuple[str, Decision, Event[TrainModel] | None]] = field(default_factory=list)
+    results: list[RetrainResult] = field(default_factory=list)
     snapshot: tuple[float, list[dict[str, Any]]] | None = None
     retrain_spans: dict[str, SpanContext] = field(default_factory=dict)
     """Command id -> the "retrain" span it is published under (in its drift's trace)."""
@@ -128,13 +169,39 @@ def routes(deps: Deps) -> list[Route]:
         Route("data.validated", (RecordValidated,), observe_record(deps), emits=EMITS),
         Route("serving.predictions", (PredictionServed,), observe_prediction(deps), emits=EMITS),
         Route("data.labels", (LabelRecorded,), observe_label(deps), emits=EMITS),
+        Route("data.rejected", (RecordRejected,), observe_rejected(deps), emits=EMITS),
+        Route(
+            "models.trained", (ModelTrained, TrainingFailed), observe_training(deps), emits=EMITS
+        ),
+        Route(
+            "models.lifecycle",
+            (ModelRegistered, ModelPromoted, ModelRejected, ModelRolledBack, ModelDeployed),
+            observe_lifecycle(deps),
+            emits=EMITS,
+        ),
     ]
 
 
 def observe_record(deps: Deps) -> Handler:
     def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         record: RecordValidated = event.data
-        found = deps.monitor.observe_record(record.dataset, record.values, record.event_time)
+        found = deps.monitor.observe_record(
+            record.dataset, record.values, record.event_time, record.out_of_range
+        )
+        outcome = _on_drifts(deps, found, event, info, Outcome())
+        if record.label is not None:  # spec arrival with_record: the one label path
+            _label(deps, outcome, record.dataset, record.record_id, record.label, event, info)
+        return outcome
+
+    return _once(deps, compute)
+
+
+def observe_rejected(deps: Deps) -> Handler:
+    def compute(event: Event[Any], info: MessageInfo) -> Outcome:
+        rejected: RecordRejected = event.data
+        if rejected.dataset is None:
+            return Outcome()
+        found = deps.monitor.observe_rejected(rejected.dataset, None)
         return _on_drifts(deps, found, event, info, Outcome())
 
     return _once(deps, compute)
@@ -163,24 +230,116 @@ def observe_prediction(deps: Deps) -> Handler:
 def observe_label(deps: Deps) -> Handler:
     def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         label: LabelRecorded = event.data
-        now = deps.clock()
-        found, labelled = deps.monitor.observe_label(
-            label.dataset, label.record_id, label.label, now
-        )
-        outcome = _on_drifts(deps, found, event, info, Outcome())
-        for served in labelled:
-            decision = deps.policy.on_label(served.model_name, now)
-            if decision is not None:
-                drift = deps.episode_drift(decision.drift_id)
-                _decided(deps, outcome, decision, served.dataset, drift, info)
-        if labelled:
-            deps._since_snapshot += 1
-            if deps._since_snapshot >= deps.history_every:
-                deps._since_snapshot = 0
-                outcome.snapshot = (now, deps.monitor.performance())
+        outcome = Outcome()
+        _label(deps, outcome, label.dataset, label.record_id, label.label, event, info)
         return outcome
 
     return _once(deps, compute)
+
+
+def _label(
+    deps: Deps,
+    outcome: Outcome,
+    dataset: str,
+    record_id: str,
+    label: Any,
+    event: Event[Any],
+    info: MessageInfo,
+) -> None:
+    """A label, late (LabelRecorded) or carried by its record (RecordValidated): the join, the
+    error detectors, performance and the policy's minimum labels see both alike."""
+    now = deps.clock()
+    found, labelled = deps.monitor.observe_label(dataset, record_id, label, now)
+    _on_drifts(deps, found, event, info, outcome)
+    for served in labelled:
+        decision = deps.policy.on_label(served.model_name, now)
+        if decision is not None:
+            drift = deps.episode_drift(decision.drift_id)
+            _decided(deps, outcome, decision, served.dataset, drift, info)
+    if labelled:
+        deps._since_snapshot += 1
+        if deps._since_snapshot >= deps.history_every:
+            deps._since_snapshot = 0
+            outcome.snapshot = (now, deps.monitor.performance())
+
+
+def observe_training(deps: Deps) -> Handler:
+    """ModelTrained or TrainingFailed: the outcome of a retrain monitoring triggered."""
+
+    def compute(event: Event[Any], info: MessageInfo) -> Outcome:
+        outcome = Outcome()
+        data = event.data
+        now = deps.clock()
+        if isinstance(data, TrainingFailed):
+            retrain = deps.retrain(data.command_id, event.causationid)
+            if retrain is None:
+                return outcome
+            why = f"{data.error}: {data.reason}"
+            outcome.results.append(_result(event, retrain, data.outcome, now, detail=why))
+            decision = deps.policy.on_retrain_failed(retrain.model_name, retrain.drift_id, why, now)
+            if decision is not None:
+                drift = deps.episode_drift(retrain.drift_id)
+                _decided(deps, outcome, decision, retrain.dataset, drift, info)
+            return outcome
+        trained: ModelTrained = data
+        retrain = deps.retrain(trained.run_id, event.causationid)
+        if retrain is None:
+            return outcome
+        deps.policy.on_retrain_done(retrain.model_name, retrain.drift_id)
+        metric = trained.evaluation.primary_metric
+        value = trained.evaluation.metrics.get(metric)
+        detail = f"run {trained.run_id}" + (f", {metric} {value:.4g}" if value is not None else "")
+        outcome.results.append(_result(event, retrain, "trained", now, detail=detail))
+        return outcome
+
+    return _once(deps, compute)
+
+
+def observe_lifecycle(deps: Deps) -> Handler:
+    """The registry's verdict on a retrained version; champions mark their dataset served."""
+
+    def compute(event: Event[Any], info: MessageInfo) -> Outcome:
+        outcome = Outcome()
+        data = event.data
+        now = deps.clock()
+        if isinstance(data, ModelPromoted | ModelRolledBack | ModelDeployed):
+            deps.monitor.champion_known(data.model_name)
+        if isinstance(data, ModelRegistered):
+            retrain = deps.retrain(data.run_id)
+            if retrain is not None:
+                deps._retrain_versions[(data.model_name, data.version)] = retrain.command_id
+                outcome.results.append(_result(event, retrain, "registered", now, data.version))
+        elif isinstance(data, ModelPromoted | ModelRejected):
+            command_id = deps._retrain_versions.get((data.model_name, data.version))
+            retrain = deps.retrain(command_id)
+            if retrain is not None:
+                verdict = "promoted" if isinstance(data, ModelPromoted) else "rejected"
+                outcome.results.append(
+                    _result(event, retrain, verdict, now, data.version, data.reason)
+                )
+        return outcome
+
+    return _once(deps, compute)
+
+
+def _result(
+    event: Event[Any],
+    retrain: Retrain,
+    outcome: str,
+    now: float,
+    version: int | None = None,
+    detail: str = "",
+) -> RetrainResult:
+    return RetrainResult(
+        result_id=event.id,
+        command_id=retrain.command_id,
+        model_name=retrain.model_name,
+        drift_id=retrain.drift_id,
+        outcome=outcome,
+        at=now,
+        version=version,
+        detail=detail,
+    )
 
 
 def _once(deps: Deps, compute: Callable[[Event[Any], MessageInfo], Outcome]) -> Handler:
@@ -207,6 +366,8 @@ def _save(history: History, outcome: Outcome) -> None:
         history.record_decision(decision_id, decision, command.id if command else None)
     if outcome.snapshot is not None:
         history.record_performance(*outcome.snapshot)
+    for result in outcome.results:
+        history.record_result(result)
     _count(outcome)
 
 
@@ -218,10 +379,11 @@ def _count(outcome: Outcome) -> None:
         metrics.BREAKER_OPEN.labels(decision.model_name).set(int(decision.breaker_open))
     if outcome.snapshot is not None:
         for row in outcome.snapshot[1]:
-            if row["last_1000"] is not None:
-                metrics.ACCURACY.labels(row["model_name"], str(row["model_version"])).set(
-                    row["last_1000"]
-                )
+            labels = (row["model_name"], str(row["model_version"]))
+            if row.get("last_1000") is not None:
+                metrics.ACCURACY.labels(*labels).set(row["last_1000"])
+            if row.get("last_1000_mae") is not None:
+                metrics.MAE.labels(*labels).set(row["last_1000_mae"])
 
 
 def _on_drifts(
@@ -239,7 +401,11 @@ def _on_drifts(
         )
         outcome.drifts.append(drift)
         deps.remember_drift(drift)
-        decision = deps.policy.on_drift(item.model_name, drift.id, deps.clock())
+        if item.model_version is None and not deps.monitor.has_served(item.dataset):
+            why = "no model served yet (a data-quality signal, not a retrain trigger)"
+            decision = deps.policy.ignore(item.model_name, drift.id, why, deps.clock())
+        else:
+            decision = deps.policy.on_drift(item.model_name, drift.id, deps.clock())
         _decided(deps, outcome, decision, item.dataset, deps.episode_drift(decision.drift_id), info)
     return outcome
 
@@ -298,6 +464,7 @@ def _decided(
         command = _command(decision, dataset, drift, since, decision_id)
     outcome.retrain_spans[command.id] = span.get_span_context()
     outcome.decisions.append((decision_id, decision, command))
+    deps.remember_retrain(Retrain(command.id, decision.model_name, dataset, decision.drift_id))
 
 
 def _command(

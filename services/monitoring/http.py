@@ -2,10 +2,13 @@
 
 GET /drift        recent DriftDetected events (from SQL), detector state per dataset, model
                   version and signal, the circuit breaker per model, the policy, and the
-                  latest retraining decisions (trigger / suppress / wait, and why), and per
+                  latest retraining decisions (trigger / suppress / wait / ignore, and why;
+                  a trigger with its outcome: trained vN, failed: why, promoted, rejected:
+                  why), the latest retrain outcomes, and per
                   model version served its live feature values against its training
                   reference (the lineage's statistics)
-GET /performance  live accuracy per model version (overall, last 100, last 1000), served,
+GET /performance  live accuracy (classification) or MAE and RMSE (regression) per model
+                  version (overall, last 100, last 1000), served,
                   joined and expired counts, and the SQL history of snapshots (for plots)
 """
 
@@ -35,6 +38,7 @@ def monitoring_router(deps: Deps, limit: int, label_wait_s: float) -> APIRouter:
             "breakers": breakers,
             "policy": asdict(deps.policy.config),
             "decisions": deps.history.recent_decisions(limit),
+            "outcomes": deps.history.recent_results(limit),
             "training_reference": reference,
         }
 

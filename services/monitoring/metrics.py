@@ -22,3 +22,8 @@ ACCURACY = Gauge(
     "Live accuracy of a model version over its last 1000 labelled predictions.",
     ["model", "version"],
 )
+MAE = Gauge(
+    "mlops_monitoring_mae",
+    "Live mean absolute error of a regression model version over its last 1000 labels.",
+    ["model", "version"],
+)

@@ -2,17 +2,21 @@
 
     make bench-drift     (or: python -m tests.bench.bench_drift --seeds 1 2 3)
 
-Streams (tests/bench/drift_streams.py): River's Agrawal, SEA and Hyperplane, each as
-concept A, B, A in segments of `--segment` events (abrupt drifts at the two boundaries),
-with a model fitted on concept A before the stream; one stream per seed. Per event the
-monitoring service's own Monitor (services/monitoring/domain, in-process, no Kafka) sees the
-record's features, the model's prediction and the label right after it, so it runs every
-detector the service runs: one per numeric feature, the predicted positive rate and the 0/1
-loss. A DriftDetected on any signal is a detection. Detector configuration is the value of
-MLOPS_MONITORING_DETECTORS for a dataset; the bench runs the service defaults and River's default ADWIN on the error stream.
+Streams (tests/bench/drift_streams.py): River's Agrawal, SEA and Hyperplane
+(classification) and FriedmanDrift (regression), each as concept A, B, A in segments of
+`--segment` events (abrupt drifts at the two boundaries), with a model fitted on concept A
+before the stream; one stream per seed. Per event the monitoring service's own Monitor
+(services/monitoring/domain, in-process, no Kafka) sees the record's features, the model's
+prediction and the label right after it, so it runs every detector the service runs: one per
+numeric feature, the predicted class rate or predicted value, the 0/1 loss or the absolute
+residual, the out-of-range and rejection rates. A DriftDetected on any signal is a detection.
+Detector configuration is the value of MLOPS_MONITORING_DETECTORS for a dataset; the bench
+runs the service defaults and River's default ADWIN on the raw error stream (0/1 loss, or
+the absolute residual in the label's units).
 
 Evidently (its own virtualenv under .local/bench, tests/bench/evidently_reference.py) gets
-the same streams, the features plus `prediction` and `error` columns, as Parquet: a
+the same streams, the features plus `prediction` and `error` columns (categorical for
+classification; numerical for regression, where `error` is the absolute residual), as Parquet: a
 DataDriftPreset report every `--step` events comparing the last `--window` events with the
 window before. Its dataset-drift flag counts as a detection, and separately the drift test of
 the error column alone (the signal that carries concept drift).
@@ -56,7 +60,10 @@ DATASET = "bench"
 # MLOPS_MONITORING_DETECTORS values for the dataset: {} is the service's defaults.
 PLATFORM_CONFIGS: dict[str, dict[str, Any]] = {
     "platform, defaults": {},
-    "platform, River's ADWIN default": {"error": {"kind": "adwin", "params": {"delta": 0.002}}},
+    "platform, River's ADWIN default": {
+        "error": {"kind": "adwin", "params": {"delta": 0.002}},
+        "residual": {"kind": "adwin", "params": {"delta": 0.002}},
+    },
 }
 EVIDENTLY_DATASET = "evidently, dataset drift"
 EVIDENTLY_ERROR = "evidently, error column"
@@ -89,7 +96,10 @@ def watch_platform(name: str, stream: DriftStream, config: dict[str, Any], round
 def _watch_platform_once(name: str, stream: DriftStream, config: dict[str, Any]) -> Run:
     dataset_detectors = detectors(config)
     monitor = Monitor(
-        lambda _: dataset_detectors, lambda dataset: dataset, LabelJoin[Served](3600.0)
+        lambda _: dataset_detectors,
+        lambda dataset: dataset,
+        LabelJoin[Served](3600.0),
+        task_for=lambda _: stream.task,
     )
     record_ids = [str(n) for n in range(len(stream))]
     at = datetime.now(UTC)
@@ -132,7 +142,15 @@ def start_evidently(
     for stream in streams:
         path = workdir / f"{stream.kind}-{stream.seed}.parquet"
         stream_frame(stream).to_parquet(path)
-        entries.append({"kind": stream.kind, "seed": stream.seed, "path": str(path)})
+        categorical = ["prediction", "error"] if stream.task == "classification" else []
+        entries.append(
+            {
+                "kind": stream.kind,
+                "seed": stream.seed,
+                "path": str(path),
+                "categorical": categorical,
+            }
+        )
     manifest = workdir / "manifest.json"
     manifest.write_text(json.dumps({"window": window, "step": step, "streams": entries}))
     return subprocess.Popen(

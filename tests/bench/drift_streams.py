@@ -1,11 +1,12 @@
 """Concept-drift streams with known drift points, and how detections on them are scored.
 
-A stream is River's Agrawal, SEA or Hyperplane generator in segments of one concept each,
-recurring: concept A, then B from the first drift point, then A again from the second (an
-abrupt switch, i.e. River's ConceptDriftStream with width 1). Each concept has its own
-generator, so a segment that returns to A draws fresh events from A. A model is fitted on
-events of concept A drawn before the stream starts; its predictions and 0/1 loss on every
-event of the stream are the signals a deployed model would give the monitoring service.
+A stream is River's Agrawal, SEA or Hyperplane generator (classification) or FriedmanDrift
+(regression) in segments of one concept each, recurring: concept A, then B from the first
+drift point, then A again from the second (an abrupt switch, i.e. River's ConceptDriftStream
+with width 1). Each concept has its own generator, so a segment that returns to A draws fresh
+events from A. A model is fitted on events of concept A drawn before the stream starts; its
+predictions and loss (0/1, or the absolute residual for regression) on every event of the
+stream are the signals a deployed model would give the monitoring service.
 
 Scoring (`score_detections`): each drift point owns the events from it up to `tolerance`
 later (or to the next drift point, if sooner). The first detection in that window gives the
@@ -23,8 +24,8 @@ from typing import Any
 
 import numpy as np
 from river.datasets import synth
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
 Events = Iterator[tuple[dict[str, Any], Any]]
@@ -37,8 +38,9 @@ class StreamKind:
     name: str
     concepts: tuple[int, int]
     generator: Callable[[int, int], Events]
-    model: Callable[[int], ClassifierMixin]
+    model: Callable[[int], BaseEstimator]
     description: str
+    task: str = "classification"
 
 
 def _agrawal(concept: int, seed: int) -> Events:
@@ -54,12 +56,25 @@ def _hyperplane(concept: int, seed: int) -> Events:
     return iter(synth.Hyperplane(seed=seed + 7919 * concept, n_features=10, noise_percentage=0.05))
 
 
-def _boosting(seed: int) -> ClassifierMixin:
+def _friedman(concept: int, seed: int) -> Events:
+    # FriedmanDrift's global recurring abrupt drift: before its first change point the
+    # Friedman #1 function (A), after it the function with the features' roles swapped (B).
+    # A change point at 0 gives B from the start; one far away keeps A for good.
+    far = 10**12
+    position = (0, far) if concept else (far, 2 * far)
+    return iter(synth.FriedmanDrift(drift_type="gra", position=position, seed=seed))
+
+
+def _boosting(seed: int) -> BaseEstimator:
     return HistGradientBoostingClassifier(random_state=seed)
 
 
-def _logistic(seed: int) -> ClassifierMixin:
+def _logistic(seed: int) -> BaseEstimator:
     return LogisticRegression(max_iter=1000, random_state=seed)
+
+
+def _boosting_regressor(seed: int) -> BaseEstimator:
+    return HistGradientBoostingRegressor(random_state=seed)
 
 
 STREAM_KINDS: dict[str, StreamKind] = {
@@ -76,6 +91,14 @@ STREAM_KINDS: dict[str, StreamKind] = {
             _logistic,
             "Hyperplane (10 features, noise 0.05), hyperplane A <-> B",
         ),
+        StreamKind(
+            "friedman",
+            (0, 1),
+            _friedman,
+            _boosting_regressor,
+            "FriedmanDrift (regression, residual signal), Friedman #1 <-> swapped features",
+            task="regression",
+        ),
     )
 }
 
@@ -88,23 +111,29 @@ class DriftStream:
     seed: int
     features: tuple[str, ...]
     rows: list[dict[str, float]]
-    labels: list[int]
-    predictions: list[int]
+    labels: list[Any]
+    predictions: list[Any]
     drifts: tuple[int, ...]
+    task: str = "classification"
 
     def __len__(self) -> int:
         return len(self.rows)
 
     @property
-    def errors(self) -> list[int]:
-        return [int(p != y) for p, y in zip(self.predictions, self.labels, strict=True)]
+    def errors(self) -> list[float]:
+        """The loss per event: 0/1 (classification) or the absolute residual (regression)."""
+        pairs = zip(self.predictions, self.labels, strict=True)
+        if self.task == "regression":
+            return [abs(p - y) for p, y in pairs]
+        return [float(p != y) for p, y in pairs]
 
 
-def _take(events: Events, count: int) -> tuple[list[dict[str, float]], list[int]]:
+def _take(events: Events, count: int, task: str) -> tuple[list[dict[str, float]], list[Any]]:
     rows, labels = [], []
     for row, label in itertools.islice(events, count):
-        rows.append({str(name): float(value) for name, value in row.items()})
-        labels.append(int(label))
+        rows.append({f"x{name}" if isinstance(name, int) else str(name): float(value)
+                     for name, value in row.items()})  # fmt: skip
+        labels.append(float(label) if task == "regression" else int(label))
     return rows, labels
 
 
@@ -119,17 +148,20 @@ def drift_stream(kind: str, seed: int, segment: int, training: int) -> DriftStre
     spec = STREAM_KINDS[kind]
     first, second = spec.concepts
     generators = {concept: spec.generator(concept, seed) for concept in spec.concepts}
-    training_rows, training_labels = _take(generators[first], training)
+    training_rows, training_labels = _take(generators[first], training, spec.task)
     features = tuple(training_rows[0])
     model = spec.model(seed).fit(_matrix(training_rows, features), training_labels)
     rows: list[dict[str, float]] = []
     labels: list[int] = []
     for concept in (first, second, first):
-        segment_rows, segment_labels = _take(generators[concept], segment)
+        segment_rows, segment_labels = _take(generators[concept], segment, spec.task)
         rows.extend(segment_rows)
         labels.extend(segment_labels)
-    predictions = [int(p) for p in model.predict(_matrix(rows, features))]
-    return DriftStream(kind, seed, features, rows, labels, predictions, (segment, 2 * segment))
+    predicted = model.predict(_matrix(rows, features))
+    cast = float if spec.task == "regression" else int
+    predictions = [cast(p) for p in predicted]
+    drifts = (segment, 2 * segment)
+    return DriftStream(kind, seed, features, rows, labels, predictions, drifts, spec.task)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
     <evidently venv>/bin/python tests/bench/evidently_reference.py --manifest manifest.json
 
 The manifest names Parquet files (one stream each: its feature columns, `prediction` and
-`error`), the window and the step. Over each stream, every `step` events, a DataDriftPreset
+`error`, with which columns are categorical: both for classification, neither for
+regression, where `error` is the absolute residual), the window and the step. Over each stream, every `step` events, a DataDriftPreset
 report compares the latest `window` events (current) with the `window` events before them
 (reference). Two flags of each report count as a detection at the last event of the
 current window: the preset's dataset drift (the share of drifted columns reached
@@ -42,9 +43,11 @@ def flags(result: dict[str, Any]) -> tuple[bool, bool]:
     return dataset, error
 
 
-def watch(frame: pd.DataFrame, window: int, step: int) -> dict[str, Any]:
-    numerical = [column for column in frame.columns if column not in CATEGORICAL]
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=CATEGORICAL)
+def watch(
+    frame: pd.DataFrame, window: int, step: int, categorical: list[str] = CATEGORICAL
+) -> dict[str, Any]:
+    numerical = [column for column in frame.columns if column not in categorical]
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
     report = Report([DataDriftPreset()], include_tests=True)
     dataset_drift: list[int] = []
     error_drift: list[int] = []
@@ -80,7 +83,12 @@ def main() -> None:
             {
                 "kind": stream["kind"],
                 "seed": stream["seed"],
-                **watch(frame, manifest["window"], manifest["step"]),
+                **watch(
+                    frame,
+                    manifest["window"],
+                    manifest["step"],
+                    stream.get("categorical", CATEGORICAL),
+                ),
             }
         )
     print(json.dumps({"evidently": evidently.__version__, "runs": runs}))

@@ -3,7 +3,8 @@
 
 Predictions come from a decision tree trained on River's Agrawal stream before a concept
 drift; labels are River's. Drift history and decisions go to the platform's database (tables
-named after the namespace, dropped afterwards).
+named after the namespace, dropped afterwards). A regression dataset (scikit-learn's diabetes,
+shipped with it) is declared by registering its spec in the test's own namespace.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from sklearn.tree import DecisionTreeClassifier
 
 from services.monitoring.adapters.history import History
 from services.monitoring.settings import MonitoringSettings
+from shared.datasets.registry import SpecRegistry
 from shared.datasets.sources import agrawal_records
+from shared.datasets.spec import DatasetSpec, FeatureSpec, FeatureType, LabelSpec
 from shared.events import Event
-from shared.events.models import PredictionServed
+from shared.events.models import PredictionServed, TrainingFailed, TrainingTrigger
 from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
-from shared.kafka.config import producer_config
+from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
@@ -242,6 +245,28 @@ def shifted_records(namespace: str, first: int, count: int, shift: float) -> lis
     ]
 
 
+def serve_one(producer: EventProducer, namespace: str, service: RunningService) -> None:
+    """A prediction of the dataset: a model is served, so a feature drift may retrain it."""
+    served = PredictionServed(
+        request_id="req-first",
+        model_name="loans",
+        version=1,
+        dataset="loans",
+        record_id=None,
+        features={},
+        prediction=1,
+        latency_ms=1.0,
+        served_at=START,
+    )
+    publish(producer, namespace, "serving.predictions", [Event.create(served, source="serving")])
+    wait_until(
+        lambda: any(row["served"] for row in performance(service)["models"]),
+        what="the first prediction seen",
+        timeout_s=60,
+        interval_s=0.5,
+    )
+
+
 def test_drift_burst_is_debounced_and_the_hourly_limit_opens_the_breaker(
     namespace, producer, subprocess_env, bootstrap, tmp_path
 ) -> None:
@@ -259,6 +284,7 @@ def test_drift_burst_is_debounced_and_the_hourly_limit_opens_the_breaker(
     drift_topic = CATALOG.name("monitoring.drift", namespace)
     commands_topic = CATALOG.name("training.requests", namespace)
     try:
+        serve_one(producer, namespace, service)
         publish(producer, namespace, "data.validated", shifted_records(namespace, 0, 1000, 0.0))
         publish(producer, namespace, "data.validated", shifted_records(namespace, 1000, 500, 5e5))
         first_burst = wait_until(
@@ -314,8 +340,9 @@ def test_predictions_whose_labels_never_arrive_expire_and_are_counted(
 
 
 def all_seen(view: dict[str, Any], records: int) -> bool:
-    positions = [d["position"] for d in view["detectors"]]
-    return len(positions) == 3 and all(p == records for p in positions)
+    """The three numeric features, the out-of-range and the rejection rates saw every record."""
+    positions = [d["position"] for d in view["detectors"] if d["model_version"] is None]
+    return len(positions) == 5 and all(p == records for p in positions)
 
 
 def test_drift_history_and_decisions_survive_a_restart_in_sqlite(
@@ -325,6 +352,7 @@ def test_drift_history_and_decisions_survive_a_restart_in_sqlite(
     options = {**database, "MLOPS_MONITORING_MIN_LABELS_AFTER_DRIFT": "0"}
     service = monitoring(namespace, subprocess_env, tmp_path, **options)
     try:
+        serve_one(producer, namespace, service)
         publish(producer, namespace, "data.validated", shifted_records(namespace, 0, 1000, 0.0))
         publish(producer, namespace, "data.validated", shifted_records(namespace, 1000, 300, 5e5))
         before = wait_until(
@@ -344,3 +372,175 @@ def test_drift_history_and_decisions_survive_a_restart_in_sqlite(
     assert after["decisions"][-1]["action"] == "trigger"
     assert len(read_to_end(bootstrap, CATALOG.name("training.requests", namespace))) == 1
     assert (tmp_path / "monitoring.sqlite").exists()
+
+
+def record_with_label(index: int, record: dict[str, Any], label: Any) -> Event[RecordValidated]:
+    validated_record = RecordValidated(
+        dataset="loans",
+        spec_version=1,
+        record_id=str(record["application_id"]),
+        entity="applicant-1",
+        event_time=datetime.fromisoformat(str(record["applied_at"])),
+        values={name: record[name] for name in NUMERIC},
+        label=label,
+        source=SourcePosition(topic="raw", partition=0, offset=index),
+    )
+    return Event[RecordValidated].create(validated_record, source="validation")
+
+
+def test_labels_carried_by_their_records_reach_performance(
+    model, namespace, producer, subprocess_env, tmp_path
+) -> None:
+    rows = list(agrawal_records(400, seed=5, start=START))
+    predictions, _ = stream(model, None, seed=5)
+    predictions = predictions[:400]
+    expected = sum(
+        int(p.data.prediction == label) for p, (_, label) in zip(predictions, rows, strict=True)
+    )
+    service = monitoring(namespace, subprocess_env, tmp_path)
+    try:
+        publish(producer, namespace, "serving.predictions", predictions)
+        records = [record_with_label(i, r, label) for i, (r, label) in enumerate(rows)]
+        publish(producer, namespace, "data.validated", records)
+        body = wait_until(
+            lambda: (
+                (p := performance(service))["models"] and p["models"][0]["labelled"] == 400 and p
+            ),
+            what="every label carried by its record joined",
+            timeout_s=60,
+            interval_s=0.5,
+        )
+    finally:
+        service.stop()
+    (row,) = body["models"]
+    assert row["accuracy"] == expected / 400 and row["task"] == "classification"
+    assert body["join"]["joined"] == 400 and body["join"]["pending_labels"] == 0
+
+
+def test_a_failed_drift_retrain_shows_as_failed_and_the_policy_triggers_again(
+    namespace, producer, subprocess_env, bootstrap, tmp_path
+) -> None:
+    service = monitoring(
+        namespace,
+        subprocess_env,
+        tmp_path,
+        MLOPS_MONITORING_MIN_LABELS_AFTER_DRIFT="0",
+        MLOPS_MONITORING_COOLDOWN_S="1800",
+        MLOPS_MONITORING_MAX_RETRAINS_PER_HOUR="1",
+        MLOPS_MONITORING_DETECTORS=json.dumps({"loans": {"features": ["salary"]}}),
+    )
+    commands_topic = CATALOG.name("training.requests", namespace)
+    try:
+        serve_one(producer, namespace, service)
+        publish(producer, namespace, "data.validated", shifted_records(namespace, 0, 1000, 0.0))
+        publish(producer, namespace, "data.validated", shifted_records(namespace, 1000, 300, 5e5))
+        [(_, first)] = wait_until(
+            lambda: read_to_end(bootstrap, commands_topic),
+            what="the drift retrain",
+            timeout_s=60,
+            interval_s=0.5,
+        )
+        failure = TrainingFailed(
+            model_name="loans",
+            dataset="loans",
+            command_id=first["id"],
+            trigger=TrainingTrigger(**first["data"]["trigger"]),
+            outcome="failed",
+            reason="the offline store did not answer",
+            error="StorageUnavailable",
+            failed_at=datetime.now(UTC),
+        )
+        publish(producer, namespace, "models.trained", [Event.create(failure, source="training")])
+        commands = wait_until(
+            lambda: len(c := read_to_end(bootstrap, commands_topic)) >= 2 and c,
+            what="the policy to trigger the retrain again",
+            timeout_s=60,
+            interval_s=0.5,
+        )
+        view = drift_view(service)
+    finally:
+        service.stop()
+    assert len(commands) == 2
+    retry = commands[1][1]
+    assert retry["id"] != first["id"]
+    assert retry["data"]["trigger"]["event_id"] == first["data"]["trigger"]["event_id"]
+    failed = next(d for d in view["decisions"] if d["command_id"] == first["id"])
+    assert failed["outcome"] == "failed: StorageUnavailable: the offline store did not answer"
+    assert [o["outcome"] for o in failed["outcomes"]] == ["failed"]
+    again = next(d for d in view["decisions"] if d["command_id"] == retry["id"])
+    assert again["action"] == "trigger" and "re-armed" in again["reason"]
+    assert view["outcomes"][0]["command_id"] == first["id"]
+    assert view["breakers"]["loans"]["retrains_last_hour"] == 1
+
+
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+def diabetes_spec() -> DatasetSpec:
+    return DatasetSpec(
+        name="diabetes",
+        entity_key="patient",
+        event_time="seen_at",
+        features=[FeatureSpec(name=n, type=FeatureType.NUMERIC) for n in DIABETES_FEATURES],
+        label=LabelSpec(
+            name="progression", type=FeatureType.NUMERIC, task="regression", arrival="feedback"
+        ),
+    )
+
+
+def test_a_regression_dataset_gets_regression_metrics_and_residual_drift(
+    namespace, producer, subprocess_env, bootstrap, settings, tmp_path
+) -> None:
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression
+
+    SpecRegistry(
+        client_config(settings, "monitoring-test"), CATALOG.name("data.specs", namespace), "test"
+    ).register(diabetes_spec(), producer)
+    features, target = load_diabetes(return_X_y=True)
+    fitted = LinearRegression().fit(features, target)
+    predicted = fitted.predict(features)
+    predicted[300:] += 150.0  # the model goes wrong at row 300: residuals jump
+    predictions, labels = [], []
+    for i, (row, truth, guess) in enumerate(zip(features, target, predicted, strict=True)):
+        served = PredictionServed(
+            request_id=f"req-{i}",
+            model_name="diabetes",
+            version=1,
+            dataset="diabetes",
+            record_id=f"p{i}",
+            features=dict(zip(DIABETES_FEATURES, map(float, row), strict=True)),
+            prediction=float(guess),
+            latency_ms=1.0,
+            served_at=START + timedelta(seconds=i),
+        )
+        predictions.append(Event.create(served, source="serving"))
+        late = LabelRecorded(
+            dataset="diabetes", record_id=f"p{i}", label=float(truth), labelled_at=START
+        )
+        labels.append(Event.create(late, source="labels"))
+    service = monitoring(namespace, subprocess_env, tmp_path)
+    try:
+        publish(producer, namespace, "serving.predictions", predictions)
+        publish(producer, namespace, "data.labels", labels)
+        body = wait_until(
+            lambda: (
+                (p := performance(service))["models"]
+                and p["models"][0]["labelled"] == len(target)
+                and p
+            ),
+            what="every regression label joined",
+            timeout_s=60,
+            interval_s=0.5,
+        )
+        drifts = read_to_end(bootstrap, CATALOG.name("monitoring.drift", namespace))
+    finally:
+        service.stop()
+    (row,) = body["models"]
+    residuals = abs(predicted - target)
+    assert row["task"] == "regression" and "accuracy" not in row
+    assert row["count"] == len(target)
+    assert abs(row["mae"] - residuals.mean()) < 1e-6
+    assert abs(row["rmse"] - float((residuals**2).mean() ** 0.5)) < 1e-6
+    errors = [d["data"] for _, d in drifts if d["data"]["signal"] == "error"]
+    assert errors and 300 < errors[0]["position"] < 400, [d["data"]["signal"] for _, d in drifts]

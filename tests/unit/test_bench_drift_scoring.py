@@ -76,3 +76,13 @@ def test_inconsistent_drift_points_or_tolerance_are_refused(
 def test_a_detection_outside_the_stream_is_refused() -> None:
     with pytest.raises(ValueError, match="outside the stream"):
         score_detections([LENGTH], DRIFTS, LENGTH, tolerance=500)
+
+
+def test_the_regression_stream_s_error_is_the_absolute_residual() -> None:
+    from tests.bench.drift_streams import drift_stream
+
+    stream = drift_stream("friedman", seed=1, segment=50, training=200)
+    assert stream.task == "regression" and stream.drifts == (50, 100) and len(stream) == 150
+    assert all(isinstance(p, float) for p in stream.predictions)
+    residuals = [abs(p - y) for p, y in zip(stream.predictions, stream.labels, strict=True)]
+    assert stream.errors == residuals and any(e not in (0.0, 1.0) for e in stream.errors)

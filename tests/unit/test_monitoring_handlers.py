@@ -14,6 +14,7 @@ from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import Decision, PolicyConfig, RetrainPolicy
 from services.monitoring.domain.reference import TrainingReferences
+from services.monitoring.domain.retrains import RetrainResult
 from services.monitoring.handlers import Deps, routes
 from services.monitoring.settings import MonitoringSettings
 from shared.events.envelope import Event
@@ -31,6 +32,7 @@ class InMemoryHistory:
         self.decisions: list[tuple[Decision, str | None]] = []
         self.fail_next = 0
         self.snapshots: list[list[dict[str, Any]]] = []
+        self.results: list[RetrainResult] = []
 
     def record_drift(self, event: Event[DriftDetected]) -> None:
         self.drifts.append(event)
@@ -43,6 +45,12 @@ class InMemoryHistory:
 
     def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None:
         self.snapshots.append(rows)
+
+    def record_result(self, result: RetrainResult) -> None:
+        self.results.append(result)
+
+    def recent_results(self, limit: int) -> list[dict[str, Any]]:
+        return []
 
     def recent_drifts(self, limit: int) -> list[dict[str, Any]]:
         return []
@@ -100,7 +108,14 @@ def record(index: int, salary: float) -> Event[RecordValidated]:
     )
 
 
-def feed_shift(deps: Deps) -> list[Emit]:
+def serve_once(deps: Deps) -> None:
+    """A model of the dataset served: its feature drifts may retrain it from now on."""
+    handler(deps, "serving.predictions")(prediction(-1, 1), info("p", 10_000))
+
+
+def feed_shift(deps: Deps, served: bool = True) -> list[Emit]:
+    if served:
+        serve_once(deps)
     observe = handler(deps, "data.validated")
     emitted: list[Emit] = []
     for i in range(800):
@@ -214,9 +229,15 @@ def test_bad_detector_settings_are_refused() -> None:
 
 def test_a_retry_after_a_database_error_writes_the_same_outcome_without_refeeding() -> None:
     deps, history, _ = make()
+    serve_once(deps)
     observe = handler(deps, "data.validated")
     emitted: list[Emit] = []
     retried = False
+
+    def salary_position() -> int:
+        states = deps.monitor.detector_states()
+        return next(s["position"] for s in states if s["signal"] == "salary")
+
     for i in range(800):
         message = record(i, 1000.0 + (i % 5) + (500.0 if i >= 500 else 0.0))
         if i >= 500 and not emitted and history.fail_next == 0 and not history.decisions:
@@ -224,10 +245,10 @@ def test_a_retry_after_a_database_error_writes_the_same_outcome_without_refeedin
         try:
             emitted += observe(message, info("v", i))
         except ConnectionError:
-            position = deps.monitor.detector_states()[0]["position"]
+            position = salary_position()
             emitted += observe(message, info("v", i))  # the runner's retry
             retried = True
-            assert deps.monitor.detector_states()[0]["position"] == position
+            assert salary_position() == position
     commands = [e for e in emitted if e.topic == "training.requests"]
     assert retried and len(commands) == 1 and len(history.decisions) >= 1
     assert history.decisions[0][1] == commands[0].event.id

@@ -1,6 +1,9 @@
-"""Monitoring's SQL history: drift events, retraining decisions and performance snapshots,
-in tables named after the namespace (SQLite by default, PostgreSQL when configured), so they
-can be plotted and survive a restart."""
+"""Monitoring's SQL history: drift events, retraining decisions, the outcomes of the retrains
+they triggered, and performance snapshots, in tables named after the namespace (SQLite by
+default, PostgreSQL when configured), so they can be plotted and survive a restart.
+
+No migration framework: tables are created with create_all, and columns added since a table
+was created are added with ALTER TABLE ... ADD COLUMN (nullable) at start-up."""
 
 from __future__ import annotations
 
@@ -21,11 +24,14 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    inspect,
     select,
     text,
+    update,
 )
 
 from services.monitoring.domain.policy import Decision
+from services.monitoring.domain.retrains import RetrainResult
 from shared.events.envelope import Event
 from shared.events.models import DriftDetected
 
@@ -66,6 +72,20 @@ class History:
             Column("breaker_open", Boolean, nullable=False),
             Column("labels_after_drift", Integer, nullable=False),
             Column("command_id", String(200)),
+            Column("outcome", Text),
+        )
+        self.results = Table(
+            f"{prefix}_retrain_outcomes",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("result_id", String(200), nullable=False, unique=True),
+            Column("command_id", String(200), nullable=False, index=True),
+            Column("model_name", String(200), nullable=False),
+            Column("drift_id", String(200), nullable=False),
+            Column("outcome", String(20), nullable=False),
+            Column("version", Integer),
+            Column("detail", Text, nullable=False),
+            Column("at", Float, nullable=False),
         )
         self.performance = Table(
             f"{prefix}_performance",
@@ -80,9 +100,16 @@ class History:
             Column("last_1000", Float),
             Column("served", Integer, nullable=False),
             Column("expired", Integer, nullable=False),
+            Column("task", String(20)),
+            Column("mae", Float),
+            Column("rmse", Float),
+            Column("last_100_mae", Float),
+            Column("last_1000_mae", Float),
         )
         self._metadata = metadata
         metadata.create_all(engine)
+        for table in (self.decisions, self.performance):
+            _add_missing_columns(engine, table)
 
     def ping(self) -> None:
         with self._engine.connect() as connection:
@@ -130,6 +157,37 @@ class History:
                 )
             )
 
+    def record_result(self, result: RetrainResult) -> None:
+        """One outcome of a retrain (once per event), and the decision's latest outcome."""
+        with self._engine.begin() as connection:
+            known = connection.execute(
+                select(self.results.c.id).where(self.results.c.result_id == result.result_id)
+            ).first()
+            if known is not None:
+                return
+            connection.execute(
+                insert(self.results).values(
+                    result_id=result.result_id,
+                    command_id=result.command_id,
+                    model_name=result.model_name,
+                    drift_id=result.drift_id,
+                    outcome=result.outcome,
+                    version=result.version,
+                    detail=result.detail,
+                    at=result.at,
+                )
+            )
+            connection.execute(
+                update(self.decisions)
+                .where(self.decisions.c.command_id == result.command_id)
+                .values(outcome=result.summary)
+            )
+
+    def recent_results(self, limit: int) -> list[dict[str, Any]]:
+        query = select(self.results).order_by(self.results.c.id.desc()).limit(limit)
+        with self._engine.connect() as connection:
+            return [_plain(dict(row._mapping)) for row in connection.execute(query)]
+
     def record_performance(self, at: float, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -146,9 +204,25 @@ class History:
             return [json.loads(row.event) for row in connection.execute(query)]
 
     def recent_decisions(self, limit: int) -> list[dict[str, Any]]:
+        """The latest decisions; a trigger's with `outcome` (its latest, e.g. "promoted v3"
+        or "failed: ...") and `outcomes` (every step, oldest first)."""
         query = select(self.decisions).order_by(self.decisions.c.id.desc()).limit(limit)
         with self._engine.connect() as connection:
-            return [_plain(dict(row._mapping)) for row in connection.execute(query)]
+            rows = [_plain(dict(row._mapping)) for row in connection.execute(query)]
+            commands = [row["command_id"] for row in rows if row["command_id"]]
+            steps: dict[str, list[dict[str, Any]]] = {}
+            if commands:
+                found = connection.execute(
+                    select(self.results)
+                    .where(self.results.c.command_id.in_(commands))
+                    .order_by(self.results.c.id)
+                )
+                for step in found:
+                    steps.setdefault(step.command_id, []).append(_plain(dict(step._mapping)))
+        for row in rows:
+            if row["command_id"]:
+                row["outcomes"] = steps.get(row["command_id"], [])
+        return rows
 
     def performance_history(self, limit: int) -> list[dict[str, Any]]:
         query = select(self.performance).order_by(self.performance.c.id.desc()).limit(limit)
@@ -158,6 +232,20 @@ class History:
     def drop(self) -> None:
         """Removes the namespace's tables (tests)."""
         self._metadata.drop_all(self._engine)
+
+
+def _add_missing_columns(engine: Engine, table: Table) -> None:
+    """Adds the table's columns that an older version of it lacks (nullable ones only)."""
+    present = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    missing = [column for column in table.columns if column.name not in present]
+    if not missing:
+        return
+    with engine.begin() as connection:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            connection.execute(
+                text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+            )
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

@@ -23,15 +23,17 @@ class LineageClient:
         self._timeout_s = timeout_s
 
     def lineage(self, model: str, version: int) -> dict[str, Any] | None:
-        """The version's training lineage (ModelTrained's); None when the registry does not
-        know the version; raises httpx errors when it cannot answer."""
+        """The version's training lineage (ModelTrained's), with its holdout `evaluation`
+        (metrics, primary metric) beside it; None when the registry does not know the
+        version; raises httpx errors when it cannot answer."""
         answer = httpx.get(
-            f"{self._url}/models/{model}/versions/{version}/lineage", timeout=self._timeout_s
+            f"{self._url}/models/{model}/versions/{version}", timeout=self._timeout_s
         )
         if answer.status_code == 404:
             return None
         answer.raise_for_status()
-        return answer.json()["lineage"]
+        detail = answer.json()
+        return {**detail["lineage"], "evaluation": detail.get("evaluation") or {}}
 
 
 class BackgroundLineages:

@@ -1,13 +1,27 @@
-"""The monitor: detectors per dataset and model version, the label join, live accuracy.
+"""The monitor: detectors per dataset and model version, the label join, live performance.
 
 Pure (time is passed in): the handlers feed it events and turn what it returns into Kafka
 events and SQL rows. Shadow predictions count toward performance only, never toward drift.
+
+The dataset's task (from its spec, passed in as `task_for`) decides the signals:
+
+- classification: the error signal is the 0/1 loss; the prediction signal is the rate of the
+  class the version predicted most over its first `MODE_REFERENCE` predictions (binary and
+  multi-class alike); performance is accuracy.
+- regression: the error signal is the absolute residual |prediction - label| and the
+  prediction signal the predicted value, both as mid-ranks against a reference sample (so one
+  detector setting works in any unit); performance is MAE and RMSE.
+
+Per dataset, besides its numeric features: the rate of records with a value outside the
+spec's expected range (`out_of_range`) and the rate of rejected records (`rejection_rate`).
+Per version, the live error against its training holdout's (`error_vs_holdout`).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,12 +31,15 @@ from services.monitoring.domain.detectors import (
     Drift,
     SignalDetector,
     as_number,
-    is_positive,
     same_label,
 )
+from services.monitoring.domain.holdout import HoldoutCheck, HoldoutRule, holdout_error
 from services.monitoring.domain.join import LabelJoin
 
 WINDOWS = (100, 1000)
+MODE_REFERENCE = 100
+OUT_OF_RANGE = "out_of_range"
+REJECTION_RATE = "rejection_rate"
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,16 @@ class DatasetDetectors:
     prediction: DetectorSpec = field(default_factory=DetectorSpec)
     error: DetectorSpec = field(default_factory=DetectorSpec)
     features: tuple[str, ...] | None = None
+    residual: DetectorSpec = field(
+        default_factory=lambda: DetectorSpec(
+            params={"delta": 0.005, "clock": 8}, rank_reference=200
+        )
+    )
+    predicted_value: DetectorSpec = field(
+        default_factory=lambda: DetectorSpec(params={"delta": 0.002}, rank_reference=500)
+    )
+    rate: DetectorSpec = field(default_factory=lambda: DetectorSpec(params={"delta": 0.002}))
+    """The out-of-range and rejection rates (0/1 per record)."""
 
 
 @dataclass(frozen=True)
@@ -57,26 +84,89 @@ class Found:
     event_time: datetime | None
 
 
-class Accuracy:
-    """Correct/incorrect flags of one model version over the last 100 and 1000 and overall."""
+class Scores:
+    """Live performance of one model version: accuracy (classification) or MAE and RMSE
+    (regression), overall and over the last 100 and 1000 labelled predictions."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: str = "classification") -> None:
+        self.task = task
         self.total = 0
-        self.correct = 0
-        self._recent: deque[int] = deque(maxlen=max(WINDOWS))
+        self.loss_sum = 0.0
+        self.squared_sum = 0.0
+        self.unscored = 0
+        self._recent: deque[float] = deque(maxlen=max(WINDOWS))
 
-    def add(self, correct: bool) -> None:
+    def add(self, prediction: Any, label: Any) -> float | None:
+        """The prediction's loss (0/1, or its absolute residual); None when it cannot be
+        scored (a regression label or prediction that is not a number)."""
+        if self.task == "regression":
+            predicted, actual = as_number(_number(prediction)), as_number(_number(label))
+            if predicted is None or actual is None or not math.isfinite(predicted - actual):
+                self.unscored += 1
+                return None
+            loss = abs(predicted - actual)
+        else:
+            loss = 0.0 if same_label(prediction, label) else 1.0
         self.total += 1
-        self.correct += int(correct)
-        self._recent.append(int(correct))
+        self.loss_sum += loss
+        self.squared_sum += loss * loss
+        self._recent.append(loss)
+        return loss
 
     def summary(self) -> dict[str, Any]:
+        recent = list(self._recent)
         windows = {}
         for size in WINDOWS:
-            last = list(self._recent)[-size:]
-            windows[f"last_{size}"] = sum(last) / len(last) if last else None
-        overall = self.correct / self.total if self.total else None
-        return {"labelled": self.total, "accuracy": overall, **windows}
+            last = recent[-size:]
+            mean = sum(last) / len(last) if last else None
+            if self.task == "regression":
+                windows[f"last_{size}_mae"] = mean
+            else:
+                windows[f"last_{size}"] = 1.0 - mean if mean is not None else None
+        if self.task == "regression":
+            n = self.total
+            return {
+                "task": "regression",
+                "labelled": n,
+                "count": n,
+                "unscored": self.unscored,
+                "mae": self.loss_sum / n if n else None,
+                "rmse": math.sqrt(self.squared_sum / n) if n else None,
+                **windows,
+            }
+        accuracy = 1.0 - self.loss_sum / self.total if self.total else None
+        return {"task": "classification", "labelled": self.total, "accuracy": accuracy, **windows}
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+class _ModeIndicator:
+    """1.0 when a prediction is the class predicted most over the first `size` ones."""
+
+    def __init__(self, size: int = MODE_REFERENCE) -> None:
+        self._size = size
+        self._counts: Counter[str] = Counter()
+        self.mode: str | None = None
+
+    def update(self, prediction: Any) -> float | None:
+        key = str(_number(prediction))
+        if self.mode is None:
+            self._counts[key] += 1
+            if sum(self._counts.values()) >= self._size:
+                self.mode = self._counts.most_common(1)[0][0]
+            return None
+        return 1.0 if key == self.mode else 0.0
+
+
+Task = str
+HoldoutMetrics = Callable[[str, int], Mapping[str, Any] | None]
 
 
 class Monitor:
@@ -85,17 +175,40 @@ class Monitor:
         detectors_for: Callable[[str], DatasetDetectors],
         model_name_for: Callable[[str], str],
         join: LabelJoin[Served],
+        task_for: Callable[[str], Task] = lambda dataset: "classification",
+        holdout_metrics: HoldoutMetrics = lambda model, version: None,
+        holdout_rule: HoldoutRule | None = None,
     ) -> None:
         self._detectors_for = detectors_for
         self._model_name_for = model_name_for
+        self._task_for = task_for
+        self._holdout_metrics = holdout_metrics
+        self._holdout_rule = holdout_rule or HoldoutRule()
         self.join = join
         self._signals: dict[tuple[str, str, int | None, str], SignalDetector] = {}
-        self.accuracy: dict[tuple[str, int], Accuracy] = {}
+        self._modes: dict[tuple[str, int], _ModeIndicator] = {}
+        self._holdout: dict[tuple[str, int], HoldoutCheck] = {}
+        self.scores: dict[tuple[str, int], Scores] = {}
         self.served: dict[tuple[str, int], int] = {}
         self.expired: dict[tuple[str, int], int] = {}
+        self._tasks: dict[tuple[str, int], str] = {}
+        self._served_datasets: set[str] = set()
+        self._champions: set[str] = set()
+
+    def has_served(self, dataset: str) -> bool:
+        """Whether a model of the dataset served a prediction or was promoted: before that, a
+        feature drift is data-quality information, not a reason to retrain."""
+        return dataset in self._served_datasets or self._model_name_for(dataset) in self._champions
+
+    def champion_known(self, model_name: str) -> None:
+        self._champions.add(model_name)
 
     def observe_record(
-        self, dataset: str, values: dict[str, Any], event_time: datetime | None
+        self,
+        dataset: str,
+        values: dict[str, Any],
+        event_time: datetime | None,
+        out_of_range: list[str] | None = None,
     ) -> list[Found]:
         config = self._detectors_for(dataset)
         model_name = self._model_name_for(dataset)
@@ -109,23 +222,31 @@ class Monitor:
             drift = detector.update(number)
             if drift is not None:
                 found.append(Found(drift, dataset, model_name, None, event_time))
+        rates = ((OUT_OF_RANGE, 1.0 if out_of_range else 0.0), (REJECTION_RATE, 0.0))
+        for signal, value in rates:
+            found += self._rate(dataset, signal, value, event_time)
         return found
+
+    def observe_rejected(self, dataset: str, event_time: datetime | None) -> list[Found]:
+        """A record of the dataset that failed validation (the rejection rate's 1)."""
+        return self._rate(dataset, REJECTION_RATE, 1.0, event_time)
+
+    def _rate(
+        self, dataset: str, signal: str, value: float, event_time: datetime | None
+    ) -> list[Found]:
+        model_name = self._model_name_for(dataset)
+        spec = self._detectors_for(dataset).rate
+        drift = self._signal(dataset, model_name, None, signal, "feature", spec).update(value)
+        return [Found(drift, dataset, model_name, None, event_time)] if drift else []
 
     def observe_prediction(self, served: Served, now: float) -> list[Found]:
         key = (served.model_name, served.version)
         self.served[key] = self.served.get(key, 0) + 1
+        self._served_datasets.add(served.dataset)
+        self._tasks.setdefault(key, self._task_for(served.dataset))
         found = []
         if not served.shadow:
-            config = self._detectors_for(served.dataset)
-            detector = self._signal(
-                served.dataset,
-                served.model_name,
-                served.version,
-                "prediction",
-                "prediction",
-                config.prediction,
-            )
-            drift = detector.update(is_positive(served.prediction))
+            drift = self._prediction_signal(served)
             if drift is not None:
                 found.append(
                     Found(
@@ -139,6 +260,22 @@ class Monitor:
         if joined is not None:
             found.extend(self._score(joined.prediction, joined.label))
         return found
+
+    def _prediction_signal(self, served: Served) -> Drift | None:
+        config = self._detectors_for(served.dataset)
+        key = (served.model_name, served.version)
+        if self._tasks[key] == "regression":
+            spec, value = config.predicted_value, as_number(_number(served.prediction))
+        else:
+            mode = self._modes.setdefault(key, _ModeIndicator())
+            spec, value = config.prediction, mode.update(served.prediction)
+        detector = self._signal(
+            served.dataset, served.model_name, served.version, "prediction", "prediction", spec
+        )
+        if value is None:
+            detector.skip()
+            return None
+        return detector.update(value)
 
     def observe_label(
         self, dataset: str, record_id: str, label: Any, now: float
@@ -177,19 +314,25 @@ class Monitor:
         return [f"{dataset}|{record_id}"]
 
     def _score(self, served: Served, label: Any) -> list[Found]:
-        correct = same_label(served.prediction, label)
         key = (served.model_name, served.version)
-        self.accuracy.setdefault(key, Accuracy()).add(correct)
-        if served.shadow:
+        task = self._tasks.setdefault(key, self._task_for(served.dataset))
+        loss = self.scores.setdefault(key, Scores(task)).add(served.prediction, label)
+        if served.shadow or loss is None:
             return []
         config = self._detectors_for(served.dataset)
+        spec = config.residual if task == "regression" else config.error
         detector = self._signal(
-            served.dataset, served.model_name, served.version, "error", "error", config.error
+            served.dataset, served.model_name, served.version, "error", "error", spec
         )
-        drift = detector.update(0.0 if correct else 1.0)
-        if drift is None:
-            return []
-        return [Found(drift, served.dataset, served.model_name, served.version, served.served_at)]
+        drifts = [detector.update(loss)]
+        check = self._holdout.setdefault(key, HoldoutCheck(task, self._holdout_rule))
+        baseline = holdout_error(task, self._holdout_metrics(*key))
+        drifts.append(check.update(loss, baseline))
+        return [
+            Found(drift, served.dataset, served.model_name, served.version, served.served_at)
+            for drift in drifts
+            if drift is not None
+        ]
 
     def _signal(
         self,
@@ -215,14 +358,16 @@ class Monitor:
         ]
 
     def performance(self) -> list[dict[str, Any]]:
-        keys = sorted(set(self.served) | set(self.accuracy) | set(self.expired))
+        keys = sorted(set(self.served) | set(self.scores) | set(self.expired))
         return [
             {
                 "model_name": model,
                 "model_version": version,
                 "served": self.served.get((model, version), 0),
                 "expired": self.expired.get((model, version), 0),
-                **self.accuracy.get((model, version), Accuracy()).summary(),
+                **self.scores.get(
+                    (model, version), Scores(self._tasks.get((model, version), "classification"))
+                ).summary(),
             }
             for model, version in keys
         ]

@@ -10,17 +10,22 @@ Pure: time is passed in (seconds since the epoch). Per model:
 - circuit breaker: at most `max_retrains_per_hour` triggers in any hour; a trigger beyond that
   is suppressed ("circuit_open") and the breaker stays open until the oldest trigger of the
   hour is an hour old.
+- outcomes: a retrain that failed or was refused (`on_retrain_failed`) is undone: it no longer
+  counts toward the cooldown nor the breaker, and its episode is re-armed: it waits for
+  `min_labels_after_drift` new labels again and triggers again, up to `max_attempts` retrains
+  per episode (then "gave_up"). A retrain that produced a model (`on_retrain_done`), promoted
+  or rejected, counts as a retrain.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 HOUR_S = 3600.0
 
-Action = Literal["trigger", "suppress", "wait"]
+Action = Literal["trigger", "suppress", "wait", "ignore"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class PolicyConfig:
     cooldown_s: float = 1800.0
     min_labels_after_drift: int = 100
     max_retrains_per_hour: int = 2
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class _Episode:
     started: float
     labels: int = 0
     triggered: bool = False
+    attempt: int = 1
 
 
 @dataclass
@@ -56,6 +63,8 @@ class _ModelState:
     last_trigger: float | None = None
     triggers: deque[float] = field(default_factory=deque)
     breaker_open: bool = False
+    in_flight: dict[str, tuple[float, float | None, int]] = field(default_factory=dict)
+    """Drift id -> (its trigger's time, the last trigger before it, the attempt)."""
 
 
 class RetrainPolicy:
@@ -126,17 +135,64 @@ class RetrainPolicy:
                 now,
                 episode.labels,
             )
+        state.in_flight[episode.drift_id] = (now, state.last_trigger, episode.attempt)
         state.triggers.append(now)
         state.last_trigger = now
+        attempt = f" (attempt {episode.attempt}/{self.config.max_attempts})"
         return self._decide(
             model_name,
             "trigger",
             f"drift {episode.drift_id}: {episode.labels} labels after it; "
-            f"{len(state.triggers)}/{self.config.max_retrains_per_hour} retrains this hour",
+            f"{len(state.triggers)}/{self.config.max_retrains_per_hour} retrains this hour"
+            + (attempt if episode.attempt > 1 else ""),
             episode.drift_id,
             now,
             episode.labels,
         )
+
+    def on_retrain_done(self, model_name: str, drift_id: str) -> None:
+        """The retrain of a drift produced a model: it stays counted."""
+        state = self._models.get(model_name)
+        if state is not None:
+            state.in_flight.pop(drift_id, None)
+
+    def on_retrain_failed(
+        self, model_name: str, drift_id: str, why: str, now: float
+    ) -> Decision | None:
+        """The retrain of a drift failed or was refused: it is undone (no cooldown, not
+        counted by the breaker) and its episode re-armed, unless it was the last attempt or a
+        later episode is under way. None when the retrain is not one in flight (an outcome
+        seen twice, or from before a restart)."""
+        state = self._models.get(model_name)
+        if state is None or drift_id not in state.in_flight:
+            return None
+        triggered_at, previous, attempt = state.in_flight.pop(drift_id)
+        if triggered_at in state.triggers:
+            state.triggers.remove(triggered_at)
+        if state.last_trigger == triggered_at:
+            state.last_trigger = previous
+        self._forget_old(state, now)
+        failed = f"retrain of drift {drift_id} failed ({why})"
+        current = state.episode
+        if current is not None and current.drift_id != drift_id:
+            return self._decide(
+                model_name,
+                "suppress",
+                f"{failed}; not retried: the episode of drift {current.drift_id} followed it",
+                drift_id,
+                now,
+            )
+        if attempt >= self.config.max_attempts:
+            return self._decide(
+                model_name,
+                "suppress",
+                f"gave_up: {failed}; {attempt}/{self.config.max_attempts} attempts",
+                drift_id,
+                now,
+            )
+        state.episode = _Episode(drift_id=drift_id, started=now, attempt=attempt + 1)
+        decision = self._try_trigger(model_name, state, now)
+        return replace(decision, reason=f"{failed}; re-armed: {decision.reason}")
 
     def _forget_old(self, state: _ModelState, now: float) -> None:
         while state.triggers and now - state.triggers[0] >= HOUR_S:
@@ -167,6 +223,11 @@ class RetrainPolicy:
             "max_retrains_per_hour": self.config.max_retrains_per_hour,
             "last_trigger": state.last_trigger,
         }
+
+    def ignore(self, model_name: str, drift_id: str, why: str, now: float) -> Decision:
+        """A drift the policy does not act on (e.g. before any model of the dataset served)."""
+        state = self._models.setdefault(model_name, _ModelState())
+        return Decision(model_name, "ignore", f"ignored: {why}", drift_id, now, state.breaker_open)
 
     def models(self) -> list[str]:
         return sorted(self._models)

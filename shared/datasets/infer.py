@@ -27,8 +27,9 @@ a wall of rejections:
 - The label's task: regression for a numeric label (non-integral values) or an integer label
   with more than ``max_categories`` distinct values, classification otherwise (``--task``
   overrides it). The model section names the estimator for that task and its promotion rule:
-  the primary metric and its direction (ModelSpec.metric_for), with the margin and the minimum
-  evaluation rows as comments (unset: the registry's defaults).
+  the primary metric (ModelSpec.metric_for's default for the task), with its direction, the
+  margin and the minimum evaluation rows as comments (unset: the metric's own direction, the
+  registry's defaults), so editing primary_metric alone keeps a consistent rule.
 - A column is nullable when the sample holds a null.
 """
 
@@ -250,12 +251,10 @@ def infer_spec(
     if label is not None:
         document["label"] = _label(frame[label], label, max_categories, label_arrival, task)
         chosen = document["label"]["task"]
-        metric, higher_is_better = ModelSpec().metric_for(chosen)
         document["model"] = {
             "estimator": ESTIMATORS[chosen],
             "params": {"random_state": 0},
-            "primary_metric": metric,
-            "higher_is_better": higher_is_better,
+            "primary_metric": ModelSpec().metric_for(chosen)[0],
         }
     try:
         return DatasetSpec.model_validate(document)
@@ -423,6 +422,8 @@ def _promotion_comment(spec: DatasetSpec) -> str:
         f"is {'higher' if higher else 'lower'} than the champion's by promotion_margin or more.",
         f"primary_metric for {spec.task}: one of {', '.join(sorted(known))}.",
     ]
+    if spec.model.higher_is_better is None:
+        lines.append(f"higher_is_better: {str(higher).lower()}  # unset: {metric}'s own direction")
     if spec.model.promotion_margin is None:
         lines.append("promotion_margin: 0.0  # unset: MLOPS_REGISTRY_PROMOTION_MARGIN (0)")
     if spec.model.min_evaluation_rows is None:

@@ -280,7 +280,9 @@ def test_a_classification_csv_with_its_label_gives_expected_ranges_and_its_promo
         assert_widened(feature, frame[feature.name].min(), frame[feature.name].max())
     assert spec.label is not None and spec.task == "classification"
     assert spec.model.estimator.endswith("Classifier")
-    assert (spec.model.primary_metric, spec.model.higher_is_better) == ("roc_auc", True)
+    assert spec.model.primary_metric == "roc_auc" and spec.model.higher_is_better is None
+    assert spec.model.metric_for("classification") == ("roc_auc", True)
+    assert "# higher_is_better: true  # unset: roc_auc's own direction" in text
     assert "# Promotion: a new version replaces the champion when its roc_auc" in text
     assert "# promotion_margin:" in text and "# min_evaluation_rows:" in text
     assert "accepted, flagged (out_of_range)" in text
@@ -306,7 +308,8 @@ def test_a_regression_csv_gives_a_regression_label_rmse_and_ranges_below_zero(
 
     assert spec.label is not None and spec.task == "regression"
     assert spec.model.estimator.endswith("Regressor")
-    assert (spec.model.primary_metric, spec.model.higher_is_better) == ("rmse", False)
+    assert spec.model.metric_for("regression") == ("rmse", False)
+    assert "# higher_is_better: false" in text
     assert "when its rmse on the same holdout" in text and "is lower than" in text
     for feature in spec.features:
         if feature.type in (FeatureType.NUMERIC, FeatureType.INTEGER):

@@ -159,7 +159,9 @@ class Validator:
             self._deps.stats.observe(record.dataset, versioned.spec, record.values, [problem])
             return self._rejected(event, record, position, [problem], versioned, checked)
         if sighting == Sighting.FIRST:  # a redelivery was counted the first time
-            self._deps.stats.observe(record.dataset, versioned.spec, record.values, [])
+            self._deps.stats.observe(
+                record.dataset, versioned.spec, record.values, [], checked.out_of_range
+            )
         return self._validated(event, record, position, versioned, checked)
 
     def _malformed(
@@ -220,6 +222,7 @@ class Validator:
             values=checked.values,
             label=checked.label,
             source=position,
+            out_of_range=checked.out_of_range,
         )
         output = _output(validated_id(event.id), payload, event, checked.entity)
         return Emit(VALIDATED, output, key=checked.entity)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from services.validation.domain.quality import QUANTILES, QualityStats
@@ -19,6 +19,8 @@ _FEATURE_GAUGES = {
     "var": "Running variance of the feature's numeric values.",
     "min": "Smallest numeric value seen.",
     "max": "Largest numeric value seen.",
+    "out_of_range_rate": "Share of validated records whose value lay outside the expected range.",
+    "rejected_rate": "Share of records rejected with an error on the feature.",
 }
 
 
@@ -61,6 +63,17 @@ class QualityCollector(Collector):
             "Share of the feature's present values equal to each category.",
             labels=["dataset", "feature", "category"],
         )
+        out_of_range = CounterMetricFamily(
+            "mlops_validation_out_of_range",
+            "Validated records whose value lay outside the feature's expected range (accepted, "
+            "flagged), since start.",
+            labels=["dataset", "feature"],
+        )
+        feature_rejections = CounterMetricFamily(
+            "mlops_validation_feature_rejections",
+            "Records rejected with an error on the feature, since start.",
+            labels=["dataset", "feature"],
+        )
         for snapshot in self._stats.snapshots():
             dataset = snapshot["dataset"]
             for outcome, key in (
@@ -72,6 +85,9 @@ class QualityCollector(Collector):
             for rule, count in snapshot["rejected_by_rule"].items():
                 rejections.add_metric([dataset, rule], count)
             for feature, summary in snapshot["features"].items():
+                if "out_of_range" in summary:
+                    out_of_range.add_metric([dataset, feature], summary["out_of_range"])
+                feature_rejections.add_metric([dataset, feature], summary["rejected"])
                 for name, family in features.items():
                     if summary.get(name) is not None:
                         family.add_metric([dataset, feature], summary[name])
@@ -85,6 +101,8 @@ class QualityCollector(Collector):
         yield records
         yield rejections
         yield unattributed
+        yield out_of_range
+        yield feature_rejections
         yield from features.values()
         yield quantiles
         yield categories

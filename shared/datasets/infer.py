@@ -1,14 +1,36 @@
 """A first dataset spec inferred from a sample, in the manner of TFDV's schema inference.
 
     python -m shared.datasets.infer SAMPLE.(csv|parquet|json|jsonl) --name N \
-        --entity-key K --event-time T [--label L] [--record-id R] [--max-categories 20] \
-        [--exclude COL ...] [--label-arrival with_record|feedback] [--description TEXT]
+        --entity-key K --event-time T [--label L] [--task classification|regression] \
+        [--record-id R] [--max-categories 20] [--exclude COL ...] \
+        [--label-arrival with_record|feedback] [--description TEXT]
 
-prints the spec as YAML (checked by DatasetSpec). Types come from the column dtypes and
-values: boolean, integer, numeric, timestamp, and categorical for a text column with at most
-``max_categories`` distinct values. Ranges and categories are the ones seen in the sample and
-a column is nullable when the sample holds a null, so the result is a starting point to review
-(widen ranges, add the categories the sample missed) before registering it.
+prints the spec as YAML (checked by DatasetSpec), ready for ``POST /datasets``. It is a starting
+point to review, and what it proposes is chosen so that a covariate shift becomes a signal, not
+a wall of rejections:
+
+- Types come from the column dtypes and values: boolean, integer, numeric, timestamp, and
+  categorical for a text column with at most ``max_categories`` distinct values (low
+  cardinality); more distinct text values are refused (an id or free text: ``--exclude`` it).
+- Numeric and integer features get an **expected range**, never a hard one: ``expected_min`` /
+  ``expected_max`` are the sample's min and max widened by ``WIDEN`` (5%) of the sample's spread
+  on each side (not below 0 when the sample has no negative value; integers rounded outward;
+  rounded outward to a readable precision). A later value outside is accepted, flagged in
+  ``RecordValidated.out_of_range`` and counted by validation, so monitoring sees the shift. No
+  ``min``/``max`` is written: a sample cannot prove a physical bound; add one by hand where a
+  value beyond it is impossible (a negative age), and only there.
+- Categorical features list the categories the sample shows, and a category outside that list
+  is **rejected** (rule ``category``): an unseen category cannot be encoded for the model. The
+  header warns for each categorical column whose sample suggests unseen categories (Good-Turing:
+  the share of values seen exactly once estimates the chance that the next value is new); add
+  the categories you know of, or ``--exclude`` the column, before registering.
+- The label's task: regression for a numeric label (non-integral values) or an integer label
+  with more than ``max_categories`` distinct values, classification otherwise (``--task``
+  overrides it). The model section names the estimator for that task and its promotion rule:
+  the primary metric (ModelSpec.metric_for's default for the task), with its direction, the
+  margin and the minimum evaluation rows as comments (unset: the metric's own direction, the
+  registry's defaults), so editing primary_metric alone keeps a consistent rule.
+- A column is nullable when the sample holds a null.
 """
 
 from __future__ import annotations
@@ -28,7 +50,14 @@ import yaml
 from pandas.api import types as ptypes
 from pydantic import ValidationError
 
-from shared.datasets.spec import NAME_PATTERN, DatasetSpec, FeatureType
+from shared.datasets.spec import (
+    CLASSIFICATION_METRICS,
+    NAME_PATTERN,
+    REGRESSION_METRICS,
+    DatasetSpec,
+    FeatureType,
+    ModelSpec,
+)
 
 READABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".json", ".jsonl", ".ndjson")
 _ISO_DATETIME = re.compile(
@@ -37,6 +66,14 @@ _ISO_DATETIME = re.compile(
 _INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 _NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _BOOLEAN_TEXT = {"true": True, "false": False}
+WIDEN = 0.05
+"""How far the expected range reaches past the sample's extremes, as a share of its spread."""
+UNSEEN_WARNING = 0.01
+"""The Good-Turing estimate of unseen categories above which the header warns."""
+ESTIMATORS = {
+    "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+}
 
 
 class InferenceError(ValueError):
@@ -118,8 +155,29 @@ class _Column:
         finite = [v for v in values if math.isfinite(v)]
         entry: dict[str, Any] = {"type": kind}
         if finite:
-            entry["min"], entry["max"] = min(finite), max(finite)
+            low, high = expected_range(min(finite), max(finite), kind == FeatureType.INTEGER)
+            entry["expected_min"], entry["expected_max"] = low, high
         return entry
+
+
+def expected_range(low: float, high: float, integer: bool) -> tuple[float, float]:
+    """The sample's [low, high] widened by WIDEN of its spread on each side (of |low| for a
+    constant column, 1 when that is 0), kept at 0 or above when low is, rounded outward."""
+    spread = high - low or abs(low) or 1.0
+    margin = WIDEN * spread
+    step = 10.0 ** (math.floor(math.log10(margin)) - 1) if margin > 0 else 1.0
+    if integer:
+        step = max(step, 1.0)
+    widened_low = math.floor((low - margin) / step) * step
+    widened_high = math.ceil((high + margin) / step) * step
+    if low >= 0:
+        widened_low = max(widened_low, 0.0)
+    return _tidy(widened_low), _tidy(widened_high)
+
+
+def _tidy(value: float) -> float:
+    """Rounding noise off a multiple of a power of ten (0.30000000000000004 -> 0.3)."""
+    return float(f"{value:.12g}")
 
 
 def _sorted_categories(values: set[str]) -> list[str]:
@@ -141,9 +199,11 @@ def infer_spec(
     exclude: Sequence[str] = (),
     label_arrival: Literal["with_record", "feedback"] = "with_record",
     description: str = "",
+    task: Literal["classification", "regression"] | None = None,
 ) -> DatasetSpec:
     """A DatasetSpec describing ``frame``: every column but the key, time, id and label
-    columns (and ``exclude``) becomes a feature; raises InferenceError saying why not."""
+    columns (and ``exclude``) becomes a feature; ``task`` overrides the label's inferred
+    task. Raises InferenceError saying why not."""
     if max_categories < 1:
         raise InferenceError(f"max_categories must be at least 1, not {max_categories}")
     columns = [str(c) for c in frame.columns]
@@ -185,20 +245,17 @@ def infer_spec(
         "record_id": record_id,
         "features": features,
     }
+    if task is not None and label is None:
+        raise InferenceError(f"--task {task}: there is no --label to predict")
+    document["model"] = {"estimator": ESTIMATORS["classification"], "params": {"random_state": 0}}
     if label is not None:
-        document["label"] = _label(frame[label], label, max_categories, label_arrival)
-        if document["label"]["task"] == "regression":
-            document["model"] = {
-                "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
-                "params": {"random_state": 0},
-            }
-    document.setdefault(
-        "model",
-        {
-            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+        document["label"] = _label(frame[label], label, max_categories, label_arrival, task)
+        chosen = document["label"]["task"]
+        document["model"] = {
+            "estimator": ESTIMATORS[chosen],
             "params": {"random_state": 0},
-        },
-    )
+            "primary_metric": ModelSpec().metric_for(chosen)[0],
+        }
     try:
         return DatasetSpec.model_validate(document)
     except ValidationError as error:
@@ -210,22 +267,57 @@ def _label(
     name: str,
     max_categories: int,
     arrival: Literal["with_record", "feedback"],
+    task: Literal["classification", "regression"] | None,
 ) -> dict[str, Any]:
-    entry = _Column(name, series, max_categories).infer()
+    """The label entry. Its task: regression for non-integral numbers, or integers with more
+    than max_categories distinct values; classification for everything else."""
+    try:
+        entry = _Column(name, series, max_categories).infer()
+    except InferenceError as error:
+        raise InferenceError(f"label: {error}") from None
     kind = entry["type"]
     label: dict[str, Any] = {"name": name, "type": kind, "arrival": arrival}
     if kind == FeatureType.TIMESTAMP:
         raise InferenceError(
             f"label {name!r} holds timestamps; a label must be a class or a number"
         )
-    if kind == FeatureType.CATEGORICAL:
-        label["categories"] = entry["categories"]
     distinct = series.dropna().nunique()
     continuous = kind == FeatureType.NUMERIC or (
         kind == FeatureType.INTEGER and distinct > max_categories
     )
-    label["task"] = "regression" if continuous else "classification"
+    label["task"] = task or ("regression" if continuous else "classification")
+    if label["task"] == "regression" and kind not in (FeatureType.NUMERIC, FeatureType.INTEGER):
+        raise InferenceError(
+            f"--task regression: label {name!r} is {kind.value}, not a number; a regression "
+            "label must be numeric or integer"
+        )
+    if kind == FeatureType.CATEGORICAL:
+        label["categories"] = entry["categories"]
     return label
+
+
+def unseen_category_notes(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
+    """For each categorical feature whose sample suggests categories it lacks, a line saying so.
+
+    Good-Turing: the share of the sample's values whose category occurs exactly once estimates
+    the probability that the next value is a category never seen; a record with one is rejected
+    (rule category), so above UNSEEN_WARNING the column deserves a look before registering."""
+    notes = []
+    for feature in spec.features:
+        if feature.type != FeatureType.CATEGORICAL or feature.name not in frame:
+            continue
+        values = frame[feature.name].dropna().astype(str).str.strip()
+        counts = values.value_counts()
+        once = int((counts == 1).sum())
+        unseen = once / len(values) if len(values) else 0.0
+        if unseen > UNSEEN_WARNING:
+            notes.append(
+                f"{feature.name}: {len(counts)} categories in {len(values)} values, {once} seen "
+                f"only once: about {unseen:.0%} of new values may be categories the sample "
+                "lacks, and those records are rejected (rule category); add the categories you "
+                "know of, or --exclude the column"
+            )
+    return notes
 
 
 # -- the sample file ---------------------------------------------------------------------------
@@ -307,14 +399,36 @@ def spec_to_yaml(spec: DatasetSpec, header: str = "") -> str:
     if full["label"] is not None:
         document["label"] = _Flow({k: v for k, v in full["label"].items() if v is not None})
     document["aggregations"] = [_Flow(a) for a in document.get("aggregations", [])]
-    document["model"] = {**full["model"], "params": _Flow(full["model"]["params"])}
+    model = {key: value for key, value in full["model"].items() if value is not None}
+    document["model"] = {**model, "params": _Flow(full["model"]["params"])}
     document = {key: document[key] for key in DatasetSpec.model_fields if key in document}
     text = yaml.dump(document, Dumper=_SpecDumper, sort_keys=False, width=100)
+    text += _promotion_comment(spec)
     reloaded = DatasetSpec.model_validate(yaml.safe_load(text))
     if reloaded.fingerprint() != spec.fingerprint():  # pragma: no cover - a bug, not input
         raise AssertionError("the YAML form does not load back to the same spec")
     comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
     return comment + text
+
+
+def _promotion_comment(spec: DatasetSpec) -> str:
+    """The promotion rule spelled out under the model section, with the fields left unset."""
+    if spec.task is None:
+        return ""
+    metric, higher = spec.model.metric_for(spec.task)
+    known = CLASSIFICATION_METRICS if spec.task == "classification" else REGRESSION_METRICS
+    lines = [
+        f"Promotion: a new version replaces the champion when its {metric} on the same holdout",
+        f"is {'higher' if higher else 'lower'} than the champion's by promotion_margin or more.",
+        f"primary_metric for {spec.task}: one of {', '.join(sorted(known))}.",
+    ]
+    if spec.model.higher_is_better is None:
+        lines.append(f"higher_is_better: {str(higher).lower()}  # unset: {metric}'s own direction")
+    if spec.model.promotion_margin is None:
+        lines.append("promotion_margin: 0.0  # unset: MLOPS_REGISTRY_PROMOTION_MARGIN (0)")
+    if spec.model.min_evaluation_rows is None:
+        lines.append("min_evaluation_rows: 100  # unset: the registry's default")
+    return "".join(f"  # {line}\n" for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         "--label-arrival", choices=("with_record", "feedback"), default="with_record"
     )
     parser.add_argument("--description", default="")
+    parser.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="the label's task, when the inferred one is wrong",
+    )
     args = parser.parse_args(argv)
     try:
         frame = read_sample(args.sample)
@@ -350,13 +469,24 @@ def main(argv: list[str] | None = None) -> int:
             exclude=args.exclude,
             label_arrival=args.label_arrival,
             description=args.description,
+            task=args.task,
         )
     except InferenceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    header = (
-        f"Inferred from {args.sample.name} ({len(frame)} rows) by python -m shared.datasets.infer.\n"
-        "Review it: ranges and categories are only those the sample shows."
+    notes = unseen_category_notes(frame, spec)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    header = "\n".join(
+        [
+            f"Inferred from {args.sample.name} ({len(frame)} rows) by python -m "
+            "shared.datasets.infer. Review it before registering:",
+            "- expected_min/expected_max are the sample's range widened by 5% of its spread: a",
+            "  value outside is accepted, flagged (out_of_range) and counted, never rejected.",
+            "  Add a hard min/max only where a value beyond it is impossible.",
+            "- categories are those the sample shows; any other category is rejected.",
+            *(f"- warning: {note}" for note in notes),
+        ]
     )
     sys.stdout.write(spec_to_yaml(spec, header))
     return 0

@@ -68,6 +68,13 @@ class FeatureSpec(_Strict):
         low, high = self.expected_min, self.expected_max
         if low is not None and high is not None and low > high:
             raise ValueError(f"{self.name}: expected_min {low} is above expected_max {high}")
+        if (low is not None and self.min is not None and low < self.min) or (
+            high is not None and self.max is not None and high > self.max
+        ):
+            raise ValueError(
+                f"{self.name}: the expected range [{low}, {high}] reaches past the hard range "
+                f"[{self.min}, {self.max}]: a value there would be rejected, never flagged"
+            )
         if self.type == FeatureType.CATEGORICAL and not self.categories:
             raise ValueError(f"{self.name}: a categorical feature needs its categories")
         if self.categories is not None and self.type != FeatureType.CATEGORICAL:
@@ -165,7 +172,8 @@ class ModelSpec(_Strict):
         metric = self.primary_metric or DEFAULT_METRIC[task]
         if metric not in known:
             raise ValueError(
-                f"primary_metric {metric!r} is not a {task} metric; one of {sorted(known)}"
+                f"model.primary_metric {metric!r} is not a {task} metric (the label's task); "
+                f"use one of: {', '.join(sorted(known))}"
             )
         direction = self.higher_is_better if self.higher_is_better is not None else known[metric]
         return metric, direction

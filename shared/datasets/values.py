@@ -13,6 +13,11 @@ What each type accepts (anything else fails rule `type`, NaN and ±inf fail `not
 - timestamp: ISO 8601 strings (a missing offset means UTC), or epoch seconds as a number or
   a numeric string; coerced to an ISO 8601 UTC string (a datetime for the event time).
 
+Ranges: ``min``/``max`` are hard (``check_range`` raises, the record is rejected);
+``expected_min``/``expected_max`` are soft (``outside_expected`` says so, the record is accepted
+and the feature flagged). Validation and serving use these two functions, so both paths judge a
+value the same way.
+
 Non-finite values are the floats NaN and ±inf (including what the JSON tokens NaN, Infinity
 and -Infinity decode to) and the strings "NaN", "inf", "Infinity" in any case and sign.
 """
@@ -24,7 +29,7 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
-from shared.datasets.spec import FeatureType
+from shared.datasets.spec import FeatureSpec, FeatureType
 from shared.events.records import FieldValue
 
 _DECIMAL = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
@@ -192,3 +197,19 @@ def check_range(value: float | int, minimum: float | None, maximum: float | None
         raise Invalid("range", f"{value} is below the minimum {minimum:g}")
     if maximum is not None and value > maximum:
         raise Invalid("range", f"{value} is above the maximum {maximum:g}")
+
+
+def outside_expected(feature: FeatureSpec, value: object) -> bool:
+    """Whether a present, readable number lies outside the feature's expected range (bounds
+    inclusive). False for a missing value, a non-numeric feature, a feature without an expected
+    range, and a value that does not read as a finite number: the hard rules judge those."""
+    if feature.type not in (FeatureType.NUMERIC, FeatureType.INTEGER):
+        return False
+    low, high = feature.expected_min, feature.expected_max
+    if value is None or (low is None and high is None):
+        return False
+    try:
+        number = as_number(value)
+    except Invalid:
+        return False
+    return (low is not None and number < low) or (high is not None and number > high)

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from shared.datasets.infer import infer_spec, spec_to_yaml
 from shared.datasets.sources import agrawal_records, breast_cancer_records
 from shared.datasets.spec import SHIPPED_SPECS, DatasetSpec
 from shared.settings import PlatformSettings
@@ -340,6 +342,74 @@ def test_spec_registration_versions_changes_and_keeps_unchanged_ones(
     )
     assert sorted(e["data"]["registered"]["version"] for _, e in registered) == [1, 2]
     assert {m.key() for m, _ in registered} == {f"{name}:1".encode(), f"{name}:2".encode()}
+
+
+def test_an_inferred_regression_spec_registers_and_unrunnable_specs_are_refused_in_one_line(
+    service: RunningService,
+) -> None:
+    rng = np.random.default_rng(5)
+    sample = pd.DataFrame(
+        {
+            "home_id": [f"h{i}" for i in range(300)],
+            "sold_at": pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC"),
+            "rooms": rng.integers(1, 9, 300),
+            "area": rng.normal(90, 25, 300).round(1),
+            "district": rng.choice(["north", "south", "east"], 300),
+            "price": rng.normal(300_000, 80_000, 300).round(-2),
+        }
+    )
+    name = unique_name("homes").replace("-", "_")
+    inferred = infer_spec(
+        sample, name=name, entity_key="home_id", event_time="sold_at", label="price"
+    )
+    text = spec_to_yaml(inferred)
+    registered = httpx.post(
+        f"{service.url}/datasets", content=text, headers={"content-type": "application/yaml"}
+    )
+    assert registered.status_code == 201, registered.text
+    spec = httpx.get(f"{service.url}/datasets/{name}").json()["spec"]
+    assert spec["label"]["task"] == "regression"
+    assert spec["model"]["primary_metric"] == "rmse"
+    assert spec["features"][0]["expected_max"] is not None and spec["features"][0]["max"] is None
+
+    document = inferred.model_dump(mode="json")
+    refused = {
+        "categorical_label": {
+            **document,
+            "name": f"{name}_a",
+            "label": {
+                "name": "price",
+                "type": "categorical",
+                "categories": ["cheap", "dear"],
+                "task": "regression",
+            },
+        },
+        "unknown_metric": {
+            **document,
+            "name": f"{name}_b",
+            "model": {**document["model"], "primary_metric": "accuracy"},
+        },
+        "classifier_for_regression": {
+            **document,
+            "name": f"{name}_c",
+            "model": {"estimator": "sklearn.ensemble.RandomForestClassifier"},
+        },
+    }
+    expected = {
+        "categorical_label": "label price: a regression label must be numeric or integer, "
+        "not categorical",
+        "unknown_metric": "model.primary_metric 'accuracy' is not a regression metric",
+        "classifier_for_regression": "model.estimator sklearn.ensemble.RandomForestClassifier "
+        "is not a regressor, and the label's task is regression",
+    }
+    for case, body in refused.items():
+        answer = httpx.post(f"{service.url}/datasets", json=body)
+        assert answer.status_code == 422, (case, answer.text)
+        refusal = answer.json()
+        assert refusal["reason"] == "invalid_spec", case
+        assert refusal["detail"].startswith(f"invalid dataset spec: {expected[case]}"), refusal
+        assert "\n" not in refusal["detail"]
+        assert httpx.get(f"{service.url}/datasets/{body['name']}").status_code == 404, case
 
 
 def test_with_kafka_unreachable_it_starts_is_not_ready_and_answers_writes_503(

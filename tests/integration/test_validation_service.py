@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import create_engine
 
 from services.validation.adapters.record_ids import record_ids_table, table_name
+from shared.datasets.infer import infer_spec
 from shared.datasets.registry import SpecRegistry
+from shared.datasets.sources import breast_cancer_records
 from shared.datasets.spec import DatasetSpec, shipped_specs
 from shared.datasets.values import wire
 from shared.events import Event, RecordIngested
@@ -553,3 +557,164 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_validates_each_id_onc
     assert rules == {"range": out_of_range, "duplicate_id": PLANTED_DUPLICATES}, (
         "redeliveries after the crash must not be taken for duplicates"
     )
+
+
+# --- expected ranges: covariate shift is flagged and counted, hard bounds still reject --------
+
+
+def homes_sample(count: int, seed: int) -> list[dict[str, Any]]:
+    """A regression dataset no spec ships for: home sales, the price in the record."""
+    rng = np.random.default_rng(seed)
+    start = NOW - timedelta(hours=1)
+    return [
+        {
+            "home_id": f"home-{seed}-{i % 40}",
+            "sold_at": (start + timedelta(seconds=i)).isoformat(),
+            "sale_id": f"sale-{seed}-{i}",
+            "rooms": int(rng.integers(1, 9)),
+            "area": round(float(rng.normal(90, 20)), 1),
+            "district": str(rng.choice(["north", "south", "harbour"])),
+            "price": round(float(rng.normal(300_000, 60_000)), -2),
+        }
+        for i in range(count)
+    ]
+
+
+def inferred_homes() -> tuple[DatasetSpec, list[dict[str, Any]]]:
+    """The spec `infer` proposes for a sample, with one documented edit: area gets the hard
+    min 0 a user adds for a physical bound (infer never invents one)."""
+    sample = homes_sample(300, seed=1)
+    inferred = infer_spec(
+        pd.DataFrame(sample),
+        name="homes",
+        entity_key="home_id",
+        event_time="sold_at",
+        record_id="sale_id",
+        label="price",
+    )
+    assert inferred.task == "regression"
+    document = inferred.model_dump(mode="json")
+    for feature in document["features"]:
+        assert feature["min"] is None and feature["max"] is None, "infer invents no hard bound"
+        if feature["name"] == "area":
+            feature["min"] = 0
+    spec = DatasetSpec.model_validate(document)
+    rows = [{**row, "sale_id": f"live-{n}"} for n, row in enumerate(sample[:30])]
+    return spec, rows
+
+
+def breast_cancer_rows() -> tuple[DatasetSpec, list[dict[str, Any]]]:
+    spec = next(s for s in shipped_specs() if s.name == "breast_cancer")
+    start = NOW - timedelta(hours=1)
+    return spec, [record for record, _ in breast_cancer_records(30, seed=7, start=start)]
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A dataset, records like its own, and how they are shifted or broken."""
+
+    spec: DatasetSpec
+    rows: list[dict[str, Any]]
+    shifted: list[tuple[dict[str, Any], list[str]]]  # changes, features flagged
+    broken: tuple[str, Any]  # a feature and a value past its hard bound
+
+
+def homes_shift() -> Shift:
+    spec, rows = inferred_homes()
+    rooms, area = spec.feature("rooms"), spec.feature("area")
+    assert rooms.expected_max is not None and area.expected_max is not None
+    assert area.expected_min is not None and area.expected_min > 2
+    return Shift(
+        spec,
+        rows,
+        shifted=[
+            (
+                {"rooms": int(rooms.expected_max) + 3, "area": area.expected_max + 50},
+                ["rooms", "area"],
+            ),
+            ({"area": area.expected_min / 2}, ["area"]),
+            ({"area": area.expected_max * 3}, ["area"]),
+        ],
+        broken=("area", -10.0),
+    )
+
+
+def breast_cancer_shift() -> Shift:
+    spec, rows = breast_cancer_rows()
+    radius, texture = spec.feature("mean_radius"), spec.feature("mean_texture")
+    assert radius.expected_max is not None and texture.expected_min is not None
+    return Shift(
+        spec,
+        rows,
+        shifted=[
+            (
+                {"mean_radius": radius.expected_max + 6, "worst_area": 5000.0},
+                ["mean_radius", "worst_area"],
+            ),
+            ({"mean_texture": texture.expected_min / 2}, ["mean_texture"]),
+            ({"mean_radius": radius.expected_max * 2}, ["mean_radius"]),
+        ],
+        broken=("mean_radius", -1.0),
+    )
+
+
+@pytest.mark.parametrize(
+    "make", [homes_shift, breast_cancer_shift], ids=["inferred", "breast_cancer"]
+)
+def test_a_shifted_value_is_validated_flagged_and_counted_and_one_past_a_hard_bound_rejected(
+    platform: Platform, make: Any
+) -> None:
+    shift: Shift = make()
+    spec = shift.spec
+    platform.register(spec)
+    service = platform.start()
+    record_id = spec.record_id
+    assert record_id is not None
+    plain = shift.rows[: len(shift.rows) - len(shift.shifted) - 1]
+    shifted = [
+        ({**row, **changes}, flagged)
+        for row, (changes, flagged) in zip(shift.rows[len(plain) :], shift.shifted, strict=False)
+    ]
+    feature, value = shift.broken
+    broken = {**shift.rows[-1], feature: value}
+    sent = [*plain, *(row for row, _ in shifted), broken]
+    platform.publish_envelopes(
+        [(str(row[spec.entity_key]), envelope(row, dataset=spec.name)) for row in sent]
+    )
+    platform.wait_all_handled(len(sent))
+
+    outputs = {
+        e["data"]["record_id"]: e
+        for events in outputs_by_position(platform).values()
+        for e in events
+    }
+    assert len(outputs) == len(sent)
+    for row in plain:
+        out = outputs[row[record_id]]
+        assert out["type"] == "mlops.RecordValidated", out["data"]
+        assert out["data"]["out_of_range"] == []
+    for row, flagged in shifted:
+        out = outputs[row[record_id]]
+        assert out["type"] == "mlops.RecordValidated", out["data"]
+        assert out["data"]["out_of_range"] == flagged
+        for name in flagged:
+            assert out["data"]["values"][name] == row[name], "accepted as sent"
+    rejected = outputs[broken[record_id]]
+    assert rejected["type"] == "mlops.RecordRejected"
+    assert {(e["field"], e["rule"]) for e in rejected["data"]["errors"]} == {(feature, "range")}
+
+    stats = httpx.get(f"{platform.base}/stats/{spec.name}").json()
+    validated = len(plain) + len(shifted)
+    assert (stats["validated"], stats["rejected"]) == (validated, 1)
+    assert stats["rejected_by_rule"] == {"range": 1}
+    counts = Counter(name for _, flagged in shifted for name in flagged)
+    metrics = httpx.get(f"{platform.base}/metrics").text
+    for name in (f.name for f in spec.features if f.type in ("numeric", "integer")):
+        summary = stats["features"][name]
+        assert summary["out_of_range"] == counts[name], name
+        assert summary["out_of_range_rate"] == pytest.approx(counts[name] / validated), name
+        assert summary["rejected"] == (1 if name == feature else 0), name
+        sample = f'mlops_validation_out_of_range_total{{dataset="{spec.name}",feature="{name}"}}'
+        assert f"{sample} {float(counts[name])}" in metrics, name
+    platform.stop(service)
+    assert service.returncode == 0

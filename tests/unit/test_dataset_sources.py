@@ -6,6 +6,7 @@ from river.datasets.synth import Agrawal
 
 from shared.datasets.sources import agrawal_records, breast_cancer_records, snake_case
 from shared.datasets.spec import DatasetSpec, FeatureSpec, FeatureType, shipped_specs
+from shared.datasets.values import outside_expected
 
 START = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -163,3 +164,26 @@ def test_column_names_become_snake_case() -> None:
 
 def test_sources_are_lazy() -> None:
     assert len(list(islice(agrawal_records(10**9, seed=0, start=START), 3))) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "records"),
+    [
+        ("loans", lambda: agrawal_records(5000, seed=6, start=START)),
+        ("breast_cancer", lambda: breast_cancer_records(seed=0, start=START)),
+    ],
+)
+def test_a_shipped_dataset_s_own_values_are_inside_its_expected_ranges(name, records) -> None:
+    """The demo's stream flags nothing: out_of_range is a signal only when the data shifts."""
+    shipped = spec(name)
+    ranged = [
+        f for f in shipped.features if f.expected_min is not None or f.expected_max is not None
+    ]
+    assert ranged, f"{name} declares expected ranges"
+    for record, _ in records():
+        for feature in shipped.features:
+            assert fits(feature, record[feature.name]), (feature.name, record[feature.name])
+            assert not outside_expected(feature, record[feature.name]), (
+                feature.name,
+                record[feature.name],
+            )

@@ -3,7 +3,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.datasets.spec import DatasetSpec, shipped_specs
+from shared.datasets.spec import DatasetSpec, FeatureSpec, shipped_specs
 
 
 def a_spec(**changes: Any) -> dict[str, Any]:
@@ -65,3 +65,13 @@ def test_an_inconsistent_spec_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         DatasetSpec.model_validate(a_spec(**changes))
+
+
+def test_an_expected_range_must_lie_within_the_hard_range() -> None:
+    inside = FeatureSpec(
+        name="age", type="integer", min=0, max=130, expected_min=18, expected_max=90
+    )
+    assert (inside.expected_min, inside.expected_max) == (18, 90)
+    for bounds in ({"min": 0, "expected_min": -1}, {"max": 130, "expected_max": 131}):
+        with pytest.raises(ValidationError, match="reaches past the hard range"):
+            FeatureSpec(name="age", type="integer", **bounds)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.datasets.spec import FeatureSpec, FeatureType
 from shared.datasets.values import (
     Invalid,
     as_boolean,
@@ -16,6 +17,7 @@ from shared.datasets.values import (
     as_timestamp,
     check_range,
     is_non_finite,
+    outside_expected,
     wire,
 )
 
@@ -160,3 +162,51 @@ def test_non_finite_values_travel_as_strict_json_strings() -> None:
     ]
     assert is_non_finite("  -inf ") and is_non_finite(math.nan)
     assert not is_non_finite("info") and not is_non_finite(3.0)
+
+
+def _ranged(kind: str, **bounds: float) -> FeatureSpec:
+    return FeatureSpec.model_validate({"name": "x", "type": kind, **bounds})
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "outside"),
+    [
+        ("numeric", 9.99, True),
+        ("numeric", 10.0, False),
+        ("numeric", 15.5, False),
+        ("numeric", 20.0, False),
+        ("numeric", 20.01, True),
+        ("numeric", "25", True),
+        ("numeric", -1e9, True),
+        ("integer", 9, True),
+        ("integer", 10, False),
+        ("integer", 20, False),
+        ("integer", 21, True),
+        ("integer", "21", True),
+    ],
+)
+def test_a_value_outside_the_expected_range_is_flagged_on_both_sides(
+    kind: str, value: object, outside: bool
+) -> None:
+    feature = _ranged(kind, expected_min=10, expected_max=20)
+    assert outside_expected(feature, value) is outside
+
+
+@pytest.mark.parametrize("value", [None, math.nan, "lots", True, float("inf")])
+def test_missing_and_unreadable_values_are_not_flagged_the_hard_rules_judge_them(
+    value: object,
+) -> None:
+    assert outside_expected(_ranged("numeric", expected_min=10, expected_max=20), value) is False
+
+
+def test_a_one_sided_expected_range_flags_one_side_only() -> None:
+    above = _ranged("integer", expected_max=5)
+    below = _ranged("numeric", expected_min=0)
+    assert outside_expected(above, 6) and not outside_expected(above, -1_000)
+    assert outside_expected(below, -0.1) and not outside_expected(below, 1e12)
+
+
+def test_hard_bounds_alone_flag_nothing_and_other_types_are_never_flagged() -> None:
+    assert not outside_expected(_ranged("numeric", min=0, max=1), 5)
+    category = FeatureSpec(name="c", type=FeatureType.CATEGORICAL, categories=["a"])
+    assert not outside_expected(category, "b")

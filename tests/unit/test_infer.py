@@ -5,10 +5,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from sklearn.datasets import load_diabetes
 
-from shared.datasets.infer import InferenceError, infer_spec, main, read_sample, spec_to_yaml
+from services.ingestion.domain.specs import parse_spec
+from shared.datasets.infer import (
+    WIDEN,
+    InferenceError,
+    infer_spec,
+    main,
+    read_sample,
+    spec_to_yaml,
+    unseen_category_notes,
+)
 from shared.datasets.sources import agrawal_records, breast_cancer_records
-from shared.datasets.spec import DatasetSpec, FeatureType, shipped_specs
+from shared.datasets.spec import DatasetSpec, FeatureSpec, FeatureType, shipped_specs
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -29,6 +39,24 @@ def a_frame() -> pd.DataFrame:
     )
 
 
+def assert_widened(feature: FeatureSpec, low: float, high: float) -> None:
+    """An expected range (never a hard one) around the sample's [low, high], reaching past each
+    end by WIDEN of the spread (rounded outward a little: to a tenth of that reach, or to a
+    whole number for integers), and not below 0 for a non-negative sample."""
+    assert (feature.min, feature.max) == (None, None), f"{feature.name}: no hard bound invented"
+    assert feature.expected_min is not None and feature.expected_max is not None
+    reach = WIDEN * (high - low)
+    slack = 1.0 if feature.type == FeatureType.INTEGER else 0.1 * reach
+    floor = low - reach
+    if low >= 0:
+        floor = max(floor, 0.0)
+    assert floor - slack - 1e-9 <= feature.expected_min <= floor + 1e-9, (feature.name, feature)
+    ceiling = high + reach
+    assert ceiling - 1e-9 <= feature.expected_max <= ceiling + slack + 1e-9, (feature.name, feature)
+    if feature.type == FeatureType.INTEGER:
+        assert float(feature.expected_min).is_integer() and float(feature.expected_max).is_integer()
+
+
 def infer(frame: pd.DataFrame | None = None, **kwargs: object) -> DatasetSpec:
     arguments: dict = {"name": "shop", "entity_key": "customer", "event_time": "at", **kwargs}
     return infer_spec(a_frame() if frame is None else frame, **arguments)
@@ -37,13 +65,10 @@ def infer(frame: pd.DataFrame | None = None, **kwargs: object) -> DatasetSpec:
 def test_types_ranges_categories_and_nulls_come_from_the_sample() -> None:
     spec = infer(label="churned")
     amount, items, returns = spec.feature("amount"), spec.feature("items"), spec.feature("returns")
-    assert (amount.type, amount.min, amount.max, amount.nullable) == (
-        FeatureType.NUMERIC,
-        1.5,
-        20.25,
-        True,
-    )
-    assert (items.type, items.min, items.max, items.nullable) == (FeatureType.INTEGER, 1, 9, False)
+    assert (amount.type, amount.nullable) == (FeatureType.NUMERIC, True)
+    assert (items.type, items.nullable) == (FeatureType.INTEGER, False)
+    assert_widened(amount, 1.5, 20.25)
+    assert_widened(items, 1, 9)
     assert returns.type == FeatureType.INTEGER, "whole floats with nulls are an upcast int column"
     assert spec.feature("member").type == FeatureType.BOOLEAN
     channel = spec.feature("channel")
@@ -96,7 +121,7 @@ def test_many_distinct_text_values_are_refused_unless_numeric_or_excluded() -> N
         infer_spec(frame, name="x", entity_key="k", event_time="t")
     spec = infer_spec(frame, name="x", entity_key="k", event_time="t", exclude=["note"])
     assert spec.feature("count").type == FeatureType.INTEGER
-    assert spec.feature("count").max == 29
+    assert spec.feature("count").expected_max == 31, "29 + 5% of the spread 29, rounded up"
     wide = infer_spec(frame, name="x", entity_key="k", event_time="t", max_categories=40)
     assert wide.feature("note").type == FeatureType.CATEGORICAL
 
@@ -145,7 +170,7 @@ def test_the_yaml_form_loads_back_to_the_same_spec() -> None:
     text = spec_to_yaml(spec, header="made by a test")
     assert text.startswith("# made by a test\n")
     assert DatasetSpec.model_validate(yaml.safe_load(text)).fingerprint() == spec.fingerprint()
-    assert "min: 1, max: 9" in text, "whole numbers print as integers"
+    assert "expected_min: 0, expected_max: 10}" in text, "whole numbers print as integers"
 
 
 def test_inferring_the_loans_sample_finds_the_shipped_types() -> None:
@@ -219,3 +244,132 @@ def test_the_cli_names_an_unknown_column(tmp_path: Path, capsys) -> None:
     assert "--event-time 't': no such column in the sample; columns: a, b, c" in (
         capsys.readouterr().err
     )
+
+
+def cli_spec(path: Path, capsys, *options: str) -> tuple[DatasetSpec, str, str]:
+    """The spec the CLI prints for a sample file, its YAML text and its warnings."""
+    assert main([str(path), *options]) == 0
+    captured = capsys.readouterr()
+    return DatasetSpec.model_validate(yaml.safe_load(captured.out)), captured.out, captured.err
+
+
+def assert_registrable(text: str) -> None:
+    """What ingestion's POST /datasets does with a YAML body, short of publishing it."""
+    parsed = parse_spec(text.encode(), "application/yaml")
+    assert parsed.fingerprint() == DatasetSpec.model_validate(yaml.safe_load(text)).fingerprint()
+
+
+def test_a_classification_csv_with_its_label_gives_expected_ranges_and_its_promotion_rule(
+    tmp_path: Path, capsys
+) -> None:
+    rows = [r for r, _ in breast_cancer_records(200, seed=3, start=START)]
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "exams.csv", index=False)
+
+    spec, text, _ = cli_spec(
+        tmp_path / "exams.csv",
+        capsys,
+        "--name=exams",
+        "--entity-key=patient_id",
+        "--event-time=examined_at",
+        "--record-id=sample_id",
+        "--label=diagnosis",
+    )
+
+    for feature in spec.features:
+        assert_widened(feature, frame[feature.name].min(), frame[feature.name].max())
+    assert spec.label is not None and spec.task == "classification"
+    assert spec.model.estimator.endswith("Classifier")
+    assert spec.model.primary_metric == "roc_auc" and spec.model.higher_is_better is None
+    assert spec.model.metric_for("classification") == ("roc_auc", True)
+    assert "# higher_is_better: true  # unset: roc_auc's own direction" in text
+    assert "# Promotion: a new version replaces the champion when its roc_auc" in text
+    assert "# promotion_margin:" in text and "# min_evaluation_rows:" in text
+    assert "accepted, flagged (out_of_range)" in text
+    assert_registrable(text)
+
+
+def test_a_regression_csv_gives_a_regression_label_rmse_and_ranges_below_zero(
+    tmp_path: Path, capsys
+) -> None:
+    diabetes = load_diabetes(as_frame=True).frame.rename(columns={"target": "progression"})
+    diabetes.insert(0, "patient", [f"p{i}" for i in range(len(diabetes))])
+    diabetes.insert(1, "seen_at", pd.date_range("2024-01-01", periods=len(diabetes), freq="h"))
+    diabetes.to_csv(tmp_path / "diabetes.csv", index=False)
+
+    spec, text, _ = cli_spec(
+        tmp_path / "diabetes.csv",
+        capsys,
+        "--name=diabetes",
+        "--entity-key=patient",
+        "--event-time=seen_at",
+        "--label=progression",
+    )
+
+    assert spec.label is not None and spec.task == "regression"
+    assert spec.model.estimator.endswith("Regressor")
+    assert spec.model.metric_for("regression") == ("rmse", False)
+    assert "# higher_is_better: false" in text
+    assert "when its rmse on the same holdout" in text and "is lower than" in text
+    for feature in spec.features:
+        if feature.type in (FeatureType.NUMERIC, FeatureType.INTEGER):
+            assert_widened(feature, diabetes[feature.name].min(), diabetes[feature.name].max())
+    age = spec.feature("age")
+    assert age.expected_min is not None and age.expected_min < diabetes["age"].min() < 0
+    assert_registrable(text)
+
+
+@pytest.mark.parametrize(
+    ("distinct", "task"),
+    [(2, "classification"), (20, "classification"), (21, "regression"), (300, "regression")],
+)
+def test_an_integer_label_is_a_regression_only_with_more_distinct_values_than_categories(
+    distinct: int, task: str
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "k": [f"k{i}" for i in range(600)],
+            "t": ["2024-01-01"] * 600,
+            "x": [i * 0.5 for i in range(600)],
+            "y": [i % distinct for i in range(600)],
+        }
+    )
+    spec = infer_spec(frame, name="x", entity_key="k", event_time="t", label="y")
+    assert spec.task == task
+    assert (
+        spec.model.metric_for(task)[0] == {"classification": "roc_auc", "regression": "rmse"}[task]
+    )
+
+
+def test_the_task_can_be_chosen_and_a_regression_on_a_text_label_is_refused() -> None:
+    chosen = infer(label="items", task="regression")
+    assert chosen.task == "regression" and chosen.model.primary_metric == "rmse"
+    with pytest.raises(InferenceError, match=r"label 'channel' is categorical, not a number"):
+        infer(label="channel", task="regression")
+    with pytest.raises(InferenceError, match=r"no --label"):
+        infer(task="classification")
+
+
+def test_categorical_columns_likely_to_meet_unseen_categories_are_named_with_the_reason(
+    tmp_path: Path, capsys
+) -> None:
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "k": [f"k{i}" for i in range(n)],
+            "t": ["2024-01-01"] * n,
+            "plan": [["basic", "pro", "team"][i % 3] for i in range(n)],
+            "city": [f"city{i}" if i < 15 else "paris" for i in range(n)],
+        }
+    )
+    spec = infer_spec(frame, name="x", entity_key="k", event_time="t")
+    assert spec.feature("city").type == FeatureType.CATEGORICAL, "16 values: low cardinality"
+    [note] = unseen_category_notes(frame, spec)
+    assert note.startswith("city: 16 categories in 200 values, 15 seen only once")
+    assert "rejected (rule category)" in note
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    _, text, err = cli_spec(
+        tmp_path / "s.csv", capsys, "--name=x", "--entity-key=k", "--event-time=t"
+    )
+    assert err.count("warning: ") == 1 and "city: 16 categories" in err
+    assert "# - warning: city: 16 categories" in text

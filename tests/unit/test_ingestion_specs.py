@@ -60,3 +60,103 @@ def test_what_is_not_a_spec_is_refused(
 def test_media_type_drops_parameters() -> None:
     assert media_type("Text/CSV; charset=utf-8") == "text/csv"
     assert media_type(None) == ""
+
+
+def a_document(**changes: object) -> dict:
+    document: dict = {
+        "name": "homes",
+        "entity_key": "home_id",
+        "event_time": "sold_at",
+        "features": [{"name": "rooms", "type": "integer", "min": 0, "expected_max": 12}],
+        "label": {"name": "price", "type": "numeric", "task": "regression"},
+        "model": {"estimator": "sklearn.ensemble.HistGradientBoostingRegressor"},
+    }
+    document.update(changes)
+    return document
+
+
+def refusal_of(document: dict) -> InvalidSpec:
+    with pytest.raises(InvalidSpec) as refused:
+        parse_spec(json.dumps(document).encode(), "application/json")
+    assert refused.value.status == 422 and refused.value.reason == "invalid_spec"
+    assert "\n" not in refused.value.message, "one line"
+    return refused.value
+
+
+def test_a_runnable_regression_spec_is_accepted() -> None:
+    spec = parse_spec(json.dumps(a_document()).encode(), "application/json")
+    assert spec.task == "regression" and spec.model.metric_for("regression") == ("rmse", False)
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        (
+            {
+                "label": {
+                    "name": "price",
+                    "type": "categorical",
+                    "categories": ["low", "high"],
+                    "task": "regression",
+                }
+            },
+            "invalid dataset spec: label price: a regression label must be numeric or integer, "
+            "not categorical",
+        ),
+        (
+            {
+                "model": {
+                    "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+                    "primary_metric": "roc_auc",
+                }
+            },
+            "invalid dataset spec: model.primary_metric 'roc_auc' is not a regression metric "
+            "(the label's task); use one of: mae, r2, rmse",
+        ),
+        (
+            {"model": {"primary_metric": "gini"}, "label": {"name": "sold", "type": "boolean"}},
+            "invalid dataset spec: model.primary_metric 'gini' is not a classification metric "
+            "(the label's task); use one of: accuracy, f1, log_loss, roc_auc",
+        ),
+        (
+            {"model": {}},
+            "invalid dataset spec: model.estimator sklearn.ensemble.HistGradientBoostingClassifier"
+            " is not a regressor, and the label's task is regression: name a regressor, such as "
+            "sklearn.ensemble.HistGradientBoostingRegressor",
+        ),
+        (
+            {"model": {"estimator": "os.system"}},
+            "invalid dataset spec: model.estimator 'os.system' is not a scikit-learn class path",
+        ),
+        (
+            {"model": {"estimator": "sklearn.linear_model.Nothing"}},
+            "invalid dataset spec: model.estimator 'sklearn.linear_model.Nothing': scikit-learn "
+            "has no such estimator class",
+        ),
+        (
+            {"model": {"estimator": "sklearn.linear_model.Ridge", "params": {"depth": 3}}},
+            "invalid dataset spec: model.params do not fit sklearn.linear_model.Ridge:",
+        ),
+        (
+            {"features": [{"name": "rooms", "type": "integer", "min": 0, "expected_min": -1}]},
+            "invalid dataset spec: feature rooms: the expected range [-1.0, None] reaches past "
+            "the hard range [0.0, None]",
+        ),
+        (
+            {"label": {"name": "price", "type": "numeric", "task": "ranking"}},
+            "invalid dataset spec: label.task: Input should be 'classification' or 'regression'",
+        ),
+    ],
+)
+def test_a_spec_the_platform_cannot_run_is_refused_in_one_line_naming_the_problem(
+    changes: dict, detail: str
+) -> None:
+    refused = refusal_of(a_document(**changes))
+    assert refused.message.startswith(detail), refused.message
+    assert refused.body()["errors"], "the errors are listed too"
+
+
+def test_the_estimator_is_not_checked_for_a_dataset_without_a_label() -> None:
+    document = a_document(model={})
+    del document["label"]
+    assert parse_spec(json.dumps(document).encode(), "application/json").task is None

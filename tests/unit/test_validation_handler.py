@@ -16,7 +16,7 @@ from shared.datasets.registry import UnknownDataset
 from shared.datasets.spec import DatasetSpec, VersionedSpec
 from shared.events import Event, RecordIngested, RecordRejected, RecordValidated
 from shared.kafka.consumer import Emit, MessageInfo
-from tests.unit.test_validation_rules import a_spec, good_values
+from tests.unit.test_validation_rules import EXPECTED, a_spec, good_values
 
 TOPIC = "ns.data.raw"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -224,3 +224,26 @@ def test_a_failed_registry_refresh_keeps_validating_with_the_versions_known() ->
 
     harness.specs.refresh = broken  # type: ignore[method-assign]
     assert harness.send(bare(good_values()), offset=1).topic == "data.validated"
+
+
+def test_a_shifted_value_is_validated_flagged_and_counted_while_a_hard_one_is_rejected() -> None:
+    harness = Harness(EXPECTED)
+    inside = harness.send(bare(good_values(amount=50.0)), offset=1)
+    shifted = harness.send(bare(good_values(order_id="o-2", amount=700, items=1)), offset=2)
+    beyond = harness.send(bare(good_values(order_id="o-3", amount=1500)), offset=3)
+    again = harness.send(bare(good_values(order_id="o-2", amount=700, items=1)), offset=2)
+
+    assert inside.topic == "data.validated" and inside.event.data.out_of_range == []
+    assert shifted.topic == "data.validated"
+    assert shifted.event.data.out_of_range == ["amount", "items"]
+    assert shifted.event.data.values["amount"] == 700.0
+    assert again.event.id == shifted.event.id, "a redelivery re-emits the same event"
+    assert beyond.topic == "data.rejected"
+    assert {(e.field, e.rule) for e in beyond.event.data.errors} == {("amount", "range")}
+    features = harness.stats.snapshot("shop")["features"]
+    amount, items = features["amount"], features["items"]
+    assert (amount["out_of_range"], amount["out_of_range_rate"]) == (1, 0.5), "redelivery not"
+    assert (amount["rejected"], amount["rejected_rate"]) == (1, 1 / 3)
+    assert (amount["expected_min"], amount["expected_max"]) == (None, 200)
+    assert (items["out_of_range"], items["rejected"]) == (1, 0)
+    assert features["discount"]["out_of_range"] == 0

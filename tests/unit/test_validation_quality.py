@@ -15,7 +15,7 @@ from services.validation import metrics
 from services.validation.domain.quality import MAX_CATEGORIES, OTHER, QualityStats
 from services.validation.http import stats_router
 from shared.events.records import FieldError
-from tests.unit.test_validation_rules import a_spec
+from tests.unit.test_validation_rules import EXPECTED, a_spec
 
 SPEC = a_spec()
 RANGE = FieldError(field="amount", rule="range", message="too big", value=2000)
@@ -126,3 +126,37 @@ def test_statistics_are_exported_as_prometheus_gauges() -> None:
         gauge("feature_category_frequency", dataset="shop", feature="channel", category="web")
         == 0.75
     )
+
+
+def test_out_of_range_and_rejections_per_feature_are_prometheus_counters_and_rates() -> None:
+    stats = QualityStats()
+    for n in range(4):
+        stats.observe("shop", EXPECTED, {"amount": 300.0 + n, "items": 3}, [], ["amount"])
+    stats.observe("shop", EXPECTED, {"amount": 5.0, "items": 3}, [])
+    stats.observe("shop", EXPECTED, {"amount": 2000, "items": 3}, [RANGE])
+    stats.declare(a_spec(name="quiet", features=EXPECTED.model_dump()["features"]))
+    registry = CollectorRegistry()
+    metrics.register(stats, registry)
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+
+    def value(family: str, sample: str, **labels: str) -> float:
+        [found] = [
+            s.value for s in families[family].samples if s.name == sample and s.labels == labels
+        ]
+        return found
+
+    counter = "mlops_validation_out_of_range"
+    assert families[counter].type == "counter"
+    assert value(counter, f"{counter}_total", dataset="shop", feature="amount") == 4
+    assert value(counter, f"{counter}_total", dataset="shop", feature="items") == 0
+    assert value(counter, f"{counter}_total", dataset="quiet", feature="amount") == 0
+    rejections = "mlops_validation_feature_rejections"
+    assert value(rejections, f"{rejections}_total", dataset="shop", feature="amount") == 1
+    rate = "mlops_validation_feature_out_of_range_rate"
+    assert value(rate, rate, dataset="shop", feature="amount") == 0.8
+    assert value(rate, rate, dataset="shop", feature="items") == 0.0
+    quiet = stats.snapshot("quiet")["features"]["amount"]
+    assert (quiet["expected_max"], quiet["out_of_range_rate"]) == (200, 0.0)

@@ -215,3 +215,52 @@ def test_a_naive_ingestion_time_is_utc() -> None:
         dataset="shop", values=good_values(), ingested_at=NOW.replace(tzinfo=None)
     )
     assert check_record(record, SPEC, "event-1").ok
+
+
+EXPECTED = a_spec(
+    features=[
+        {"name": "amount", "type": "numeric", "min": 0, "max": 1000, "expected_max": 200},
+        {"name": "items", "type": "integer", "min": 1, "expected_min": 2, "expected_max": 10},
+        {"name": "channel", "type": "categorical", "categories": ["web", "store", "7"]},
+        {"name": "member", "type": "boolean"},
+        {"name": "signup", "type": "timestamp", "nullable": True},
+        {"name": "discount", "type": "numeric", "nullable": True, "expected_min": 0.1},
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "flagged"),
+    [
+        ({}, []),
+        ({"amount": 200}, []),
+        ({"amount": 200.5}, ["amount"]),
+        ({"amount": "999"}, ["amount"]),
+        ({"items": 1}, ["items"]),
+        ({"items": 2, "amount": 0}, []),
+        ({"items": 11.0}, ["items"]),
+        ({"items": 500}, ["items"]),
+        ({"discount": 0.05}, ["discount"]),
+        ({"discount": None}, []),
+        ({"discount": ABSENT}, []),
+        ({"amount": 201, "items": 1, "discount": 0}, ["amount", "items", "discount"]),
+    ],
+)
+def test_a_value_outside_the_expected_range_passes_and_is_flagged(
+    changes: dict[str, Any], flagged: list[str]
+) -> None:
+    checked = check(good_values(**changes), EXPECTED)
+    assert checked.ok, checked.errors
+    assert checked.out_of_range == flagged
+
+
+@pytest.mark.parametrize(
+    ("changes", "failure"),
+    [({"amount": 1000.5}, ("amount", "range")), ({"items": 0}, ("items", "range"))],
+)
+def test_a_value_beyond_a_hard_bound_is_still_rejected_not_flagged(
+    changes: dict[str, Any], failure: tuple[str, str]
+) -> None:
+    checked = check(good_values(**changes), EXPECTED)
+    assert {(e.field, e.rule) for e in checked.errors} == {failure}
+    assert checked.out_of_range == []

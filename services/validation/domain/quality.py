@@ -6,7 +6,11 @@ many lacked it (absent or null) and the missing rate (missing / count), non-fini
 unreadable values; for numeric and integer features River's running mean, variance, min, max
 and P² quantiles (p50, p90, p99) over the values that read as finite numbers; for categorical
 and boolean features the frequency of each value (as a string, at most MAX_CATEGORIES distinct
-ones, the rest counted under OTHER). Per dataset: records, validated, rejected, and rejected
+ones, the rest counted under OTHER). Per feature also the two covariate-shift signals:
+`out_of_range`, validated records whose value lay outside the feature's expected range
+(accepted and flagged, RecordValidated.out_of_range) and `out_of_range_rate` (out_of_range /
+validated records seen), and `rejected`, records rejected with an error on the feature, and
+`rejected_rate` (rejected / count). Per dataset: records, validated, rejected, and rejected
 records per rule and errors per field and rule.
 
 The statistics live in the process: a restart starts them from zero.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Collection
 from typing import Any, Final
 
 from river import stats
@@ -41,6 +46,9 @@ class FeatureStats:
         self.name, self.kind = name, kind
         self.count = self.missing = self.non_finite = self.unreadable = 0
         self.numbers = 0
+        self.validated = self.out_of_range = self.rejected = 0
+        self.expected_min: float | None = None
+        self.expected_max: float | None = None
         self.mean, self.var = stats.Mean(), stats.Var()
         self.min, self.max = stats.Min(), stats.Max()
         self.quantiles = {name: stats.Quantile(q) for name, q in QUANTILES.items()}
@@ -63,6 +71,16 @@ class FeatureStats:
             else:
                 self.unreadable += 1
 
+    def judged(self, outcome: str) -> None:
+        """The record's outcome for this feature: validated, out_of_range (validated and
+        flagged) or rejected (an error on this feature)."""
+        if outcome == "rejected":
+            self.rejected += 1
+            return
+        self.validated += 1
+        if outcome == "out_of_range":
+            self.out_of_range += 1
+
     def _observe_number(self, number: float) -> None:
         self.numbers += 1
         for statistic in (self.mean, self.var, self.min, self.max, *self.quantiles.values()):
@@ -76,8 +94,16 @@ class FeatureStats:
             "missing_rate": self.missing / self.count if self.count else 0.0,
             "non_finite": self.non_finite,
             "unreadable": self.unreadable,
+            "rejected": self.rejected,
+            "rejected_rate": self.rejected / self.count if self.count else 0.0,
         }
         if self.kind in _NUMERIC:
+            summary["expected_min"] = self.expected_min
+            summary["expected_max"] = self.expected_max
+            summary["out_of_range"] = self.out_of_range
+            summary["out_of_range_rate"] = (
+                self.out_of_range / self.validated if self.validated else 0.0
+            )
             seen = self.numbers > 0
             summary["numbers"] = self.numbers
             summary["mean"] = self.mean.get() if seen else None
@@ -111,19 +137,33 @@ class DatasetStats:
 
     def declare(self, spec: DatasetSpec) -> None:
         for feature in spec.features:
-            self._feature(feature.name, feature.type)
+            stats_ = self._feature(feature.name, feature.type)
+            stats_.expected_min, stats_.expected_max = feature.expected_min, feature.expected_max
 
     def observe(
         self,
         spec: DatasetSpec | None,
         values: dict[str, FieldValue] | None,
         errors: list[FieldError],
+        out_of_range: Collection[str] = (),
     ) -> None:
         self.records += 1
         if spec is not None and values is not None:
+            failed = {e.field for e in errors}
             for feature in spec.features:
                 present = feature.name in values
-                self._feature(feature.name, feature.type).observe(values.get(feature.name), present)
+                stats_ = self._feature(feature.name, feature.type)
+                stats_.expected_min, stats_.expected_max = (
+                    feature.expected_min,
+                    feature.expected_max,
+                )
+                stats_.observe(values.get(feature.name), present)
+                if errors:
+                    if feature.name in failed:
+                        stats_.judged("rejected")
+                else:
+                    flagged = feature.name in out_of_range
+                    stats_.judged("out_of_range" if flagged else "validated")
         if not errors:
             self.validated += 1
             return
@@ -161,13 +201,15 @@ class QualityStats:
         spec: DatasetSpec | None,
         values: dict[str, FieldValue] | None,
         errors: list[FieldError],
+        out_of_range: Collection[str] = (),
     ) -> None:
-        """One raw record of a known dataset: its values as received and the rules it failed."""
+        """One raw record of a known dataset: its values as received, the rules it failed,
+        and (validated) the features flagged outside their expected range."""
         with self._lock:
             stats_ = self._datasets.get(dataset)
             if stats_ is None:
                 stats_ = self._datasets[dataset] = DatasetStats(dataset)
-            stats_.observe(spec, values, errors)
+            stats_.observe(spec, values, errors, out_of_range)
 
     def observe_unattributed(self, rule: str) -> None:
         """A message of no known dataset (malformed, unknown dataset): counted apart."""

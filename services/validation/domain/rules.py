@@ -15,6 +15,10 @@
 | label            | label column | with_record: missing, null or not of the label type; feedback: present at all |
 | entity_mismatch  | entity key   | the envelope's entity differs from str(values[entity_key])     |
 
+A value outside a feature's expected range (expected_min/expected_max) breaks no rule: the
+record passes and the feature is listed in `Checked.out_of_range` (RecordValidated.out_of_range),
+so a covariate shift is counted as a signal instead of rejected.
+
 Record-level rules (`unknown_dataset`, `unknown_version`, `malformed`, `duplicate_id`) need the
 registry, the message or the id store; they are decided around this function.
 """
@@ -33,6 +37,7 @@ from shared.datasets.values import (
     as_timestamp,
     check_range,
     coerce,
+    outside_expected,
     wire,
 )
 from shared.events.records import FieldError, FieldValue, RecordIngested
@@ -58,6 +63,8 @@ class Checked:
     record_id: str | None = None
     event_time: datetime | None = None
     label: FieldValue = None
+    out_of_range: list[str] = field(default_factory=list)
+    """Features whose value lies outside their expected range (accepted, flagged)."""
 
     @property
     def ok(self) -> bool:
@@ -88,6 +95,7 @@ class _Rules:
         self.record, self.spec, self.event_id = record, spec, event_id
         self.values = record.values
         self.errors: list[FieldError] = []
+        self.out_of_range: list[str] = []
 
     def fail(self, name: str | None, rule: str, message: str, value: object = None) -> None:
         self.errors.append(error(name, rule, message, value))
@@ -177,6 +185,8 @@ class _Rules:
                 self.fail(feature.name, invalid.rule, invalid.message, value)
                 continue
             typed[feature.name] = coerced
+            if outside_expected(feature, coerced):
+                self.out_of_range.append(feature.name)
         return typed
 
     def label(self) -> FieldValue:
@@ -233,4 +243,5 @@ def check_record(record: RecordIngested, spec: DatasetSpec, event_id: str) -> Ch
         record_id=record_id,
         event_time=event_time,
         label=label,
+        out_of_range=rules.out_of_range,
     )

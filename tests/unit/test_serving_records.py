@@ -172,11 +172,15 @@ def test_sample_rows_fit_the_spec_they_are_built_from() -> None:
 
 
 def expected(**bounds: tuple[float | None, float | None]) -> InputSchema:
-    """The loans schema with expected (accept and flag) ranges on some features."""
+    """The loans schema with expected (accept and flag) ranges on some features; salary's
+    hard maximum is set to 150,000 so that a value past it is refused."""
     spec = loans()
     features = [
         f.model_copy(
-            update=dict(zip(("expected_min", "expected_max"), bounds[f.name], strict=True))
+            update={
+                **dict(zip(("expected_min", "expected_max"), bounds[f.name], strict=True)),
+                **({"max": 150_000.0} if f.name == "salary" else {}),
+            }
         )
         if f.name in bounds
         else f

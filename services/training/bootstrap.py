@@ -14,7 +14,7 @@ from services.training.adapters.feature_store import FeatureStoreClient
 from services.training.adapters.kafka import CommandPublisher
 from services.training.adapters.labels import SqlLabelCounter
 from services.training.adapters.objects import ObjectStore
-from services.training.adapters.positions import KafkaPositions
+from services.training.adapters.positions import KafkaPositions, Upstream
 from services.training.adapters.registry import RegistryClient
 from services.training.adapters.runs import SqlRuns
 from services.training.domain.waiting import Waiting
@@ -54,6 +54,11 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
     positions = KafkaPositions(
         client_config(platform, f"{NAME}-positions"),
         [catalog.name(topic, namespace) for topic in WAITED_FOR],
+        Upstream(
+            raw=catalog.name("data.raw", namespace),
+            validated=catalog.name("data.validated", namespace),
+            group_id=settings.validation_group_id or f"{namespace}.validation",
+        ),
     )
     trainer = Trainer(
         trainer_config(namespace, settings), specs, feature_store, registry, objects, positions

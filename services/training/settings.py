@@ -26,6 +26,11 @@ class TrainingSettings(ServiceSettings):
     labels_group_id: str | None = Field(
         None, description="Consumer group of data.labels; default <namespace>.training-labels."
     )
+    validation_group_id: str | None = Field(
+        None,
+        description="Validation's consumer group, whose progress on data.raw a run waits for "
+        "(a record accepted before the command is trained on); default <namespace>.validation.",
+    )
     feature_store_url: str = "http://127.0.0.1:8003"
     registry_url: str = "http://127.0.0.1:8005"
     http_timeout_s: float = Field(

@@ -40,7 +40,7 @@ from services.training.domain.lineage import (
 )
 from services.training.domain.metrics import score
 from services.training.domain.split import TimeSplit
-from services.training.domain.waiting import Positions, Waiting
+from services.training.domain.waiting import Positions, Waiting, at_least
 from shared.artifacts import ArtifactRefused
 from shared.datasets.registry import UnknownDataset
 from shared.datasets.spec import VersionedSpec
@@ -72,6 +72,18 @@ class TrainingSets(Protocol):
 
 class TopicPositions(Protocol):
     def at(self, moment: datetime) -> Positions: ...
+
+    def upstream_at(self, moment: datetime) -> Positions:
+        """Where the topic validation reads (data.raw) stood at the moment."""
+        ...
+
+    def upstream_handled(self) -> Positions:
+        """How far validation has handled data.raw (its committed offsets)."""
+        ...
+
+    def downstream_now(self) -> Positions:
+        """Where the topic validation writes (data.validated) stands now."""
+        ...
 
 
 class Champions(Protocol):
@@ -205,12 +217,24 @@ class Trainer:
 
     def _wait_for_data(self, command: Event[TrainModel]) -> DataWait | None:
         """Waits until the offline store holds every message of data.validated and
-        data.labels written before the command's time (DataNotArrived when it does not)."""
+        data.labels written before the command's time, and every record accepted before it:
+        a record uploaded just before the command may still be in validation, so training
+        first waits for validation to pass data.raw's position at the command's time, then
+        needs data.validated as far as it reached by then (DataNotArrived when either
+        does not come)."""
         if self._positions is None:
             return None
         with _tracer.start_as_current_span("wait for data") as span:
             needed = self._positions.at(command.time)
+            upstream = self._positions.upstream_at(command.time)
+            validation_s = 0.0
+            if upstream:
+                validation_s = self.config.waiting.until_covered(
+                    upstream, self._positions.upstream_handled, writer="validation"
+                ).waited_s
+                needed = at_least(needed, self._positions.downstream_now())
             waited = self.config.waiting.until_covered(needed, self._training_sets.coverage)
+            waited = waited.model_copy(update={"waited_s": waited.waited_s + validation_s})
             span.set_attribute("waited_s", waited.waited_s)
         if waited.waited_s > 0:
             log.info("command %s waited %.1fs for the offline store", command.id, waited.waited_s)

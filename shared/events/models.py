@@ -67,12 +67,15 @@ class DataWait(_Part):
 
     needed: list[TopicOffset] = Field(
         description="Per partition of data.validated and data.labels: the first offset at or "
-        "after the command's time (everything before it must be in the training set)."
+        "after the command's time, raised for data.validated to where it stood once validation "
+        "had handled every record accepted before that time (all of it must be in the set)."
     )
     covered: list[TopicOffset] = Field(
         description="How far the feature store's offline store was written (next offsets)."
     )
-    waited_s: float = Field(ge=0, description="Seconds training waited for the offline store.")
+    waited_s: float = Field(
+        ge=0, description="Seconds training waited for validation and the offline store."
+    )
     source: Literal["offline_store"] = "offline_store"
 
 

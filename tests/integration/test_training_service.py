@@ -889,6 +889,6 @@ def test_data_that_never_reaches_the_offline_store_fails_and_mlops_train_wait_sa
         "DataNotArrived",
         command_id,
     )
-    assert "did not hold every record labelled before the command within 6s" in failed.reason
+    assert "did not reach every record sent before the command within 6s" in failed.reason
     [event] = stack.read("models.trained", 1)
     assert event.id == run.json()["id"] and event.causationid == command_id

@@ -90,10 +90,24 @@ class PositionsAt:
 
     positions: Positions
     asked: list[datetime] = field(default_factory=list)
+    raw_at_command: Positions = field(default_factory=dict)
+    raw_handled: list[Positions] = field(default_factory=lambda: [{}])
+    validated_now: Positions = field(default_factory=dict)
+    handled_asked: int = 0
 
     def at(self, moment: datetime) -> Positions:
         self.asked.append(moment)
         return self.positions
+
+    def upstream_at(self, moment: datetime) -> Positions:
+        return self.raw_at_command
+
+    def upstream_handled(self) -> Positions:
+        self.handled_asked += 1
+        return self.raw_handled[min(self.handled_asked, len(self.raw_handled)) - 1]
+
+    def downstream_now(self) -> Positions:
+        return self.validated_now
 
 
 @dataclass
@@ -316,6 +330,30 @@ def test_a_run_waits_for_the_offline_store_then_says_so_in_its_lineage() -> None
         (topic, partition, offset) for (topic, partition), offset in NEEDED.items()
     }
     assert wait.covered == wait.needed
+
+
+def test_a_record_still_in_validation_at_the_command_s_time_is_waited_for() -> None:
+    raw = {("ns.data.raw", 0): 400}
+    later = {**NEEDED, ("ns.data.validated", 0): 390}
+    run, sets, positions, slept = waiting_trainer([NEEDED, later])
+    positions.raw_at_command = raw
+    positions.raw_handled = [{("ns.data.raw", 0): 350}, raw]
+    positions.validated_now = {("ns.data.validated", 0): 390}
+    trained = run.train(command())
+    assert positions.handled_asked == 2 and sets.coverage_asked == 2
+    wait = trained.lineage.data_wait
+    assert wait is not None and wait.waited_s == 4 and slept == [2, 2]
+    assert ("ns.data.validated", 0, 390) in {(o.topic, o.partition, o.offset) for o in wait.needed}
+
+
+def test_validation_that_never_catches_up_fails_the_run_naming_it() -> None:
+    run, sets, positions, _ = waiting_trainer([NEEDED])
+    positions.raw_at_command = {("ns.data.raw", 0): 400}
+    positions.raw_handled = [{("ns.data.raw", 0): 350}]
+    with pytest.raises(DataNotArrived, match=r"validation did not reach .* ns\.data\.raw\[0\] "
+                       r"up to offset 400 \(written up to 350\)"):  # fmt: skip
+        run.train(command())
+    assert sets.asked == [] and sets.coverage_asked == 0
 
 
 def test_a_run_whose_data_never_arrives_fails_without_asking_for_a_training_set() -> None:

@@ -85,7 +85,7 @@ def test_data_that_never_arrives_fails_after_the_wait_naming_what_is_missing() -
     with pytest.raises(DataNotArrived) as failed:
         waiting(clock, wait_s=5).until_covered(needed, store.coverage)
     assert str(failed.value) == (
-        "the feature store's offline store did not hold every record labelled before the "
+        "the feature store's offline store did not reach every record sent before the "
         f"command within 5s: missing {LABELS}[1] up to offset 9 (written up to 7)"
     )
     assert clock.now == 5.0, "the wait is bounded by wait_s"

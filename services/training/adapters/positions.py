@@ -1,36 +1,95 @@
 """Where data topics stood at a moment: per partition, the first offset whose message was
-written at or after it (the high watermark when none was), read from Kafka's time index."""
+written at or after it (the high watermark when none was), read from Kafka's time index; and
+how far validation's consumer group has handled the raw topic (its committed offsets)."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from services.training.adapters.errors import DependencyUnavailable
 from services.training.domain.waiting import Positions
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """The hop before the waited topics: validation's group reads `raw` and writes `validated`."""
+
+    raw: str
+    validated: str
+    group_id: str
+
+
 class KafkaPositions:
     """offsets_for_times over a consumer that never joins a group nor commits."""
 
-    def __init__(self, config: dict[str, Any], topics: list[str], timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: list[str],
+        upstream: Upstream | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self._consumer = Consumer(
             {**config, "group.id": "training-positions", "enable.auto.commit": False}
         )
+        self._admin = AdminClient(config)
         self._topics = topics
+        self._upstream = upstream
         self._timeout_s = timeout_s
         self._lock = threading.Lock()  # a librdkafka handle is shared by HTTP and the runner
 
     def at(self, moment: datetime) -> Positions:
+        return self._at(self._topics, moment)
+
+    def upstream_at(self, moment: datetime) -> Positions:
+        return {} if self._upstream is None else self._at([self._upstream.raw], moment)
+
+    def upstream_handled(self) -> Positions:
+        if self._upstream is None:
+            return {}
+        upstream = self._upstream
+        try:
+            with self._lock:
+                partitions = [
+                    TopicPartition(upstream.raw, p) for p in self._partitions(upstream.raw)
+                ]
+            asked = ConsumerGroupTopicPartitions(upstream.group_id, partitions)
+            future = self._admin.list_consumer_group_offsets([asked])[upstream.group_id]
+            answer = future.result(timeout=self._timeout_s)
+        except (KafkaException, TimeoutError) as error:
+            raise DependencyUnavailable(f"offsets of group {upstream.group_id}: {error}") from None
+        return {(p.topic, p.partition): max(p.offset, 0) for p in answer.topic_partitions}
+
+    def downstream_now(self) -> Positions:
+        if self._upstream is None:
+            return {}
+        topic = self._upstream.validated
+        try:
+            with self._lock:
+                return {
+                    (topic, partition): int(
+                        self._consumer.get_watermark_offsets(
+                            TopicPartition(topic, partition), timeout=self._timeout_s
+                        )[1]
+                    )
+                    for partition in self._partitions(topic)
+                }
+        except KafkaException as error:
+            raise DependencyUnavailable(f"high watermarks of {topic}: {error}") from None
+
+    def _at(self, topics: list[str], moment: datetime) -> Positions:
         millis = int(moment.timestamp() * 1000)
         try:
             with self._lock:
                 asked = [
                     TopicPartition(topic, partition, millis)
-                    for topic in self._topics
+                    for topic in topics
                     for partition in self._partitions(topic)
                 ]
                 found = self._consumer.offsets_for_times(asked, timeout=self._timeout_s)

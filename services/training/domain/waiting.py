@@ -62,7 +62,12 @@ class Waiting:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
-    def until_covered(self, needed: Positions, coverage: Callable[[], Positions]) -> DataWait:
+    def until_covered(
+        self,
+        needed: Positions,
+        coverage: Callable[[], Positions],
+        writer: str = "the feature store's offline store",
+    ) -> DataWait:
         """Asks `coverage` until it reaches `needed`; DataNotArrived naming what is missing
         when it does not within the wait."""
         started = self.clock()
@@ -78,8 +83,13 @@ class Waiting:
                 )
             if waited >= self.wait_s:
                 raise DataNotArrived(
-                    f"the feature store's offline store did not hold every record labelled "
-                    f"before the command within {self.wait_s:g}s: missing "
+                    f"{writer} did not reach every record sent before the command within "
+                    f"{self.wait_s:g}s: missing "
                     f"{describe_gaps(missing)}"
                 )
             self.sleep(min(self.poll_s, max(self.wait_s - waited, 0.0)))
+
+
+def at_least(positions: Positions, floor: Positions) -> Positions:
+    """`positions` raised to `floor` where the floor is further (and extended by it)."""
+    return {key: max(positions.get(key, 0), floor.get(key, 0)) for key in {*positions, *floor}}

@@ -156,7 +156,10 @@ def _first_model(data: NewDataset, regression: bool) -> dict[str, Any]:
     outcome = wait_until(
         lambda: data.run_outcome(command), what="the first training's outcome", timeout_s=300
     )
-    assert outcome["type"] == "mlops.ModelTrained", (outcome["data"].get("outcome"), outcome["data"].get("reason"))
+    assert outcome["type"] == "mlops.ModelTrained", (
+        outcome["data"].get("outcome"),
+        outcome["data"].get("reason"),
+    )
     data.first_version = wait_until(data.champion_version, what="a first champion", timeout_s=60)
     record = sample[-1][0]
     wait_until(

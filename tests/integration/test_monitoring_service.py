@@ -38,6 +38,7 @@ from shared.settings import PlatformSettings
 from shared.sql import create_database_engine
 from tests.integration.kafka_helpers import unique_name
 from tests.services import RunningService, namespace_topics, start_service
+from tests.shipped_streams import stationary_stream
 from tests.waiting import wait_until
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -544,3 +545,70 @@ def test_a_regression_dataset_gets_regression_metrics_and_residual_drift(
     assert abs(row["rmse"] - float((residuals**2).mean() ** 0.5)) < 1e-6
     errors = [d["data"] for _, d in drifts if d["data"]["signal"] == "error"]
     assert errors and 300 < errors[0]["position"] < 400, [d["data"]["signal"] for _, d in drifts]
+
+
+SHIPPED = ["loans", "breast_cancer", "phishing", "friedman"]
+STATIONARY_LENGTH = 2000
+
+
+def test_stationary_streams_of_every_shipped_dataset_raise_no_drift(
+    namespace, producer, subprocess_env, bootstrap, settings, tmp_path
+) -> None:
+    """Default settings, the four shipped specs registered, each dataset's records (discrete
+    and categorical features included), predictions and labels (with the record or late). The
+    registry is out of reach, so the holdout check stays idle here; the unit test
+    test_monitoring_stationary runs it on the same streams."""
+    streams = [stationary_stream(name, STATIONARY_LENGTH) for name in SHIPPED]
+    registry = SpecRegistry(
+        client_config(settings, "monitoring-test"), CATALOG.name("data.specs", namespace), "test"
+    )
+    for stream in streams:
+        registry.register(stream.spec, producer)
+    service = start_service(
+        "monitoring",
+        namespace,
+        subprocess_env,
+        tmp_path,
+        extra_env={"MLOPS_MONITORING_REGISTRY_URL": "http://127.0.0.1:9"},
+    )
+    try:
+        for stream in streams:
+            publish(
+                producer,
+                namespace,
+                "data.validated",
+                [Event.create(r, source="validation") for r in stream.records],
+            )
+            publish(
+                producer,
+                namespace,
+                "serving.predictions",
+                [Event.create(p, source="serving") for p in stream.predictions],
+            )
+            publish(
+                producer,
+                namespace,
+                "data.labels",
+                [Event.create(la, source="labels") for la in stream.labels],
+            )
+        body = wait_until(
+            lambda: (
+                (p := performance(service))["models"]
+                and sorted(row["labelled"] for row in p["models"]) == [STATIONARY_LENGTH] * 4
+                and p
+            ),
+            what="every label of the four datasets joined",
+            timeout_s=180,
+            interval_s=1,
+        )
+        drifts = read_to_end(bootstrap, CATALOG.name("monitoring.drift", namespace))
+        commands = read_to_end(bootstrap, CATALOG.name("training.requests", namespace))
+        view = drift_view(service)
+    finally:
+        service.stop()
+    tasks = {row["model_name"]: row["task"] for row in body["models"]}
+    assert tasks == {s.spec.name: s.spec.task for s in streams}
+    alarms = [
+        (d["data"]["model_name"], d["data"]["signal"], d["data"]["position"]) for _, d in drifts
+    ]
+    assert alarms == [] and commands == [] and view["decisions"] == []

@@ -235,8 +235,11 @@ def test_a_model_wrong_from_its_first_prediction_raises_drift(platform: Platform
             drift = wait_until(
                 lambda: _of_model(platform.watcher.drifts(), scenario.name),
                 what="a drift of a model that is wrong from the start",
-                timeout_s=120,
+                timeout_s=180,
             )[0]
+        except AssertionError as timed_out:
+            view = _monitoring_view(platform, scenario.name)
+            raise AssertionError(f"{timed_out}; monitoring shows {view}") from timed_out
         finally:
             stats = running.stop()
     assert drift.data["model_version"] == data.first_version
@@ -295,6 +298,18 @@ def test_a_failed_retrain_does_not_start_the_cooldown_and_is_tried_again(
     assert stats.failed_requests == 0, list(stats.failures)
     recorded = _decision_outcome(platform, failed_command.event["id"])
     assert recorded and "fail" in str(recorded).lower(), recorded
+
+
+def _monitoring_view(platform: Platform, model: str) -> str:
+    """What monitoring shows of `model`: its live performance and its detectors."""
+    try:
+        performance = httpx.get(f"{platform.urls.monitoring}/performance", timeout=10).json()
+        drift = httpx.get(f"{platform.urls.monitoring}/drift", timeout=10).json()
+    except httpx.HTTPError as error:
+        return f"nothing ({error})"
+    mine = [p for p in performance.get("models", []) if p.get("model_name") == model]
+    detectors = [d for d in drift.get("detectors", []) if d.get("model_name") == model]
+    return f"performance {mine}, detectors {detectors}"
 
 
 def _decision_outcome(platform: Platform, command_id: str) -> dict[str, Any] | None:

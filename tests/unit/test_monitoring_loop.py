@@ -429,6 +429,25 @@ def test_a_regressor_far_worse_than_its_holdout_alarms_and_a_good_one_does_not()
     assert found[0].drift.position <= 40
 
 
+def test_a_task_read_late_replaces_the_fallback_and_the_regressor_still_alarms() -> None:
+    """The spec could not be read at the first predictions (the task fell back to
+    classification): once it reads regression, the version is scored on its residuals."""
+    answers = iter(["classification"] * 20)
+    m = Monitor(
+        SETTINGS.detectors_for,
+        SETTINGS.model_name_for,
+        LabelJoin[Served](3600),
+        task_for=lambda dataset: next(answers, "regression"),
+        holdout_metrics=lambda model, version: {"mae": 4.0, "rmse": 5.0},
+    )
+    rng = np.random.default_rng(4)
+    truth = rng.normal(100, 20, 300)
+    found = feed(m, list(truth + rng.normal(0, 15, 300)), list(truth))
+    assert [f.drift.signal for f in found][:1] == ["error_vs_holdout"]
+    assert m.performance()[0]["mae"] == pytest.approx(m.scores[("houses", 1)].summary()["mae"])
+    assert m.scores[("houses", 1)].task == "regression"
+
+
 def test_no_holdout_alarm_without_the_version_s_lineage() -> None:
     m = monitor(holdout=None)
     labels = [0, 1] * 100

@@ -169,6 +169,11 @@ def test_sample_rows_fit_the_spec_they_are_built_from() -> None:
         read = read_record(model_schema, row)
         assert isinstance(read, ReadRecord), read
         assert list(read.values) == list(model_schema.columns)
+    salary = next(f for f in spec.features if f.name == "salary")
+    assert salary.expected_max is not None, "loans declares an expected salary range"
+    assert all(salary.expected_min <= row["salary"] <= salary.expected_max for row in rows), (
+        "warm-up rows stay where the model was trained, not at the hard bounds"
+    )
 
 
 def expected(**bounds: tuple[float | None, float | None]) -> InputSchema:

@@ -243,7 +243,7 @@ class Monitor:
         key = (served.model_name, served.version)
         self.served[key] = self.served.get(key, 0) + 1
         self._served_datasets.add(served.dataset)
-        self._tasks.setdefault(key, self._task_for(served.dataset))
+        self._task(key, served.dataset)
         found = []
         if not served.shadow:
             drift = self._prediction_signal(served)
@@ -260,6 +260,21 @@ class Monitor:
         if joined is not None:
             found.extend(self._score(joined.prediction, joined.label))
         return found
+
+    def _task(self, key: tuple[str, int], dataset: str) -> str:
+        """The dataset's task, asked each time: until its spec can be read, the answer is a
+        fallback, and what a version scored under a wrong task is dropped once the right one
+        is known (residuals are not 0/1 errors)."""
+        task = self._task_for(dataset)
+        if self._tasks.get(key, task) != task:
+            self.scores.pop(key, None)
+            self._holdout.pop(key, None)
+            self._modes.pop(key, None)
+            for signal_key in [k for k in self._signals if (k[1], k[2]) == key]:
+                if signal_key[3] in ("error", "prediction"):
+                    del self._signals[signal_key]
+        self._tasks[key] = task
+        return task
 
     def _prediction_signal(self, served: Served) -> Drift | None:
         config = self._detectors_for(served.dataset)
@@ -315,7 +330,7 @@ class Monitor:
 
     def _score(self, served: Served, label: Any) -> list[Found]:
         key = (served.model_name, served.version)
-        task = self._tasks.setdefault(key, self._task_for(served.dataset))
+        task = self._task(key, served.dataset)
         loss = self.scores.setdefault(key, Scores(task)).add(served.prediction, label)
         if served.shadow or loss is None:
             return []

@@ -16,13 +16,22 @@ from shared.events.records import FieldValue
 SAMPLE_ROWS = 4
 
 
+def _bounds(feature: FeatureSpec) -> tuple[float | None, float | None]:
+    """The expected range where declared (the values a model was trained on), else the hard
+    one: an expected range always lies inside the hard one."""
+    low = feature.expected_min if feature.expected_min is not None else feature.min
+    high = feature.expected_max if feature.expected_max is not None else feature.max
+    return low, high
+
+
 def _numeric_point(feature: FeatureSpec, row: int) -> float:
     """The minimum, the maximum, the middle, the first quarter: all inside the declared range."""
-    if feature.min is not None:
-        low = feature.min
+    declared_low, declared_high = _bounds(feature)
+    if declared_low is not None:
+        low = declared_low
     else:
-        low = min(0.0, feature.max) if feature.max is not None else 0.0
-    high = feature.max if feature.max is not None else low + 1.0
+        low = min(0.0, declared_high) if declared_high is not None else 0.0
+    high = declared_high if declared_high is not None else low + 1.0
     return [low, high, (low + high) / 2, low + (high - low) / 4][row % 4]
 
 

@@ -69,8 +69,9 @@ class TrainingSettings(ServiceSettings):
     data_wait_s: float = Field(
         120.0,
         ge=0,
-        description="How long a run waits for the feature store's offline store to hold every "
-        "record and label written before its command; then it fails with what was missing.",
+        description="How long a run waits for its data: validation past every record sent "
+        "before its command, then the feature store's offline store holding every record and "
+        "label validated by then; then it fails with what was missing.",
     )
     data_poll_s: float = Field(
         1.0, gt=0, description="How often a waiting run asks the feature store how far it is."

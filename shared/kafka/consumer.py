@@ -360,18 +360,28 @@ class ConsumerRunner:
         return queued - len(refused)
 
     def _flush(self, done: list[_Done]) -> DependencyUnavailable | None:
-        """Waits for the batch's writes. Writes the broker refused for good dead-letter their
-        input; any other failure means the whole batch waits and is done again."""
+        """Waits for the batch's writes. A write the broker refused for good is tried once
+        more alone (a batch is refused whole for one message over a topic's limit); refused
+        again, it dead-letters its input. Any other failure: the whole batch is done again."""
         try:
             self._producer.flush()
             return None
         except DeliveryError as error:
             if error.kind is not Failure.DETERMINISTIC:
                 return DependencyUnavailable(f"writes not confirmed: {error}")
-            refused = [(f.topic, f.value, error) for f in error.failures]
-        letters = self._letters_for(done, refused)
+            failures = error.failures
+        refused: list[tuple[str, bytes | None, Exception]] = []
         try:
-            self._producer.publish_confirmed(letters)
+            for failure in failures:
+                alone = OutgoingMessage(failure.topic, failure.value or b"")
+                output = next((o for d in done for o in d.outputs if _same(o, alone)), alone)
+                try:
+                    self._producer.publish_confirmed([output])
+                except DeliveryError as again:
+                    if again.kind is not Failure.DETERMINISTIC:
+                        raise
+                    refused.append((failure.topic, failure.value, again))
+            self._producer.publish_confirmed(self._letters_for(done, refused))
         except DeliveryError as error:
             return DependencyUnavailable(f"writes not confirmed: {error}")
         return None
@@ -384,9 +394,8 @@ class ConsumerRunner:
         lettered: set[int] = set()
         for topic, value, error in refused:
             for index, item in enumerate(finished):
-                if index in lettered or not any(
-                    o.topic == topic and o.value == value for o in item.outputs
-                ):
+                wanted = OutgoingMessage(topic, value or b"")
+                if index in lettered or not any(_same(o, wanted) for o in item.outputs):
                     continue
                 lettered.add(index)
                 was_letter = topic == self._dead_letter_topic
@@ -529,6 +538,10 @@ class ConsumerRunner:
         except KafkaException as error:
             if error.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed: %s", error)
+
+
+def _same(output: OutgoingMessage, other: OutgoingMessage) -> bool:
+    return output.topic == other.topic and output.value == other.value
 
 
 def _unavailable(error: Exception) -> DependencyUnavailable:

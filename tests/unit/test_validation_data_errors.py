@@ -153,3 +153,33 @@ def test_long_lists_keep_their_head_and_say_how_many_were_left_out() -> None:
     assert 0 < len(summary.errors) < 20_000 and list(summary.values)[:1] in ([], ["c0"])
     assert summary.truncated is not None and "of 20000 errors left out" in summary.truncated
     Event.create(summary, source="validation").to_json_bytes()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\xef\xbb\xbf" + json.dumps({"dataset": "shop", "values": good_values()}).encode(),
+        json.dumps({"dataset": "shop", "values": good_values()}).encode(),
+        json.dumps(
+            {"dataset": "shop", "values": good_values(amount=999.0, discount=1e-300)}
+        ).encode(),
+        json.dumps({"dataset": "shop", "values": good_values(items=10)}).encode(),
+    ],
+    ids=["UTF-8 byte order mark", "plain", "tiny and large finite numbers", "small integer"],
+)
+def test_ordinary_records_pass_the_byte_rules(value: bytes) -> None:
+    assert send(Harness(), value, b"c-1").topic == "data.validated"
+
+
+def test_escaped_text_that_only_looks_like_an_escape_is_no_finding() -> None:
+    """A backslash followed by u0000 as text (an escaped backslash) is four characters, no NUL."""
+    value = json.dumps({"dataset": "shop", "values": good_values(order_id="o-\\u0000")}).encode()
+    emit = send(Harness(), value, b"c-1")
+    assert emit.topic == "data.validated"
+    assert emit.event.data.record_id == "o-\\u0000"
+
+
+def test_json_nan_tokens_are_still_the_not_finite_rule() -> None:
+    value = bare_text(json.dumps(good_values())[:-1] + ', "discount": Infinity}')
+    rules = {(e.field, e.rule) for e in send(Harness(), value).event.data.errors}
+    assert rules == {("discount", "not_finite")}

@@ -12,7 +12,8 @@ These rules are decided here, before the spec's rules and before any store sees 
 | number_too_long | a number written with more than MAX_NUMBER_DIGITS digits                      |
 
 The common message has none of these: it is read by the C JSON parser alone. Only a message
-whose text holds a `\\u` escape or a long run of digits is read again value by value.
+whose text holds a NUL or surrogate escape, a long run of digits or a 3-digit exponent is read
+value by value.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from typing import Any, Final
 
 MAX_NUMBER_DIGITS: Final = 100
 _SHOWN_NUMBER: Final = 40
-_SUSPECT: Final = re.compile(rf"\\u|\d{{{MAX_NUMBER_DIGITS + 1},}}|[eE][+-]?\d{{3,}}")
+# NUL and surrogates reach a JSON text only as \u escapes; overflows need a 3-digit exponent.
+_SUSPECT: Final = re.compile(
+    rf"\\u(?:0000|[dD][89a-fA-F])|\d{{{MAX_NUMBER_DIGITS + 1},}}|[\d.][eE][+-]?\d{{3,}}"
+)
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 Path = tuple[str | int, ...]

@@ -183,3 +183,15 @@ def test_json_nan_tokens_are_still_the_not_finite_rule() -> None:
     value = bare_text(json.dumps(good_values())[:-1] + ', "discount": Infinity}')
     rules = {(e.field, e.rule) for e in send(Harness(), value).event.data.errors}
     assert rules == {("discount", "not_finite")}
+
+
+@pytest.mark.parametrize("form", ["bare", "envelope"])
+def test_an_entity_over_the_subject_limit_in_the_message_is_too_long(form: str) -> None:
+    if form == "bare":
+        document = {"dataset": "shop", "values": good_values(), "entity": "e" * 1001}
+    else:
+        document = json.loads(envelope(good_values()).to_json_bytes())
+        document["data"]["entity"] = "e" * 1001
+    [problem] = send(Harness(), json.dumps(document).encode()).event.data.errors
+    assert (problem.field, problem.rule) == (None, "too_long")
+    assert "at most 1000 characters" in problem.message

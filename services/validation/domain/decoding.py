@@ -73,6 +73,13 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _rule_of(error: ValidationError) -> str:
+    """`too_long` when a text is over its limit (an entity over the envelope's subject limit,
+    a dataset name over 200 characters), else `malformed`."""
+    kinds = {item["type"] for item in error.errors()}
+    return "too_long" if kinds == {"string_too_long"} else "malformed"
+
+
 def _dataset_of(document: dict[str, Any]) -> str | None:
     name = document.get("dataset")
     return name if isinstance(name, str) and 0 < len(name) <= 200 else None
@@ -149,14 +156,16 @@ def _envelope(document: dict[str, Any]) -> Event[RecordIngested]:
     try:
         return Event[RecordIngested].model_validate(document)
     except ValidationError as problem:
-        raise _Malformed(f"not a RecordIngested envelope: {_describe(problem)}", inner) from None
+        reason = f"not a RecordIngested envelope: {_describe(problem)}"
+        raise _Malformed(reason, inner, rule=_rule_of(problem)) from None
 
 
 def _bare(document: dict[str, Any], info: MessageInfo) -> Event[RecordIngested]:
     try:
         raw = RawRecord.model_validate(document)
     except ValidationError as problem:
-        raise _Malformed(f"not a raw record: {_describe(problem)}", document) from None
+        reason = f"not a raw record: {_describe(problem)}"
+        raise _Malformed(reason, document, rule=_rule_of(problem)) from None
     event_id = position_id(info.topic, info.partition, info.offset)
     ingested_at = kafka_time(info)
     record = RecordIngested(

@@ -50,10 +50,10 @@ _DETERMINISTIC_TYPES: Final = (
     OverflowError,
     RecursionError,
     sql.DataError,
-    sql.IntegrityError,
     psycopg.DataError,
-    psycopg.IntegrityError,
 )
+# Not here: IntegrityError. A unique key two consumers raced for passes on the next try (it
+# finds the row), so it stays UNKNOWN: retried a few times, then dead-lettered.
 
 _TRANSIENT_TYPES: Final = (
     TransientError,

@@ -46,7 +46,6 @@ def _sql(kind: type[sql.DBAPIError], orig: Exception) -> sql.DBAPIError:
 DETERMINISTIC = {
     "NUL byte refused by PostgreSQL": _sql(sql.DataError, psycopg.DataError("NUL (0x00)")),
     "psycopg DataError alone": psycopg.DataError("value too long"),
-    "duplicate key": _sql(sql.IntegrityError, psycopg.IntegrityError("duplicate key")),
     "envelope limit": _validation_error(),
     "unserializable output": _serialization_error(),
     "lone surrogate encoded": UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates"),
@@ -88,7 +87,14 @@ def test_unavailable_dependencies_are_transient(error: Exception) -> None:
 
 
 @pytest.mark.parametrize(
-    "error", [RuntimeError("a bug"), KeyError("x"), AssertionError()], ids=repr
+    "error",
+    [
+        RuntimeError("a bug"),
+        KeyError("x"),
+        AssertionError(),
+        _sql(sql.IntegrityError, psycopg.IntegrityError("duplicate key: a race, passes next try")),
+    ],
+    ids=repr,
 )
 def test_anything_else_is_unknown(error: Exception) -> None:
     assert classify(error) is Failure.UNKNOWN

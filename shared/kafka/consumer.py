@@ -29,7 +29,12 @@ from shared.events.codec import UndecodableMessage
 from shared.events.envelope import Event
 from shared.failures import Failure, classify
 from shared.kafka.producer import DeliveryError, EventProducer, OutgoingMessage
-from shared.metrics import HANDLER_RETRIES, MESSAGES_DEAD_LETTERED, MESSAGES_HANDLED
+from shared.metrics import (
+    CONSUMER_WAITS,
+    HANDLER_RETRIES,
+    MESSAGES_DEAD_LETTERED,
+    MESSAGES_HANDLED,
+)
 from shared.telemetry import TRACE_HEADERS, extract_trace_context
 
 log = logging.getLogger(__name__)
@@ -435,6 +440,7 @@ class ConsumerRunner:
 
     def _wait_out(self, waiting: DependencyUnavailable, stop: threading.Event) -> None:
         self._waits += 1
+        CONSUMER_WAITS.labels(self.group_id).inc()
         backoff = self._retry.backoff(self._waits)
         log.warning(
             "a dependency is unavailable (%s); waiting %.1fs before trying again", waiting, backoff

@@ -18,6 +18,12 @@ MESSAGES_DEAD_LETTERED = Counter(
     "Messages sent to the dead-letter topic.",
     ["topic", "group", "reason"],
 )
+CONSUMER_WAITS = Counter(
+    "mlops_consumer_dependency_waits_total",
+    "Times a consumer waited for an unavailable dependency (broker, database, object store) "
+    "before trying the same message again.",
+    ["group"],
+)
 HANDLER_RETRIES = Counter(
     "mlops_handler_retries_total",
     "Handler attempts that failed and were retried.",

@@ -7,6 +7,7 @@ readiness checks) and hands it to `create_app`; `python -m services.<name>` then
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,6 +39,9 @@ class BackgroundLoop(Protocol):
     def run(self, stop: threading.Event) -> None: ...
 
 
+CRASH_EXIT_CODE = 70
+"""EX_SOFTWARE: the process ends with this when one of its loops stopped on its own."""
+
 ReadinessCheck = Callable[[], None]
 """Returns when a dependency is reachable, raises with a reason when it is not."""
 
@@ -60,6 +64,8 @@ class ServiceRuntime:
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     crashed: list[str] = field(default_factory=list)
+    on_crash: Callable[[ServiceRuntime], None] = field(default=lambda r: exit_after_crash(r))
+    """Called once a loop stopped that nobody asked to stop; by default it ends the process."""
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start_consumers(self) -> None:
@@ -83,7 +89,27 @@ class ServiceRuntime:
             runner.run(self.stop)
         except Exception:
             log.exception("consumer %s stopped on an error", runner.group_id)
-            self.crashed.append(runner.group_id)
+        else:
+            if self.stop.is_set():
+                return
+            log.error("consumer %s stopped though nobody asked it to", runner.group_id)
+        self.crashed.append(runner.group_id)
+        self.on_crash(self)
+
+
+def exit_after_crash(runtime: ServiceRuntime, grace_s: float = 10.0) -> None:
+    """Lets the other loops finish their in-flight messages, then ends the process with
+    CRASH_EXIT_CODE, so its supervisor restarts it instead of it lingering half-alive."""
+    runtime.stop.set()
+    current = threading.current_thread()
+    for thread in runtime._threads:
+        if thread is not current:
+            thread.join(grace_s)
+    log.critical(
+        "exiting with status %d: consumer loop %s stopped", CRASH_EXIT_CODE, runtime.crashed
+    )
+    logging.shutdown()
+    os._exit(CRASH_EXIT_CODE)
 
 
 def create_app(

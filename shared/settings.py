@@ -23,7 +23,12 @@ class PlatformSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_brokers: int = Field(1, ge=1, description="Brokers in the cluster (1 or 3 locally).")
     kafka_client_extra: dict[str, str] = Field(default_factory=dict)
-    max_payload_bytes: int = Field(1_048_576, gt=0)
+    max_payload_bytes: int = Field(
+        1_048_576,
+        gt=0,
+        description="The largest message the platform writes or reads (the broker's limit). "
+        "A record may take half of it, a rejection a quarter (see the properties below).",
+    )
     database_url: SecretStr | None = None
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: SecretStr | None = None
@@ -32,6 +37,18 @@ class PlatformSettings(BaseSettings):
     otlp_endpoint: str | None = None
     jaeger_query_url: str = "http://127.0.0.1:16686"
     trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+
+    @property
+    def max_record_bytes(self) -> int:
+        """One record on the raw topic (ingestion refuses larger ones, validation rejects
+        them): half the payload limit, so its validated form fits with room to spare."""
+        return self.max_payload_bytes // 2
+
+    @property
+    def max_rejection_bytes(self) -> int:
+        """One RecordRejected: a quarter of the payload limit; longer values and lists are
+        summarized, so any record can be rejected within the broker's limit."""
+        return self.max_payload_bytes // 4
 
     def database_url_or_sqlite(self, sqlite_path: str = ".local/data/mlops.sqlite") -> str:
         """The configured database, or the embedded SQLite default."""

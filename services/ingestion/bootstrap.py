@@ -67,7 +67,7 @@ def bootstrap(
     publisher = KafkaPublisher(
         producer,
         {name: topic for name, topic in topics.items() if name != "data.specs"},
-        max_record_bytes=platform.max_payload_bytes,
+        max_record_bytes=platform.max_record_bytes,
         timeout_s=settings.delivery_timeout_s + 5.0,
     )
     runtime = ServiceRuntime(name="ingestion", settings=platform, producer=producer)

@@ -68,6 +68,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         consumer_config=consumer_config(platform, NAME, group),
         producer=producer,
         dead_letter_topic=catalog.name("bus.dead-letter", namespace),
+        max_message_bytes=platform.max_payload_bytes,
     )
     runtime = ServiceRuntime(
         name=NAME,

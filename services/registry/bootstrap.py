@@ -48,6 +48,7 @@ def build(platform: PlatformSettings, settings: RegistrySettings) -> FastAPI:
         consumer_config=consumer_config(platform, NAME, group_id),
         producer=producer,
         dead_letter_topic=catalog.name("bus.dead-letter", namespace),
+        max_message_bytes=platform.max_payload_bytes,
         retry=RetryPolicy(max_attempts=settings.handler_attempts),
     )
     runtime = ServiceRuntime(

@@ -48,7 +48,10 @@ class RegistrySettings(ServiceSettings):
         10.0, gt=0, description="How long an HTTP change may wait for Kafka's confirmation."
     )
     handler_attempts: int = Field(
-        8, ge=1, description="Tries per ModelTrained message when the database fails."
+        8,
+        ge=1,
+        description="Tries per ModelTrained message on an error of unknown kind; a database "
+        "that is down is waited for instead (shared/failures.py).",
     )
 
     @field_validator("api_keys")

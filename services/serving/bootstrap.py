@@ -103,6 +103,7 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         consumer_config=consumer,
         producer=producer,
         dead_letter_topic=catalog.name("bus.dead-letter", namespace),
+        max_message_bytes=platform.max_payload_bytes,
     )
     positioned = threading.Event()
     follower = LifecycleFollower(runner, lambda: start_at_end(consumer, lifecycle), positioned)

@@ -130,6 +130,7 @@ def _runners(
         },
         producer=producer,
         dead_letter_topic=dead_letters,
+        max_message_bytes=platform.max_payload_bytes,
         retry=retry,
         batch_size=1,
     )
@@ -139,6 +140,7 @@ def _runners(
         consumer_config=consumer_config(platform, f"{NAME}-labels", labels_group),
         producer=producer,
         dead_letter_topic=dead_letters,
+        max_message_bytes=platform.max_payload_bytes,
         retry=retry,
     )
     return [commands, labels]

@@ -47,12 +47,18 @@ def build(platform: PlatformSettings, settings: ValidationSettings) -> FastAPI:
     record_ids = SqlRecordIds(engine, table_name(namespace))
     stats = QualityStats()
     metrics.register(stats)
-    deps = Deps(specs, record_ids, stats, refresh_interval_s=settings.spec_refresh_seconds)
+    deps = Deps(
+        specs,
+        record_ids,
+        stats,
+        refresh_interval_s=settings.spec_refresh_seconds,
+        max_rejection_bytes=platform.max_rejection_bytes,
+    )
 
     raw_topic = catalog.name(CONSUMES, namespace)
     subscriptions = [
         # Bare records and junk are records too here: the raw topic gets validation's decoder.
-        dataclasses.replace(s, decoder=RawDecoder(platform.max_payload_bytes))
+        dataclasses.replace(s, decoder=RawDecoder(platform.max_record_bytes))
         if s.topic == raw_topic
         else s
         for s in bind(routes(deps), namespace, platform.max_payload_bytes, catalog)
@@ -64,6 +70,7 @@ def build(platform: PlatformSettings, settings: ValidationSettings) -> FastAPI:
         producer=producer,
         dead_letter_topic=catalog.name("bus.dead-letter", namespace),
         retry=RetryPolicy(max_attempts=settings.handler_attempts),
+        max_message_bytes=platform.max_payload_bytes,
     )
     runtime = ServiceRuntime(
         name=NAME,

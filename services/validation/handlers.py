@@ -26,6 +26,7 @@ from services.validation.domain.duplicates import (
     validated_id,
 )
 from services.validation.domain.quality import QualityStats
+from services.validation.domain.rejections import bounded
 from services.validation.domain.rules import Checked, check_record, error
 from shared.datasets.registry import UnknownDataset
 from shared.datasets.spec import DatasetSpec, VersionedSpec
@@ -65,6 +66,8 @@ class Deps:
     stats: QualityStats
     refresh_interval_s: float = 1.0
     clock: Callable[[], float] = time.monotonic
+    max_rejection_bytes: int = 262_144
+    """PlatformSettings.max_rejection_bytes: longer rejections are summarized."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ class Validator:
             return self._rejected(event, record, position, [problem])
 
         spec = versioned.spec
-        checked = check_record(record, spec, event.id)
+        checked = check_record(record, spec, event.id, info.key)
         if not checked.ok:
             self._deps.stats.observe(record.dataset, spec, record.values, checked.errors)
             return self._rejected(event, record, position, checked.errors, versioned, checked)
@@ -167,19 +170,22 @@ class Validator:
     def _malformed(
         self, event: Event[Any], malformed: MalformedRaw, position: SourcePosition
     ) -> Emit:
-        problem = error(None, "malformed", malformed.reason)
+        problems = malformed.errors or [error(None, "malformed", malformed.reason)]
         name = malformed.dataset
         if name is not None and name in self.known_datasets():
-            self._deps.stats.observe(name, None, None, [problem])
+            self._deps.stats.observe(name, None, None, problems)
         else:
-            self._deps.stats.observe_unattributed("malformed")
+            self._deps.stats.observe_unattributed(problems[0].rule)
         payload = RecordRejected(
             dataset=malformed.dataset,
+            entity=malformed.entity,
             values=malformed.values,
-            errors=[problem],
+            errors=problems,
             source=position,
         )
-        return Emit(REJECTED, _output(rejected_id(event.id, position), payload, event, None))
+        payload = bounded(payload, self._deps.max_rejection_bytes)
+        output = _output(rejected_id(event.id, position), payload, event, malformed.entity)
+        return Emit(REJECTED, output, key=malformed.entity)
 
     def _rejected(
         self,
@@ -200,6 +206,7 @@ class Validator:
             errors=errors,
             source=position,
         )
+        payload = bounded(payload, self._deps.max_rejection_bytes)
         output = _output(rejected_id(event.id, position), payload, event, entity)
         return Emit(REJECTED, output, key=entity)
 

@@ -25,5 +25,8 @@ class ValidationSettings(ServiceSettings):
         1.0, gt=0, description="How often the specs topic is checked for new versions."
     )
     handler_attempts: int = Field(
-        8, ge=1, description="Tries per message when the database or registry fails."
+        8,
+        ge=1,
+        description="Tries per message on an error of unknown kind; a database that is "
+        "down is waited for instead (shared/failures.py).",
     )

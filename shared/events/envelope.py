@@ -26,6 +26,9 @@ class Payload(BaseModel):
 
 P = TypeVar("P", bound=Payload)
 
+MAX_SUBJECT_LENGTH = 1000
+"""The longest `subject` (an entity key): outputs keyed by a longer one cannot be built."""
+
 
 def new_event_id() -> str:
     return str(uuid.uuid4())
@@ -47,7 +50,7 @@ class Event(BaseModel, Generic[P]):
     source: str = Field(min_length=1, max_length=200)
     type: str = Field(min_length=1, max_length=200)
     time: datetime = Field(default_factory=utc_now)
-    subject: str | None = Field(None, max_length=1000)
+    subject: str | None = Field(None, max_length=MAX_SUBJECT_LENGTH)
     datacontenttype: Literal["application/json"] = "application/json"
     correlationid: str | None = Field(None, max_length=200)
     causationid: str | None = Field(None, max_length=200)

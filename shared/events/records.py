@@ -80,6 +80,11 @@ class RecordRejected(Payload):
     values: dict[str, FieldValue] = Field(default_factory=dict, description="As received.")
     errors: list[FieldError] = Field(min_length=1)
     source: SourcePosition
+    truncated: str | None = Field(
+        None,
+        description="Set when values and errors were summarized to keep the rejection within "
+        "the size limit: what was cut, and how much.",
+    )
 
 
 class LabelRecorded(Payload):

@@ -6,16 +6,17 @@ import functools
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, set_span_in_context
 
 from shared.events.envelope import Event
+from shared.failures import Failure, classify_kafka_error
 from shared.metrics import DELIVERY_FAILURES, MESSAGES_PUBLISHED
 from shared.telemetry import KafkaHeaders, inject_trace_headers
 
@@ -23,8 +24,36 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """One write the broker refused: where it went, why, and its value (to find its origin)."""
+
+    topic: str
+    error: KafkaError
+    value: bytes | None
+
+
 class DeliveryError(Exception):
     """The broker did not confirm one or more writes."""
+
+    def __init__(
+        self, message: str, failures: list[DeliveryFailure] | None = None, unconfirmed: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+        self.unconfirmed = unconfirmed
+
+    @property
+    def kind(self) -> Failure:
+        """Deterministic only when every write was refused for a reason no retry fixes."""
+        kinds = {classify_kafka_error(failure.error) for failure in self.failures}
+        if self.unconfirmed or not kinds or kinds - {Failure.DETERMINISTIC}:
+            return Failure.TRANSIENT
+        return Failure.DETERMINISTIC
+
+
+Refused = Callable[["OutgoingMessage", KafkaException], None]
+"""Told about a write librdkafka refused at once (e.g. too large), instead of raising."""
 
 
 @functools.cache
@@ -75,19 +104,24 @@ class _Failures:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._errors: list[str] = []
+        self._errors: list[DeliveryFailure] = []
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
         topic = message.topic() or "?"
         DELIVERY_FAILURES.labels(topic).inc()
         log.error("delivery to %s failed: %s", topic, error.str() if error else "?")
+        failure = DeliveryFailure(topic, error or KafkaError(KafkaError._FAIL), message.value())
         with self._lock:
-            self._errors.append(f"{topic}: {error.str() if error else '?'}")
+            self._errors.append(failure)
 
-    def drain(self) -> list[str]:
+    def drain(self) -> list[DeliveryFailure]:
         with self._lock:
             errors, self._errors = self._errors, []
         return errors
+
+
+def _describe(failures: list[DeliveryFailure]) -> str:
+    return "; ".join(f"{failure.topic}: {failure.error.str()}" for failure in failures[:5])
 
 
 class EventProducer:
@@ -101,11 +135,12 @@ class EventProducer:
         self._producer = Producer({**config, "delivery.report.only.error": True})
         self._background = _Failures()
 
-    def publish(self, messages: Iterable[OutgoingMessage]) -> int:
-        """Queues messages without waiting; a later `flush()` raises if any was not confirmed."""
+    def publish(self, messages: Iterable[OutgoingMessage], refused: Refused | None = None) -> int:
+        """Queues messages without waiting; a later `flush()` raises if any was not confirmed.
+        A write librdkafka refuses at once raises, or is handed to `refused` when given."""
         batch = list(messages)
         for parent, run in groupby(batch, key=lambda message: message.parent):
-            self._send(list(run), self._background.on_delivery, parent)
+            self._send(list(run), self._background.on_delivery, parent, refused)
         if batch:
             self._producer.poll(0)
         return len(batch)
@@ -120,10 +155,12 @@ class EventProducer:
         errors = failures.drain()
         if errors:
             raise DeliveryError(
-                f"{len(errors)} of {len(batch)} writes failed: " + "; ".join(errors[:5])
+                f"{len(errors)} of {len(batch)} writes failed: {_describe(errors)}", errors, left
             )
         if left:
-            raise DeliveryError(f"writes unconfirmed after {timeout}s ({left} still queued)")
+            raise DeliveryError(
+                f"writes unconfirmed after {timeout}s ({left} still queued)", unconfirmed=left
+            )
         return len(batch)
 
     def flush(self, timeout: float = 30.0) -> None:
@@ -131,15 +168,19 @@ class EventProducer:
         left = self._producer.flush(timeout)
         errors = self._background.drain()
         if errors:
-            raise DeliveryError(f"{len(errors)} writes failed: " + "; ".join(errors[:5]))
+            raise DeliveryError(f"{len(errors)} writes failed: {_describe(errors)}", errors, left)
         if left:
-            raise DeliveryError(f"{left} writes unconfirmed after {timeout}s")
+            raise DeliveryError(f"{left} writes unconfirmed after {timeout}s", unconfirmed=left)
 
     def close(self, timeout: float = 30.0) -> None:
         self.flush(timeout)
 
     def _send(
-        self, batch: list[OutgoingMessage], on_delivery: Any, parent: SpanContext | None = None
+        self,
+        batch: list[OutgoingMessage],
+        on_delivery: Any,
+        parent: SpanContext | None = None,
+        refused: Refused | None = None,
     ) -> None:
         """One producer span per call, a child of `parent` when given, else of the current
         span; every message carries that span's trace context."""
@@ -170,6 +211,10 @@ class EventProducer:
                     )
                 except BufferError:
                     self._produce_when_queue_frees(message, headers, on_delivery)
+                except KafkaException as error:
+                    if refused is None:
+                        raise
+                    refused(message, error)
         for topic, count in per_topic.items():
             MESSAGES_PUBLISHED.labels(topic).inc(count)
 

@@ -63,7 +63,7 @@ def test_json_nan_and_infinity_tokens_reach_the_rules_as_floats() -> None:
         (None, "tombstone", None),
         (b"", "not JSON", None),
         (b"hello there", "not JSON", None),
-        (b"\xff\xfe\x00garbage", "not JSON", None),
+        (b"\xff\xfe\x00garbage", "not UTF-8", None),
         (b"NaN", "not a JSON object but float", None),
         (b"[1, 2]", "not a JSON object but list", None),
         (b'"shop"', "not a JSON object but str", None),

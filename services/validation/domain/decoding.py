@@ -10,7 +10,12 @@ Three forms, told apart by their keys:
   timestamp, so a redelivery has the same id;
 - anything else (not JSON, not an object, the wrong shape, over the size limit, a tombstone):
   a `MalformedRaw` event with the reason. It is never dead-lettered: validation turns it into a
-  RecordRejected with rule `malformed`, so validated + rejected always equals raw.
+  RecordRejected with rule `malformed` (`too_large` over the size limit, `not_utf8` for bytes
+  that are not UTF-8), so validated + rejected always equals raw.
+
+A message that is JSON but holds a value no store or output can carry (a NUL character, a
+lone surrogate, a number beyond the float range or past the digit limit: domain/reading.py)
+becomes a `MalformedRaw` too, with one error per such value, named by its column and rule.
 
 Python's json module accepts the tokens NaN, Infinity and -Infinity; they decode to floats and
 reach the rules, which reject them as `not_finite`.
@@ -18,16 +23,16 @@ reach the rules, which reject them as `not_finite`.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
 from pydantic import Field, ValidationError
 
+from services.validation.domain.reading import Finding, Unreadable, read_json
 from shared.datasets.values import wire
 from shared.events.envelope import Event, Payload, utc_now
-from shared.events.records import FieldValue, RawRecord, RecordIngested
+from shared.events.records import FieldError, FieldValue, RawRecord, RecordIngested
 from shared.kafka.consumer import MessageInfo
 
 BARE_SOURCE: Final = "raw-client"
@@ -43,6 +48,9 @@ class MalformedRaw(Payload):
     reason: str
     dataset: str | None = None
     values: dict[str, FieldValue] = Field(default_factory=dict)
+    errors: list[FieldError] = Field(default_factory=list)
+    """Every failing field and rule; [malformed: reason] when empty."""
+    entity: str | None = None
 
 
 def position_id(topic: str, partition: int, offset: int) -> str:
@@ -65,6 +73,13 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _rule_of(error: ValidationError) -> str:
+    """`too_long` when a text is over its limit (an entity over the envelope's subject limit,
+    a dataset name over 200 characters), else `malformed`."""
+    kinds = {item["type"] for item in error.errors()}
+    return "too_long" if kinds == {"string_too_long"} else "malformed"
+
+
 def _dataset_of(document: dict[str, Any]) -> str | None:
     name = document.get("dataset")
     return name if isinstance(name, str) and 0 < len(name) <= 200 else None
@@ -83,23 +98,53 @@ def _scalars_of(document: dict[str, Any]) -> dict[str, FieldValue]:
 
 
 class _Malformed(Exception):
-    def __init__(self, reason: str, document: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        document: dict[str, Any] | None = None,
+        rule: str = "malformed",
+        errors: list[FieldError] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason[:_MAX_REASON]
         self.document = document or {}
+        self.errors = errors or [FieldError(field=None, rule=rule, message=self.reason)]
+
+
+_VALUES_PATHS: Final = (("values",), ("data", "values"))
+
+
+def _field_error(finding: Finding) -> FieldError:
+    """A finding as the error of its column (a record's values) or of the record."""
+    path, shown = finding.path, finding.shown
+    if len(path) >= 2 and path[:-1] in _VALUES_PATHS:
+        name = str(path[-1])
+        return FieldError(field=name, rule=finding.rule, message=f"{name} {finding.message}",
+                          value=shown[:_MAX_REASON] if shown else None)  # fmt: skip
+    where = ".".join(str(part) for part in path)
+    message = f"{where} {finding.message}" if where else finding.message
+    return FieldError(field=None, rule=finding.rule, message=message[:_MAX_REASON])
 
 
 def _parse(value: bytes | None, max_bytes: int) -> Any:
     if value is None:
         raise _Malformed("empty message value (tombstone)")
     if len(value) > max_bytes:
-        raise _Malformed(f"{len(value)} bytes exceeds the limit of {max_bytes}")
+        reason = f"{len(value)} bytes exceeds the limit of {max_bytes} bytes for a record"
+        raise _Malformed(reason, rule="too_large")
     try:
-        return json.loads(value)
-    except (ValueError, UnicodeDecodeError) as problem:
-        raise _Malformed(f"not JSON: {problem}") from None
+        document, findings = read_json(value)
+    except Unreadable as unreadable:
+        raise _Malformed(str(unreadable), rule=unreadable.rule) from None
     except RecursionError:
         raise _Malformed("not JSON: nested too deeply") from None
+    if findings:
+        inner = document.get("data") if isinstance(document, dict) else None
+        shown = inner if isinstance(inner, dict) and "specversion" in document else document
+        errors = [_field_error(finding) for finding in findings]
+        reason = "; ".join(error.message for error in errors)
+        raise _Malformed(reason, shown if isinstance(shown, dict) else None, errors=errors)
+    return document
 
 
 def _envelope(document: dict[str, Any]) -> Event[RecordIngested]:
@@ -111,14 +156,16 @@ def _envelope(document: dict[str, Any]) -> Event[RecordIngested]:
     try:
         return Event[RecordIngested].model_validate(document)
     except ValidationError as problem:
-        raise _Malformed(f"not a RecordIngested envelope: {_describe(problem)}", inner) from None
+        reason = f"not a RecordIngested envelope: {_describe(problem)}"
+        raise _Malformed(reason, inner, rule=_rule_of(problem)) from None
 
 
 def _bare(document: dict[str, Any], info: MessageInfo) -> Event[RecordIngested]:
     try:
         raw = RawRecord.model_validate(document)
     except ValidationError as problem:
-        raise _Malformed(f"not a raw record: {_describe(problem)}", document) from None
+        reason = f"not a raw record: {_describe(problem)}"
+        raise _Malformed(reason, document, rule=_rule_of(problem)) from None
     event_id = position_id(info.topic, info.partition, info.offset)
     ingested_at = kafka_time(info)
     record = RecordIngested(
@@ -146,10 +193,13 @@ def decode_raw(value: bytes | None, info: MessageInfo, max_bytes: int) -> Event[
         return _bare(document, info)
     except _Malformed as malformed:
         event_id = position_id(info.topic, info.partition, info.offset)
+        entity = malformed.document.get("entity")
         payload = MalformedRaw(
             reason=malformed.reason,
             dataset=_dataset_of(malformed.document),
             values=_scalars_of(malformed.document),
+            errors=malformed.errors,
+            entity=entity if isinstance(entity, str) and len(entity) <= 1000 else None,
         )
         return Event[MalformedRaw](
             id=event_id,

@@ -14,13 +14,23 @@
 | future_time      | time column  | the event time lies past ingested_at + future_tolerance_seconds |
 | label            | label column | with_record: missing, null or not of the label type; feedback: present at all |
 | entity_mismatch  | entity key   | the envelope's entity differs from str(values[entity_key])     |
+| key_mismatch     | entity key   | the message has a Kafka key and it differs from the entity     |
+| too_long         | entity key, record id | over MAX_ENTITY_LENGTH (the envelope's subject limit) or MAX_RECORD_ID_LENGTH characters |
+
+The Kafka key decides a raw record's partition, hence its order among its entity's records:
+ingestion and the documented clients key a record by its entity, so a key that says another
+entity is a producer's bug, and the record is rejected rather than validated out of order. A
+message without a key (or with an empty one) is taken as it is.
 
 A value outside a feature's expected range (expected_min/expected_max) breaks no rule: the
 record passes and the feature is listed in `Checked.out_of_range` (RecordValidated.out_of_range),
 so a covariate shift is counted as a signal instead of rejected.
 
 Record-level rules (`unknown_dataset`, `unknown_version`, `malformed`, `duplicate_id`) need the
-registry, the message or the id store; they are decided around this function.
+registry, the message or the id store; they are decided around this function, and so are the
+rules on what a message's bytes hold (`not_utf8`, `nul_character`, `lone_surrogate`,
+`number_overflow`, `number_too_long`, `too_large`: domain/reading.py and domain/decoding.py),
+which are checked before any of these.
 """
 
 from __future__ import annotations
@@ -40,9 +50,11 @@ from shared.datasets.values import (
     outside_expected,
     wire,
 )
+from shared.events.envelope import MAX_SUBJECT_LENGTH
 from shared.events.records import FieldError, FieldValue, RecordIngested
 
-MAX_RECORD_ID_LENGTH: Final = 200
+MAX_RECORD_ID_LENGTH: Final = 200  # the record-id store's column
+MAX_ENTITY_LENGTH: Final = MAX_SUBJECT_LENGTH
 
 
 class _Missing:
@@ -91,8 +103,10 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 class _Rules:
-    def __init__(self, record: RecordIngested, spec: DatasetSpec, event_id: str) -> None:
-        self.record, self.spec, self.event_id = record, spec, event_id
+    def __init__(
+        self, record: RecordIngested, spec: DatasetSpec, event_id: str, key: bytes | None
+    ) -> None:
+        self.record, self.spec, self.event_id, self.key = record, spec, event_id, key
         self.values = record.values
         self.errors: list[FieldError] = []
         self.out_of_range: list[str] = []
@@ -113,9 +127,17 @@ class _Rules:
         if not entity.strip():
             self.fail(name, "required", f"the entity key {name} is empty", value)
             return None
+        if len(entity) > MAX_ENTITY_LENGTH:
+            message = f"an entity key has at most {MAX_ENTITY_LENGTH} characters, not {len(entity)}"
+            self.fail(name, "too_long", message, value)
+            return None
         if self.record.entity is not None and self.record.entity != entity:
             message = f"the message's entity {self.record.entity!r} differs from {name}={entity!r}"
             self.fail(name, "entity_mismatch", message, value)
+        elif self.key and self.key != entity.encode():
+            shown = self.key[:100].decode(errors="replace")
+            message = f"the message's Kafka key {shown!r} differs from {name}={entity!r}"
+            self.fail(name, "key_mismatch", message, value)
         return entity
 
     def record_id(self) -> str | None:
@@ -140,8 +162,10 @@ class _Rules:
             self.fail(name, "required", f"the record id {name} is empty", value)
             return None
         if len(record_id) > MAX_RECORD_ID_LENGTH:
-            message = f"a record id has at most {MAX_RECORD_ID_LENGTH} characters"
-            self.fail(name, "type", message, value)
+            message = (
+                f"a record id has at most {MAX_RECORD_ID_LENGTH} characters, not {len(record_id)}"
+            )
+            self.fail(name, "too_long", message, value)
             return None
         return record_id
 
@@ -227,9 +251,12 @@ class _Rules:
                 )
 
 
-def check_record(record: RecordIngested, spec: DatasetSpec, event_id: str) -> Checked:
-    """Every rule of `spec` against one record; `event_id` is its id when the spec names none."""
-    rules = _Rules(record, spec, event_id)
+def check_record(
+    record: RecordIngested, spec: DatasetSpec, event_id: str, key: bytes | None = None
+) -> Checked:
+    """Every rule of `spec` against one record; `event_id` is its id when the spec names none,
+    `key` the Kafka key of its message."""
+    rules = _Rules(record, spec, event_id, key)
     entity = rules.entity()
     record_id = rules.record_id()
     event_time = rules.event_time()

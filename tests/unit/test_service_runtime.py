@@ -1,0 +1,49 @@
+"""A loop that stops on its own is a crash: the runtime says so and ends the process (here a
+recorder stands in for the exit, which tests/integration/test_runner_resilience.py checks)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from shared.service import ServiceRuntime
+from shared.settings import PlatformSettings
+
+
+class Loop:
+    def __init__(self, group_id: str, behaviour: str) -> None:
+        self.group_id, self.behaviour = group_id, behaviour
+
+    def run(self, stop: threading.Event) -> None:
+        if self.behaviour == "raises":
+            raise RuntimeError("the loop itself broke")
+        if self.behaviour == "waits":
+            stop.wait()
+
+
+def run_until_settled(*loops: Loop) -> tuple[ServiceRuntime, list[list[str]]]:
+    calls: list[list[str]] = []
+    runtime = ServiceRuntime(
+        name="t",
+        settings=PlatformSettings(),
+        runners=loops,
+        on_crash=lambda r: calls.append(list(r.crashed)),
+    )
+    runtime.start_consumers()
+    for thread in runtime._threads:
+        thread.join(0.5)
+    runtime.stop_consumers(timeout_s=5)
+    return runtime, calls
+
+
+@pytest.mark.parametrize("behaviour", ["raises", "returns"])
+def test_a_loop_that_stops_unasked_is_a_crash_that_ends_the_process(behaviour: str) -> None:
+    runtime, calls = run_until_settled(Loop("fine", "waits"), Loop("broken", behaviour))
+    assert runtime.crashed == ["broken"]
+    assert calls == [["broken"]]
+
+
+def test_loops_stopped_on_request_are_no_crash() -> None:
+    runtime, calls = run_until_settled(Loop("a", "waits"), Loop("b", "waits"))
+    assert runtime.crashed == [] and calls == []

@@ -28,10 +28,6 @@ class MalformedBody(Refusal):
     status, reason = 400, "malformed_body"
 
 
-class BodyTooLarge(Refusal):
-    status, reason = 413, "too_large"
-
-
 class NotABatch(Refusal):
     """Parseable, but not the expected shape ({"records": [...]}, {"labels": [...]})."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +31,10 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.settings import ServiceSettings
+from shared.text import first_text_problem, shown
 
 MIB = 1024 * 1024
 MAX_LISTED_ERRORS = 20
-MAX_TEXT_CHARS = 200
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 HTTP_REFUSALS = Counter(
@@ -42,13 +42,6 @@ HTTP_REFUSALS = Counter(
     "Requests refused before a route (too_large, unsupported_media_type, invalid_text).",
     ["reason"],
 )
-
-
-def shown(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    """`text` fit for an answer: lone surrogates escaped (they cannot be encoded), at most
-    `limit` characters."""
-    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
 
 
 def _count(reason: str) -> None:
@@ -167,30 +160,6 @@ def accepts(declared: Sequence[str], media: str) -> bool:
 # surrogate's raw bytes (json.loads decodes bytes with surrogatepass). Only a body with one of
 # these is parsed here; the others go to the route untouched.
 _SUSPECT = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)|\xed[\xa0-\xbf]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def text_problem(text: str) -> str | None:
-    """Why a string cannot be taken as text, or None."""
-    surrogate = _LONE_SURROGATE.search(text)
-    if surrogate:
-        return f"a lone surrogate ({shown(surrogate.group())}): text must be valid Unicode"
-    if "\x00" in text:
-        return "a NUL character (\\u0000), which text fields do not accept"
-    return None
-
-
-def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    """Every string of a JSON document (object keys too) with where it is."""
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{where}[{index}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield f"{where} (a key)", key
-            yield from _strings(item, f"{where}.{shown(key, 60)}")
 
 
 def json_text_problem(body: bytes) -> tuple[str, str] | None:
@@ -201,11 +170,10 @@ def json_text_problem(body: bytes) -> tuple[str, str] | None:
         document = json.loads(body)
     except (ValueError, RecursionError):
         return None  # not JSON: the route says so
-    for where, text in _strings(document, "body"):
-        problem = text_problem(text)
-        if problem:
-            return where, problem
-    return None
+    try:
+        return first_text_problem(document, "body")
+    except RecursionError:
+        return "body", "nested too deeply to be checked"
 
 
 class RequestBodyChecks:

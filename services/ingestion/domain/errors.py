@@ -28,6 +28,12 @@ class MalformedBody(Refusal):
     status, reason = 400, "malformed_body"
 
 
+class InvalidNumber(Refusal):
+    """Valid JSON, but a number no service can hold: past float range or Python's digit limit."""
+
+    reason = "invalid_number"
+
+
 class NotABatch(Refusal):
     """Parseable, but not the expected shape ({"records": [...]}, {"labels": [...]})."""
 

@@ -12,14 +12,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from infra.demo.loop import start_platform
 from infra.processes import drop_namespace_state
+from shared.kafka.config import producer_config
+from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
+from tests.integration.test_registry_service import MODEL, trained
 from tests.services import RunningService, namespace_topics, start_service
+from tests.waiting import wait_until
 
 API_KEY = "fuzz-" + uuid.uuid4().hex
 KEYED = {"X-API-Key": API_KEY}
@@ -33,6 +38,18 @@ class Platform:
 
     def url(self, name: str) -> str:
         return self.services[name].url
+
+    def register_model(self) -> str:
+        """A model version in the registry (a ModelTrained as training publishes it; its
+        artifact is never loaded), so reads reach its SQL rows. Returns its name."""
+        event = trained(0.8, namespace=self.namespace)
+        producer = EventProducer(producer_config(PlatformSettings(), "http-tests"))
+        topic = f"{self.namespace}.models.trained"
+        producer.publish_confirmed([OutgoingMessage.for_event(topic, event, key=MODEL)])
+        producer.close()
+        url = f"{self.url('registry')}/models/{MODEL}"
+        wait_until(lambda: httpx.get(url).status_code == 200, what=f"{MODEL} in the registry")
+        return MODEL
 
     def messages_in(self, topic: str) -> int:
         """How many messages a catalog topic of the namespace holds (sum of end offsets)."""

@@ -46,6 +46,7 @@ def platform(
 ) -> Iterator[Platform]:
     logs: Path = tmp_path_factory.mktemp("http-hygiene")
     with running_platform(admin, settings, logs, "hyg") as running:
+        running.register_model()
         yield running
 
 

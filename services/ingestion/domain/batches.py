@@ -22,6 +22,7 @@ from services.ingestion.domain.errors import (
     NotABatch,
     Refusal,
 )
+from shared.text import shown
 
 Scalar = str | int | float | bool | None
 Row = dict[str, Scalar]
@@ -109,7 +110,9 @@ def _batch_list(document: Any, field: str, example: str) -> list[Any]:
         raise NotABatch(f'the body has no "{field}" field; it must be {shape}')
     unexpected = sorted(set(document) - {field})
     if unexpected:
-        raise NotABatch(f"unexpected fields {unexpected}; the body must be {shape}")
+        listed = [shown(key, 60) for key in unexpected[:5]]
+        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+        raise NotABatch(f"unexpected fields {listed}{more}; the body must be {shape}")
     items = document[field]
     if not isinstance(items, list):
         raise NotABatch(f'"{field}" must be a list, not a JSON {json_kind(items)}')
@@ -156,8 +159,8 @@ def parse_record_batch(document: Any) -> list[Row]:
             if not is_scalar(value):
                 errors.add(
                     index,
-                    column,
-                    f"records[{index}].{column} is a JSON {json_kind(value)}, not a scalar "
+                    shown(column, 100),
+                    f"records[{index}].{shown(column, 100)} is a JSON {json_kind(value)}, not a scalar "
                     "(string, number, boolean or null)",
                 )
     errors.raise_any()
@@ -213,7 +216,7 @@ def parse_label_batch(document: Any) -> list[LabelInput]:
             continue
         before = errors.count
         for field in sorted(set(item) - _LABEL_FIELDS):
-            errors.add(index, field, f"{where}: unexpected field {field!r}")
+            errors.add(index, shown(field, 100), f"{where}: unexpected field {shown(field, 100)!r}")
         record_id = item.get("record_id")
         if isinstance(record_id, int) and not isinstance(record_id, bool):
             record_id = str(record_id)
@@ -240,7 +243,7 @@ def parse_label_batch(document: Any) -> list[LabelInput]:
                 errors.add(
                     index,
                     "labelled_at",
-                    f"{where}.labelled_at is not an ISO-8601 time ({error})",
+                    f"{where}.labelled_at is not an ISO-8601 time ({shown(str(error))})",
                 )
         entity = item.get("entity")
         if entity is not None and not (is_scalar(entity) and not isinstance(entity, bool)):

@@ -2,7 +2,8 @@
 services started once for the module, the registry with an API key sent on every request.
 
 Each operation gets requests that fit its schema and requests that do not (schemathesis'
-positive and negative modes), seeded (Hypothesis derandomized) and bounded (EXAMPLES each), and
+positive and negative modes), half of them on the names that exist (KNOWN_NAMES), seeded
+(Hypothesis derandomized) and bounded (EXAMPLES each), and
 every answer must hold two invariants: no 5xx (schemathesis' not_a_server_error), and no
 answer larger than the service's request limit (an error never grows with its input).
 
@@ -14,6 +15,7 @@ shipped dataset specs give the reads rows to find.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +33,10 @@ from shared.settings import PlatformSettings
 from tests.integration.platform import KEYED, Platform, running_platform
 
 MIB = 1024 * 1024
-EXAMPLES = 12
+EXAMPLES = 20
+# Path parameters that name something the platform has, so that half the cases get past the
+# 404 of an unknown dataset or model into the code that reads it.
+KNOWN_NAMES = {"name": "loans", "dataset": "loans"}
 ERROR_ANSWER_LIMIT = 64 * 1024
 # Each service's request limit (MLOPS_<NAME>_MAX_BODY_BYTES defaults): no answer is larger.
 # The one 5xx that is a contract: /live and /ready answer 503 while the service is not alive or
@@ -69,9 +74,17 @@ def operations(platform: Platform, service: str) -> list[APIOperation]:
 def problems_of(operation: APIOperation, base_url: str, limit: int) -> list[str]:
     """What breaks the invariants on this operation's generated requests (empty: nothing)."""
     problems: list[str] = []
+    known = {
+        name: KNOWN_NAMES[name]
+        for name in re.findall(r"{(\w+)}", operation.path)
+        if name in KNOWN_NAMES
+    }
     cases = st.one_of(
-        operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
-        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+        *(
+            operation.as_strategy(generation_mode=mode, path_parameters=fixed)
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+            for fixed in ({}, known)
+        )
     )
 
     @settings(

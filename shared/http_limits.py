@@ -3,8 +3,9 @@
 - A body over the service's limit: 413, decided from Content-Length when it is sent, otherwise
   as soon as the bytes read pass the limit (the rest is never read).
 - A body whose content type the route does not declare in the OpenAPI document: 415.
-- A JSON body holding a lone surrogate or a NUL character in any string: 422 naming where; no
-  store, topic or response encoder downstream can take them.
+- A JSON body holding a lone surrogate or a NUL character in any string, or a URL holding a
+  NUL: 422 naming where; no store, topic or response encoder downstream can take them (a
+  URL's path and query are decoded with replacement characters, so no surrogate gets in).
 - Request validation errors: 422 with the first errors, each naming the problem and where,
   never echoing the input (a 50 MB body must not come back as a 50 MB answer).
 
@@ -176,9 +177,9 @@ def json_text_problem(body: bytes) -> tuple[str, str] | None:
         return "body", "nested too deeply to be checked"
 
 
-class RequestBodyChecks:
-    """415 for a content type the route does not declare, 422 for a JSON body whose text
-    cannot be text. Declared types are the route's requestBody in the app's OpenAPI document,
+class RequestChecks:
+    """422 for a URL with a NUL, 415 for a content type the route does not declare, 422 for a
+    JSON body whose text cannot be text. Declared types are the route's requestBody in the app's OpenAPI document,
     the one clients and schemathesis read."""
 
     def __init__(self, app: ASGIApp, api: FastAPI, count: Callable[[str], None]) -> None:
@@ -186,7 +187,15 @@ class RequestBodyChecks:
         self.operations: list[tuple[re.Pattern[str], dict[str, list[str]]]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in BODY_METHODS or not _has_body(scope):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            self.count("invalid_text")
+            detail = "the URL holds a NUL character (%00), which no name or value can hold"
+            await refusal(422, detail, "invalid_text", where="url")(scope, receive, send)
+            return
+        if scope["method"] not in BODY_METHODS or not _has_body(scope):
             await self.app(scope, receive, send)
             return
         declared = self._declared_media_types(scope)
@@ -310,5 +319,5 @@ def install_http_limits(app: FastAPI, limit: BodyLimit) -> None:
 
     app.add_exception_handler(RequestValidationError, validation_refused)
     app.add_exception_handler(BodyTooLarge, too_large)
-    app.add_middleware(RequestBodyChecks, api=app, count=limit.count)
+    app.add_middleware(RequestChecks, api=app, count=limit.count)
     app.add_middleware(BodyLimitMiddleware, limit=limit)

@@ -158,6 +158,23 @@ def test_ingestion_refuses_a_lone_surrogate_or_nul_with_422_and_publishes_nothin
     assert platform.messages_in("data.raw") == before
 
 
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("training", "/runs/%00"),
+        ("feature_store", "/features/loans/a%00"),
+        ("feature_store", "/features/%00/a"),
+        ("ingestion", "/datasets/%00"),
+        ("validation", "/stats/%00"),
+        ("registry", "/models/%00"),
+    ],
+)
+def test_a_nul_in_a_path_is_422_not_500(platform: Platform, service: str, path: str) -> None:
+    answer = httpx.get(f"{platform.url(service)}{path}")
+    assert answer.status_code == 422, answer.text
+    assert platform.services[service].is_live()
+
+
 def test_a_label_with_a_lone_surrogate_is_422(platform: Platform) -> None:
     body = b'{"labels": [{"record_id": "\\ud800", "label": 1}]}'
     url = f"{platform.url('ingestion')}/datasets/loans/labels"

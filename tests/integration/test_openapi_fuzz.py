@@ -33,7 +33,7 @@ from shared.settings import PlatformSettings
 from tests.integration.platform import KEYED, Platform, running_platform
 
 MIB = 1024 * 1024
-EXAMPLES = 20
+EXAMPLES = 40
 # Path parameters that name something the platform has, so that half the cases get past the
 # 404 of an unknown dataset or model into the code that reads it.
 KNOWN_NAMES = {"name": "loans", "dataset": "loans"}

@@ -207,6 +207,13 @@ def test_escaped_pairs_and_look_alikes_are_text(client: TestClient, name: str) -
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize("url", ["/free/a%00b", "/free/a?x=%00", "/free/%00?y=1"])
+def test_a_nul_in_the_url_is_422(client: TestClient, url: str) -> None:
+    answer = client.post(url, content=b"{}", headers=JSON)
+    assert answer.status_code == 422
+    assert answer.json()["reason"] == "invalid_text" and answer.json()["where"] == "url"
+
+
 def test_a_validation_error_names_the_problem_without_echoing_the_input(
     client: TestClient,
 ) -> None:

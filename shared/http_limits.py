@@ -179,8 +179,8 @@ def json_text_problem(body: bytes) -> tuple[str, str] | None:
 
 class RequestChecks:
     """422 for a URL with a NUL, 415 for a content type the route does not declare, 422 for a
-    JSON body whose text cannot be text. Declared types are the route's requestBody in the app's OpenAPI document,
-    the one clients and schemathesis read."""
+    JSON body whose text cannot be text. Declared types are the operation's requestBody in the
+    app's OpenAPI document, the one clients and schemathesis read."""
 
     def __init__(self, app: ASGIApp, api: FastAPI, count: Callable[[str], None]) -> None:
         self.app, self.api, self.count = app, api, count

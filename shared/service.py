@@ -23,6 +23,7 @@ from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.http_limits import BodyLimit, install_http_limits
 from shared.kafka.config import client_config
 from shared.kafka.producer import EventProducer
 from shared.settings import PlatformSettings
@@ -118,10 +119,12 @@ def create_app(
     *,
     telemetry: TelemetryConfig | None = None,
     exclude_spans: Sequence[Literal["receive", "send"]] = (),
+    body_limit: BodyLimit | None = None,
 ) -> FastAPI:
     """The service's app. `telemetry` is FastAPI's own (e.g. {"operation_spans": False}: no
     fastapi.dependencies/fastapi.endpoint spans); `exclude_spans` drops the ASGI instrumentation's
-    'http receive'/'http send' spans. Both default to what FastAPI and OpenTelemetry do."""
+    'http receive'/'http send' spans. Both default to what FastAPI and OpenTelemetry do.
+    `body_limit` (default 1 MiB) and the checks of shared/http_limits.py apply to every route."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -156,6 +159,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    install_http_limits(app, body_limit or BodyLimit.default(runtime.name))
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls="live,ready,metrics", exclude_spans=list(exclude_spans) or None
     )

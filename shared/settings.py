@@ -64,3 +64,6 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
+    max_body_bytes: int = Field(
+        1_048_576, gt=0, description="Largest request body; larger ones are refused with 413."
+    )

@@ -50,6 +50,7 @@ from shared.datasets.registry import SpecRegistry
 from shared.datasets.spec import DatasetSpec
 from shared.events.codec import EventDecoder
 from shared.events.records import FeaturesComputed, LabelRecorded, RecordValidated
+from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer
 from shared.kafka.topics import TopicCatalog
@@ -174,7 +175,10 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         max_lookup_entities=settings.max_lookup_entities,
     )
     http = create_app(
-        runtime, telemetry={"operation_spans": False}, exclude_spans=("receive", "send")
+        runtime,
+        telemetry={"operation_spans": False},
+        exclude_spans=("receive", "send"),
+        body_limit=BodyLimit.of(settings),
     )
     install(http, deps)
     return FeatureStoreProcess(settings, stream, pipeline, sinks, http, producer, stop, runtime)

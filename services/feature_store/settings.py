@@ -14,6 +14,11 @@ class FeatureStoreSettings(ServiceSettings):
     )
 
     port: int = Field(8003, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        8 * 1_048_576,
+        gt=0,
+        description="Largest request body (a batch lookup of serving's max_records long keys).",
+    )
     bucket: str = Field(
         "mlops-offline", min_length=3, max_length=63, description="Offline store and sets."
     )

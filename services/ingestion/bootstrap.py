@@ -17,7 +17,7 @@ from services.ingestion.adapters.kafka import (
 )
 from services.ingestion.domain.ingestion import Ingestion
 from services.ingestion.handlers import PUBLISHES, SOURCE
-from services.ingestion.http import build_router, install_refusal_handler
+from services.ingestion.http import body_limit, build_router, install_refusal_handler
 from services.ingestion.settings import IngestionSettings
 from shared.datasets.registry import SpecRegistry
 from shared.datasets.spec import shipped_specs
@@ -39,7 +39,7 @@ class IngestionService:
 def build_app(
     runtime: ServiceRuntime, ingestion: Ingestion, settings: IngestionSettings
 ) -> FastAPI:
-    app = create_app(runtime, [build_router(ingestion, settings)])
+    app = create_app(runtime, [build_router(ingestion, settings)], body_limit=body_limit(settings))
     install_refusal_handler(app)
     return app
 

@@ -24,15 +24,17 @@ from starlette.datastructures import UploadFile
 from services.ingestion import metrics
 from services.ingestion.adapters.files import open_table
 from services.ingestion.domain.batches import parse_json, parse_label_batch, parse_record_batch
-from services.ingestion.domain.errors import BodyTooLarge, EmptyBatch, NotABatch, Refusal
-from services.ingestion.domain.files import detect_format
+from services.ingestion.domain.errors import EmptyBatch, NotABatch, Refusal
+from services.ingestion.domain.files import CSV_MEDIA_TYPES, PARQUET_MEDIA_TYPES, detect_format
 from services.ingestion.domain.ingestion import FileAccepted, Ingestion
-from services.ingestion.domain.specs import media_type, parse_spec
+from services.ingestion.domain.specs import YAML_MEDIA_TYPES, media_type, parse_spec
 from services.ingestion.settings import IngestionSettings
 from shared.datasets.spec import DatasetSpec, VersionedSpec
+from shared.http_limits import BodyLimit
 
 log = logging.getLogger(__name__)
 SPOOL_BUFFER = 1024 * 1024
+FILES_PATH = "/datasets/{name}/files"
 
 
 def _described(versioned: VersionedSpec, with_spec: bool) -> dict[str, Any]:
@@ -46,24 +48,14 @@ def _described(versioned: VersionedSpec, with_spec: bool) -> dict[str, Any]:
     return answer
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to be over `limit` bytes."""
-    mib = f" = {limit / 1048576:g} MiB" if limit % 1048576 == 0 else ""
-    too_large = BodyTooLarge(
-        f"the body is over the limit of {limit} bytes{mib} (MLOPS_INGESTION_MAX_BODY_BYTES): "
-        "send smaller batches, or send a file to /datasets/<name>/files",
-        limit=limit,
+def body_limit(settings: IngestionSettings) -> BodyLimit:
+    """JSON bodies (records, labels, specs) are bounded; files are streamed, of any size."""
+    return BodyLimit.of(
+        settings,
+        unbounded_paths=[FILES_PATH],
+        hint="send smaller batches, or send a file to /datasets/<name>/files",
+        count=lambda reason: metrics.REFUSALS.labels(reason).inc(),
     )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    parts, size = [], 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise too_large
-        parts.append(part)
-    return b"".join(parts)
 
 
 _RECORDS_BODY = {
@@ -137,9 +129,11 @@ _FILE_BODY = {
                     "properties": {"file": {"type": "string", "format": "binary"}},
                 }
             },
-            "text/csv": {"schema": {"type": "string"}},
-            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            **{media: {"schema": {"type": "string"}} for media in sorted(CSV_MEDIA_TYPES)},
+            **{
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in sorted(PARQUET_MEDIA_TYPES | {"application/octet-stream"})
+            },
         },
     }
 }
@@ -147,7 +141,6 @@ _FILE_BODY = {
 
 def build_router(ingestion: Ingestion, settings: IngestionSettings) -> APIRouter:
     router = APIRouter(tags=["ingestion"])
-    limit = settings.max_body_bytes
 
     @router.post(
         "/datasets",
@@ -157,13 +150,13 @@ def build_router(ingestion: Ingestion, settings: IngestionSettings) -> APIRouter
                 "required": True,
                 "content": {
                     "application/json": {"schema": DatasetSpec.model_json_schema()},
-                    "application/yaml": {"schema": {"type": "string"}},
+                    **{media: {"schema": {"type": "string"}} for media in sorted(YAML_MEDIA_TYPES)},
                 },
             }
         },
     )
     async def register_spec(request: Request) -> JSONResponse:
-        body = await read_body(request, limit)
+        body = await request.body()
         spec = parse_spec(body, request.headers.get("content-type"))
         outcome = await run_in_threadpool(ingestion.register_spec, spec)
         metrics.SPECS_REGISTERED.labels("created" if outcome.created else "unchanged").inc()
@@ -190,7 +183,7 @@ def build_router(ingestion: Ingestion, settings: IngestionSettings) -> APIRouter
         openapi_extra=_RECORDS_BODY,
     )
     async def ingest_records(name: str, request: Request) -> JSONResponse:
-        rows = parse_record_batch(parse_json(await read_body(request, limit)))
+        rows = parse_record_batch(parse_json(await request.body()))
         accepted = await run_in_threadpool(ingestion.ingest_records, name, rows)
         metrics.RECORDS_ACCEPTED.labels(name, "batch").inc(len(accepted.ids))
         return JSONResponse(
@@ -203,7 +196,7 @@ def build_router(ingestion: Ingestion, settings: IngestionSettings) -> APIRouter
         )
 
     @router.post(
-        "/datasets/{name}/files",
+        FILES_PATH,
         status_code=202,
         summary="Ingest a CSV or Parquet file, chunk by chunk (any size)",
         openapi_extra=_FILE_BODY,
@@ -277,7 +270,7 @@ def build_router(ingestion: Ingestion, settings: IngestionSettings) -> APIRouter
         openapi_extra=_LABELS_BODY,
     )
     async def record_labels(name: str, request: Request) -> JSONResponse:
-        labels = parse_label_batch(parse_json(await read_body(request, limit)))
+        labels = parse_label_batch(parse_json(await request.body()))
         ids = await run_in_threadpool(ingestion.record_labels, name, labels)
         metrics.LABELS_ACCEPTED.labels(name).inc(len(ids))
         return JSONResponse({"accepted": len(ids), "ids": ids}, 202)

@@ -21,6 +21,7 @@ from services.monitoring.handlers import Deps, routes
 from services.monitoring.http import monitoring_router
 from services.monitoring.settings import MonitoringSettings
 from shared.datasets.registry import SpecRegistry
+from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.producer import EventProducer
@@ -78,7 +79,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         readiness_checks={"kafka": kafka_reachable(platform), "database": history.ping},
     )
     router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s)
-    return create_app(runtime, [router])
+    return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
 
 
 def holdout_metrics(lineages: BackgroundLineages) -> Callable[[str, int], Mapping[str, Any] | None]:

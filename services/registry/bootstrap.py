@@ -15,6 +15,7 @@ from services.registry.handlers import Deps, routes
 from services.registry.http import RegistryApi, install
 from services.registry.lifecycle import Registry
 from services.registry.settings import RegistrySettings
+from shared.http_limits import BodyLimit
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, RetryPolicy
 from shared.kafka.producer import EventProducer
@@ -63,7 +64,7 @@ def build(platform: PlatformSettings, settings: RegistrySettings) -> FastAPI:
     )
     if not settings.api_keys:
         log.warning("MLOPS_REGISTRY_API_KEYS is empty: every change over HTTP is refused")
-    app = create_app(runtime)
+    app = create_app(runtime, body_limit=BodyLimit.of(settings))
     install(app, RegistryApi(registry, publish, settings.api_keys))
     return app
 

@@ -1,5 +1,5 @@
 """The registry's HTTP API. Reads are open; changes need an API key in X-API-Key (missing: 401,
-unknown: 403), whose owner is recorded as the decision maker.
+unknown: 403, checked before the body is read), whose owner is recorded as the decision maker.
 
     GET    /models                                   every model, its aliases and version count
     GET    /models/{name}                            one model, with its tags
@@ -31,8 +31,11 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.registry.domain.errors import Conflict, NotFound, PublishFailed, RegistryError
 from services.registry.domain.events import CHAMPION
@@ -54,6 +57,8 @@ from shared.events.models import MODEL_NAME
 
 ALIAS = r"^[a-z][a-z0-9_-]{0,49}$"
 TAG_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"
+MAX_ID = 2**31 - 1  # versions and audit ids are SQL INTEGER columns
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _STATUS = {NotFound: 404, Conflict: 409, PublishFailed: 503}
 
 
@@ -73,6 +78,7 @@ class RegistryApi:
 def install(app: FastAPI, api: RegistryApi) -> None:
     app.state.registry_api = api
     app.include_router(router)
+    app.add_middleware(KeyBeforeBody, api=api)
 
 
 def _api(request: Request) -> RegistryApi:
@@ -85,10 +91,8 @@ _key_header = APIKeyHeader(
 )
 
 
-def _owner(
-    api: Annotated[RegistryApi, Depends(_api)], key: Annotated[str | None, Security(_key_header)]
-) -> str:
-    """The owner of the API key sent, who becomes `decided_by` and the audit trail's actor."""
+def key_owner(key: str | None, api_keys: Mapping[str, SecretStr]) -> str:
+    """The owner of the API key sent; 401 without a key, 403 for a key nobody owns."""
     if not key:
         raise HTTPException(
             401,
@@ -96,7 +100,7 @@ def _owner(
             headers={"WWW-Authenticate": "ApiKey"},
         )
     owner = None
-    for name, secret in api.api_keys.items():
+    for name, secret in api_keys.items():
         if hmac.compare_digest(key.encode(), secret.get_secret_value().encode()):
             owner = name
     if owner is None:
@@ -104,10 +108,37 @@ def _owner(
     return owner
 
 
+def _owner(
+    api: Annotated[RegistryApi, Depends(_api)], key: Annotated[str | None, Security(_key_header)]
+) -> str:
+    """The owner of the API key sent, who becomes `decided_by` and the audit trail's actor."""
+    return key_owner(key, api.api_keys)
+
+
+class KeyBeforeBody:
+    """Refuses a change without a valid API key before anything reads its body: an unknown
+    caller learns neither the body's schema nor its limits (401/403, never 413/415/422)."""
+
+    def __init__(self, app: ASGIApp, api: RegistryApi) -> None:
+        self.app, self.api = app, api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in CHANGES:
+            try:
+                key_owner(Headers(scope=scope).get("x-api-key"), self.api.api_keys)
+            except HTTPException as refused:
+                answer = JSONResponse(
+                    {"detail": refused.detail}, refused.status_code, headers=refused.headers
+                )
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 ApiDep = Annotated[RegistryApi, Depends(_api)]
 OwnerDep = Annotated[str, Depends(_owner)]
 NameParam = Annotated[str, Path(pattern=MODEL_NAME, description="The model's name.")]
-VersionParam = Annotated[int, Path(ge=1, description="A version number.")]
+VersionParam = Annotated[int, Path(ge=1, le=MAX_ID, description="A version number.")]
 AliasParam = Annotated[str, Path(pattern=ALIAS, description="champion, challenger, ...")]
 TagParam = Annotated[str, Path(pattern=TAG_KEY)]
 
@@ -127,7 +158,7 @@ class _Request(BaseModel):
 
 
 class AliasRequest(_Request):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_ID)
     reason: str = Field(min_length=1, max_length=2000, description="Why; kept in the audit trail.")
 
 
@@ -196,8 +227,8 @@ def get_alias(api: ApiDep, name: NameParam, alias: AliasParam) -> AliasView:
 def compare_versions(
     api: ApiDep,
     name: NameParam,
-    a: Annotated[int, Query(ge=1, description="One version.")],
-    b: Annotated[int, Query(ge=1, description="The other, usually the newer.")],
+    a: Annotated[int, Query(ge=1, le=MAX_ID, description="One version.")],
+    b: Annotated[int, Query(ge=1, le=MAX_ID, description="The other, usually the newer.")],
 ) -> Comparison:
     with refusals():
         return api.queries.compare(name, a, b)
@@ -207,7 +238,7 @@ def compare_versions(
 def get_audit(
     api: ApiDep,
     name: NameParam,
-    after: Annotated[int, Query(ge=0, description="Only entries after this id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Only entries after this id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[AuditView]:
     with refusals():

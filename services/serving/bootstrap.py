@@ -38,6 +38,7 @@ from services.serving.loading import ChampionLookup, DeferredLoads, ModelLoader
 from services.serving.predictions import Predictions, ShadowScorer
 from services.serving.settings import ServingSettings
 from shared.datasets.registry import SpecRegistry
+from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.producer import EventProducer, OutgoingMessage
@@ -137,7 +138,10 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     # One span per request: FastAPI's dependency/endpoint spans and the ASGI send/receive
     # spans cost a third of a single-record prediction's time and tell nothing more.
     app = create_app(
-        runtime, telemetry={"operation_spans": False}, exclude_spans=("receive", "send")
+        runtime,
+        telemetry={"operation_spans": False},
+        exclude_spans=("receive", "send"),
+        body_limit=BodyLimit.of(settings),
     )
     install(app, ServingApi(predictions, slots, settings.max_records))
     log.info(

@@ -19,6 +19,11 @@ class ServingSettings(ServiceSettings):
     )
 
     port: int = Field(8006, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        16 * 1_048_576,
+        gt=0,
+        description="Largest /predict body (max_records wide records fit); larger: 413.",
+    )
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Restricts the models served, as JSON (a list of names); unset or empty "

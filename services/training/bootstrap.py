@@ -23,6 +23,7 @@ from services.training.http import training_router
 from services.training.settings import TrainingSettings
 from services.training.trainer import Trainer, TrainerConfig
 from shared.datasets.registry import SpecRegistry, UnknownDataset
+from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, RetryPolicy
 from shared.kafka.producer import EventProducer
@@ -89,7 +90,7 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
         producer, catalog.name(COMMANDS, namespace), settings.publish_timeout_s
     )
     router = training_router(publisher, _known_dataset(specs), runs, deps.running)
-    return create_app(runtime, [router])
+    return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
 
 
 def trainer_config(namespace: str, settings: TrainingSettings) -> TrainerConfig:

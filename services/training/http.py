@@ -60,7 +60,9 @@ class TrainRequest(BaseModel):
     dataset: str = Field(min_length=1, max_length=200, description="Its dataset spec's name.")
     reason: str = Field("", max_length=2000, description="Why; kept in the model's lineage.")
     params: dict[str, Any] = Field(default_factory=dict, description="Overrides of the spec's.")
-    seed: int | None = Field(None, ge=0, description="Default: the service's default seed.")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Default: the service's default seed."
+    )
     since: datetime | None = Field(
         None,
         description="Train only on records whose event time is at or after this (ISO 8601; "

@@ -20,6 +20,7 @@ from services.validation.handlers import CONSUMES, Deps, declared_spec, routes
 from services.validation.http import stats_router
 from services.validation.settings import ValidationSettings
 from shared.datasets.registry import SpecRegistry
+from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, RetryPolicy
 from shared.kafka.producer import EventProducer
@@ -80,7 +81,7 @@ def build(platform: PlatformSettings, settings: ValidationSettings) -> FastAPI:
         readiness_checks={"kafka": kafka_reachable(platform), "database": record_ids.ping},
     )
     router = stats_router(stats, specs.names, lambda name: declared_spec(specs, name))
-    return create_app(runtime, [router])
+    return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Request bodies into rows and labels: only the shape is checked, and every refusal says where."""
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from services.ingestion.domain.batches import (
 from services.ingestion.domain.errors import (
     EmptyBatch,
     InvalidLabel,
+    InvalidNumber,
     InvalidRow,
     MalformedBody,
     NotABatch,
@@ -24,10 +26,13 @@ from services.ingestion.domain.errors import (
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b'{"records": [', "malformed JSON: Expecting value: line 1 column 14"),
+        (b'{"records": [', "malformed JSON: the body ends before the JSON document does"),
         (b"", "malformed JSON: the body is empty"),
-        (b"[1,]", "malformed JSON: Expecting value: line 1 column 4 (char 3)"),
+        (b"  \n", "malformed JSON: the body is empty"),
+        (b"[1,]", "a value is missing or is not JSON at line 1 column 4 (char 3)"),
+        (b"{'a': 1}", "Expecting property name enclosed in double quotes at line 1 column 2"),
         (b'{"a": "\xff"}', "not UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
     ],
 )
 def test_a_body_that_is_not_json_is_malformed_with_the_parsers_message(
@@ -36,6 +41,26 @@ def test_a_body_that_is_not_json_is_malformed_with_the_parsers_message(
     with pytest.raises(MalformedBody, match=re.escape(message)) as refused:
         parse_json(body)
     assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"a": 1e400}', "the number 1e400 is out of float range"),
+        (b'{"a": -2.5E+999}', "the number -2.5E+999 is out of float range"),
+        (b'{"a": ' + b"7" * 5000 + b"}", "an integer with 5000 digits, more than 4300"),
+    ],
+)
+def test_a_number_no_service_can_hold_is_refused_saying_why(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidNumber, match=re.escape(message)) as refused:
+        parse_json(body)
+    assert refused.value.status == 422 and "set_int_max_str_digits" not in refused.value.message
+
+
+def test_nan_and_infinity_literals_and_large_numbers_in_float_range_are_values() -> None:
+    document = parse_json(b"[NaN, Infinity, 1e308, " + b"9" * 4300 + b"]")
+    assert math.isnan(document[0]) and document[1] == math.inf and document[2] == 1e308
+    assert len(str(document[3])) == 4300
 
 
 def test_a_batch_keeps_rows_exactly_as_received() -> None:

@@ -73,7 +73,9 @@ def test_an_oversize_body_is_refused_even_without_a_content_length(client: TestC
         for _ in range(100):
             yield b'{"a": 1}, ' * 10
 
-    answer = client.post("/datasets/loans/records", content=chunks())
+    answer = client.post(
+        "/datasets/loans/records", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 413
     assert f"limit of {LIMIT} bytes" in answer.json()["detail"]
 

@@ -181,6 +181,54 @@ def test_changes_without_an_api_key_are_401_and_with_a_wrong_one_403(
     assert wrong.status_code == 403
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/models/loans/aliases/champion"),
+        ("POST", "/models/loans/rollback"),
+        ("POST", "/models/loans/versions/1/approve"),
+        ("PUT", "/models/loans/tags/team"),
+        ("PUT", "/models/loans/versions/1/tags/team"),
+        ("DELETE", "/models/loans/tags/team"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"version": "x", "extra": 1}', "application/json"),
+        (b"{not json", "application/json"),
+        (b"version=1", "text/plain"),
+        (b"x" * 2_000_000, "application/json"),
+    ],
+)
+def test_a_change_is_refused_for_its_key_before_its_body_is_looked_at(
+    client: TestClient, registry: Registry, method: str, path: str, body: bytes, content_type: str
+) -> None:
+    registry.register_trained(trained(0.8))
+    headers = {"content-type": content_type}
+    missing = client.request(method, path, content=body, headers=headers)
+    assert missing.status_code == 401, missing.text
+    assert missing.json() == {"detail": "changes need an API key in the X-API-Key header"}
+    wrong = client.request(method, path, content=body, headers={**headers, "X-API-Key": "nope"})
+    assert wrong.status_code == 403, wrong.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/lineage/loans/1180591620717411303424",
+        "/models/loans/versions/2147483648",
+        "/models/loans/versions/2147483648/lineage",
+        "/models/loans/audit?after=1180591620717411303424",
+        "/models/loans/compare?a=1&b=1180591620717411303424",
+        "/models/loans/compare?a=-1180591620717411303424&b=1",
+    ],
+)
+def test_numbers_beyond_the_columns_are_422_not_500(client: TestClient, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 422, answer.text
+
+
 def test_setting_an_alias_publishes_model_promoted_decided_by_the_key_owner(
     client: TestClient, registry: Registry, publisher: FakePublisher
 ) -> None:

@@ -8,6 +8,7 @@ Every refusal names the row (its index in the list) and, where it applies, the c
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,17 +16,20 @@ from typing import Any
 from services.ingestion.domain.errors import (
     EmptyBatch,
     InvalidLabel,
+    InvalidNumber,
     InvalidRow,
     MalformedBody,
     NotABatch,
     Refusal,
 )
+from shared.text import shown
 
 Scalar = str | int | float | bool | None
 Row = dict[str, Scalar]
 MAX_LISTED_ERRORS = 20
 MAX_ENTITY_CHARS = 1000
 MAX_RECORD_ID_CHARS = 1000
+MAX_INTEGER_DIGITS = 4300  # Python's own limit on int(str); far past float range already
 
 
 def json_kind(value: Any) -> str:
@@ -50,7 +54,8 @@ def is_scalar(value: Any) -> bool:
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON document of a body; MalformedBody carries the parser's message.
+    """The JSON document of a body; MalformedBody carries a reason a client can act on,
+    InvalidNumber names a number no platform service could hold.
 
     NaN and Infinity (as Python's and JavaScript's serializers write them) are let through:
     they are values, and validation rejects them with the rule not_finite and a reason.
@@ -58,13 +63,43 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise MalformedBody("malformed JSON: the body is empty")
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=_integer, parse_float=_finite_float)
     except json.JSONDecodeError as error:
-        raise MalformedBody(f"malformed JSON: {error}") from None
+        raise MalformedBody(f"malformed JSON: {_explained(error)}") from None
     except UnicodeDecodeError as error:
         raise MalformedBody(f"malformed JSON: the body is not UTF-8 text ({error})") from None
-    except (ValueError, RecursionError) as error:
-        raise MalformedBody(f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise MalformedBody("malformed JSON: nested too deeply") from None
+
+
+def _explained(error: json.JSONDecodeError) -> str:
+    where = f"line {error.lineno} column {error.colno} (char {error.pos})"
+    if error.pos >= len(error.doc.rstrip()):
+        return f"the body ends before the JSON document does, at {where}"
+    if error.msg == "Expecting value":
+        return f"a value is missing or is not JSON at {where} (text needs double quotes)"
+    return f"{error.msg} at {where}"
+
+
+def _integer(digits: str) -> int:
+    count = len(digits.lstrip("+-"))
+    if count > MAX_INTEGER_DIGITS:
+        raise InvalidNumber(
+            f"an integer with {count} digits, more than {MAX_INTEGER_DIGITS}: "
+            "send a number within float range (about 1.8e308) or a string"
+        )
+    return int(digits)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise InvalidNumber(
+            f"the number {shown} is out of float range (beyond ±1.8e308): "
+            "send a smaller number or a string"
+        )
+    return value
 
 
 def _batch_list(document: Any, field: str, example: str) -> list[Any]:
@@ -75,7 +110,9 @@ def _batch_list(document: Any, field: str, example: str) -> list[Any]:
         raise NotABatch(f'the body has no "{field}" field; it must be {shape}')
     unexpected = sorted(set(document) - {field})
     if unexpected:
-        raise NotABatch(f"unexpected fields {unexpected}; the body must be {shape}")
+        listed = [shown(key, 60) for key in unexpected[:5]]
+        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+        raise NotABatch(f"unexpected fields {listed}{more}; the body must be {shape}")
     items = document[field]
     if not isinstance(items, list):
         raise NotABatch(f'"{field}" must be a list, not a JSON {json_kind(items)}')
@@ -122,8 +159,8 @@ def parse_record_batch(document: Any) -> list[Row]:
             if not is_scalar(value):
                 errors.add(
                     index,
-                    column,
-                    f"records[{index}].{column} is a JSON {json_kind(value)}, not a scalar "
+                    shown(column, 100),
+                    f"records[{index}].{shown(column, 100)} is a JSON {json_kind(value)}, not a scalar "
                     "(string, number, boolean or null)",
                 )
     errors.raise_any()
@@ -179,7 +216,7 @@ def parse_label_batch(document: Any) -> list[LabelInput]:
             continue
         before = errors.count
         for field in sorted(set(item) - _LABEL_FIELDS):
-            errors.add(index, field, f"{where}: unexpected field {field!r}")
+            errors.add(index, shown(field, 100), f"{where}: unexpected field {shown(field, 100)!r}")
         record_id = item.get("record_id")
         if isinstance(record_id, int) and not isinstance(record_id, bool):
             record_id = str(record_id)
@@ -206,7 +243,7 @@ def parse_label_batch(document: Any) -> list[LabelInput]:
                 errors.add(
                     index,
                     "labelled_at",
-                    f"{where}.labelled_at is not an ISO-8601 time ({error})",
+                    f"{where}.labelled_at is not an ISO-8601 time ({shown(str(error))})",
                 )
         entity = item.get("entity")
         if entity is not None and not (is_scalar(entity) and not isinstance(entity, bool)):

@@ -28,8 +28,10 @@ class MalformedBody(Refusal):
     status, reason = 400, "malformed_body"
 
 
-class BodyTooLarge(Refusal):
-    status, reason = 413, "too_large"
+class InvalidNumber(Refusal):
+    """Valid JSON, but a number no service can hold: past float range or Python's digit limit."""
+
+    reason = "invalid_number"
 
 
 class NotABatch(Refusal):

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from services.ingestion.domain.batches import json_kind, parse_json
 from services.ingestion.domain.errors import InvalidSpec, MalformedBody
 from shared.datasets.spec import DatasetSpec
+from shared.text import first_text_problem
 
 YAML_MEDIA_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
 
@@ -115,6 +116,11 @@ def parse_spec(body: bytes, content_type: str | None) -> DatasetSpec:
             f"not a {json_kind(document)}",
             errors=[],
         )
+    unfit = first_text_problem(document, "spec")
+    if unfit is not None:
+        where, why = unfit
+        errors = [{"loc": where, "message": why, "type": "invalid_text"}]
+        raise InvalidSpec(f"invalid dataset spec: {where}: {why}", errors=errors)
     try:
         spec = DatasetSpec.model_validate(document)
     except ValidationError as error:

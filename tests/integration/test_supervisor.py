@@ -92,7 +92,7 @@ def supervised_stack(settings: PlatformSettings) -> dict[str, Supervised]:
     if not supervisor_up or VICTIM not in services or "ingestion" not in services:
         pytest.skip(
             "the running stack's services are not supervised by this checkout's make up "
-            "(started by an older checkout, or not started): `make down && make up` first"
+            "(started by an older checkout, or not started): `infra/stack/stack.sh down services && make up` supervises them"
             f"; stack.sh status said:\n{text}"
         )
     if stack_env_bootstrap() != settings.kafka_bootstrap_servers:

@@ -96,6 +96,9 @@ supervisor_launch() {
   while read -r name; do
     if [[ -n $name ]]; then require_free_port "service $name" "$(service_port "$name")"; fi
   done < <(service_names)
+  # A unix socket path is limited to 107 bytes.
+  ((${#SUPERVISOR_SOCK} <= 100)) ||
+    die "supervisord: socket path $SUPERVISOR_SOCK is too long for a unix socket; use a shorter MLOPS_HOME"
   mkdir -p "$SUPERVISOR_DIR"
   chmod 700 "$SUPERVISOR_DIR"
   supervisor_config >"$SUPERVISOR_CONF"

@@ -202,6 +202,9 @@ supervised_status() {
     read -r _ state rest < <(awk -v n="$name" '$1 == n' <<<"$report") || state=UNKNOWN
     if [[ $rest =~ pid\ ([0-9]+),\ uptime\ ([0-9:]+|[0-9]+\ days?,\ [0-9:]+) ]]; then
       pid=${BASH_REMATCH[1]} uptime=${BASH_REMATCH[2]// /}
+    elif [[ $state == STARTING ]]; then
+      # supervisorctl names no pid while starting; the service recorded its own.
+      pid=$(running_pid "svc-$name" "$(service_marker "$name")") || pid=-
     fi
     read -r restarts last < <(restarts_of "$name")
     if [[ $state == RUNNING ]] && service_healthy "$name"; then health=healthy; else health=down; fi

@@ -28,7 +28,7 @@ demo: up ## the closed loop live: drift, one retrain, promotion, hot-swap; ends 
 down: ## stop what `make up` started
 	@$(STACK) down
 
-status: ## health of every component
+status: ## health of every component; the services' supervisor state, uptime and restarts
 	@$(STACK) status
 
 test: install ## everything: lint, unit and integration tests against the real stack

@@ -45,6 +45,15 @@ JAEGER_UI_PORT=${JAEGER_UI_PORT:-16686}
 JAEGER_GRPC_PORT=${JAEGER_GRPC_PORT:-16685}
 OTLP_GRPC_PORT=${OTLP_GRPC_PORT:-4317}
 OTLP_HTTP_PORT=${OTLP_HTTP_PORT:-4318}
+# The platform services listen on SERVICE_PORT_BASE (ingestion) and the six
+# ports after it, in services.sh's order: 8001-8007 by default.
+SERVICE_PORT_BASE=${SERVICE_PORT_BASE:-8001}
+# supervisord's restart policy for the services (supervisor.sh): a service
+# must stay up SERVICE_STARTSECS seconds to count as started; one that dies
+# sooner is retried after 1, 2, 3... seconds, SERVICE_STARTRETRIES times,
+# then left FATAL. One that dies later is restarted at once.
+SERVICE_STARTSECS=${SERVICE_STARTSECS:-5}
+SERVICE_STARTRETRIES=${SERVICE_STARTRETRIES:-30}
 # Seconds to wait for a component to become healthy.
 STACK_TIMEOUT=${STACK_TIMEOUT:-90}
 # Seconds to wait after SIGTERM before SIGKILL.
@@ -105,16 +114,24 @@ ensure_credentials() {
 # --- Process management ----------------------------------------------------
 pid_file() { echo "$RUN_DIR/$1.pid"; }
 
-# Prints the pid recorded for a component if that process is alive and its
-# command line contains the expected marker (guards against pid reuse).
+# Prints the pid recorded for a component if that process is alive, its
+# command line contains the expected marker (guards against pid reuse) and it
+# belongs to this stack: its command line names this state dir, or it runs in
+# this checkout. Another checkout's stack on the same machine uses the same
+# markers (`services.validation`, `kafka.Kafka`); its processes are never ours.
 running_pid() {
-  local name=$1 marker=$2 file pid
+  local name=$1 marker=$2 file pid cmdline cwd
   file=$(pid_file "$name")
   [[ -f $file ]] || return 1
   pid=$(<"$file")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   [[ -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  [[ $cmdline == *"$marker"* ]] || return 1
+  if [[ $cmdline != *"$STATE_DIR"* ]]; then
+    cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || return 1
+    [[ $cwd == "$(cd "$REPO_ROOT" && pwd -P)" ]] || return 1
+  fi
   echo "$pid"
 }
 
@@ -265,5 +282,5 @@ require_free_port() {
 
 # status_line NAME PID PORT HEALTHY
 status_line() {
-  printf '%-14s pid=%-8s port=%-18s %s\n' "$1" "${2:--}" "$3" "$4"
+  printf '%-18s pid=%-8s port=%-18s %s\n' "$1" "${2:--}" "$3" "$4"
 }

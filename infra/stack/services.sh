@@ -1,9 +1,12 @@
 # shellcheck shell=bash
 # Platform services: every services/<name>/ with a __main__.py runs as
-# `.venv/bin/python -m services.<name>` with the stack env exported. Sourced
-# by stack.sh.
+# `.venv/bin/python -m services.<name>` with the stack env exported, under
+# supervisord (supervisor.sh), which restarts it when it dies. Sourced by
+# stack.sh.
 
-# Fixed local ports. Every service gets all of them as MLOPS_<NAME>_PORT (and
+# Local ports (docker-compose.yml publishes the same ones). SERVICE_PORT_BASE
+# (lib.sh) moves them all, keeping this order, for a second stack beside a
+# first. Every service gets all of them as MLOPS_<NAME>_PORT (and
 # MLOPS_<NAME>_HOST), the variables its ServiceSettings(env_prefix=
 # "MLOPS_<NAME>_") reads, so services can also find each other.
 declare -A SERVICE_PORTS=(
@@ -15,6 +18,8 @@ declare -A SERVICE_PORTS=(
   [serving]=8006
   [monitoring]=8007
 )
+
+service_port() { echo $((SERVICE_PORTS[$1] - 8001 + SERVICE_PORT_BASE)); }
 
 # Services present in the tree that have a port, in port order.
 service_names() {
@@ -33,82 +38,106 @@ warn_unassigned_services() {
   ((${#extra[@]} == 0)) || warn "services without a port assignment in infra/stack/services.sh, not started: ${extra[*]}"
 }
 
-export_service_addresses() {
+# MLOPS_<NAME>_HOST=127.0.0.1 and MLOPS_<NAME>_PORT=... of every service, one per line.
+service_addresses() {
   local svc prefix
   for svc in "${!SERVICE_PORTS[@]}"; do
     prefix=MLOPS_${svc^^}
-    export "${prefix}_HOST=127.0.0.1" "${prefix}_PORT=${SERVICE_PORTS[$svc]}"
-  done
+    printf '%s_HOST=127.0.0.1\n%s_PORT=%s\n' "$prefix" "$prefix" "$(service_port "$svc")"
+  done | sort
 }
 
 service_marker() { echo "services.$1"; }
 
 service_healthy() {
-  http_ok "http://127.0.0.1:${SERVICE_PORTS[$1]}/live"
+  http_ok "http://127.0.0.1:$(service_port "$1")/live"
 }
 
-service_start() {
-  local name=$1 port=${SERVICE_PORTS[$1]} pid
-  if pid=$(running_pid "svc-$name" "$(service_marker "$name")"); then
-    log "service $name: already running (pid $pid)"
-    return 0
-  fi
-  [[ -x $VENV_PYTHON ]] || die "services: $VENV_PYTHON missing; create the venv (uv sync --frozen) first"
-  require_free_port "service $name" "$port"
-  log "service $name: starting on 127.0.0.1:$port"
-  (
-    set -a
-    # shellcheck disable=SC1090
-    source "$STACK_ENV_FILE"
-    set +a
-    export_service_addresses
-    cd "$REPO_ROOT"
-    start_daemon "svc-$name" "$LOG_DIR/svc-$name.log" "$VENV_PYTHON" -m "services.$name"
-  ) || exit 1
+# Service processes that run without supervisord: started by a checkout from
+# before supervision, or left behind by a supervisord that was killed. Prints
+# "name pid" lines; `up` keeps them, `down` stops them.
+unsupervised_services() {
+  local f name pid
+  supervisor_running && return 0
+  for f in "$RUN_DIR"/svc-*.pid; do
+    [[ -f $f ]] || continue
+    name=$(basename "$f" .pid)
+    name=${name#svc-}
+    if pid=$(running_pid "svc-$name" "$(service_marker "$name")"); then echo "$name $pid"; fi
+  done
 }
 
 services_start() {
-  local name
+  local unsupervised
   [[ -f $STACK_ENV_FILE ]] || die "services: $STACK_ENV_FILE missing; bring the infrastructure up first"
+  [[ -x $VENV_PYTHON && -x $SUPERVISORD ]] ||
+    die "services: $VENV_PYTHON or $SUPERVISORD missing; create the venv (make venv) first"
   warn_unassigned_services
-  while read -r name; do
-    if [[ -n $name ]]; then service_start "$name"; fi
-  done < <(service_names)
+  unsupervised=$(unsupervised_services)
+  if [[ -n $unsupervised ]]; then
+    warn "services running without a supervisor (started by an older checkout?), kept as they are: $(tr '\n' ' ' <<<"$unsupervised")"
+    warn "nothing restarts them if they die; 'stack.sh down services && stack.sh up services' puts them under supervisord"
+    return 0
+  fi
+  if supervisor_running; then
+    require_same_settings services
+    supervisor_update
+  else
+    supervisor_launch
+  fi
 }
 
 services_wait() {
-  local name count=0
+  local name count=0 pid
   while read -r name; do
     [[ -n $name ]] || continue
-    wait_healthy "svc-$name" "$(service_marker "$name")" "$LOG_DIR/svc-$name.log" service_healthy "$name"
-    log "service $name: healthy"
+    if supervisor_running; then
+      supervised_wait_healthy "$name"
+    else
+      wait_healthy "svc-$name" "$(service_marker "$name")" "$LOG_DIR/svc-$name.log" service_healthy "$name"
+    fi
+    pid=$(running_pid "svc-$name" "$(service_marker "$name")") || pid=-
+    log "service $name: healthy on 127.0.0.1:$(service_port "$name") (pid $pid)"
     count=$((count + 1))
   done < <(service_names)
   ((count > 0)) || log "services: none found under services/ (nothing to start)"
 }
 
-# Stops every service that has a pid file, present in the tree or not.
+# Stops the services and their supervisord, then any service process running
+# without one (present in the tree or not).
 services_stop() {
-  local f name pids=() pid
-  for f in "$RUN_DIR"/svc-*.pid; do
-    [[ -f $f ]] || continue
-    name=$(basename "$f" .pid)
-    if pid=$(running_pid "$name" "services.${name#svc-}"); then
-      log "stopping $name (pid $pid)"
-      kill -s TERM "$pid" 2>/dev/null || true
-      pids+=("$pid")
-    fi
-  done
+  local name pid pids=()
+  supervisor_stop
+  while read -r name pid; do
+    [[ -n $name ]] || continue
+    log "stopping svc-$name (pid $pid, unsupervised)"
+    kill -s TERM "$pid" 2>/dev/null || true
+    pids+=("$pid")
+  done < <(unsupervised_services)
   ((${#pids[@]} == 0)) || wait_gone "${pids[@]}"
   rm -f "$RUN_DIR"/svc-*.pid
+  clear_settings services
 }
 
 services_status() {
-  local name pid state
-  while read -r name; do
-    [[ -n $name ]] || continue
-    pid=$(running_pid "svc-$name" "$(service_marker "$name")") || pid=-
-    if [[ $pid != - ]] && service_healthy "$name"; then state=healthy; else state=down; fi
-    status_line "svc-$name" "$pid" "${SERVICE_PORTS[$name]}" "$state"
-  done < <(service_names)
+  (
+    load_settings services
+    if supervisor_running; then
+      supervised_status
+      exit 0
+    fi
+    local name pid state unsupervised
+    unsupervised=$(unsupervised_services)
+    if [[ -n $unsupervised ]]; then
+      status_line supervisord - - "not running: services run unsupervised (nothing restarts them)"
+    else
+      status_line supervisord - - down
+    fi
+    while read -r name; do
+      [[ -n $name ]] || continue
+      pid=$(running_pid "svc-$name" "$(service_marker "$name")") || pid=-
+      if [[ $pid != - ]] && service_healthy "$name"; then state=healthy; else state=down; fi
+      status_line "svc-$name" "$pid" "$(service_port "$name")" "$state"
+    done < <(service_names)
+  )
 }

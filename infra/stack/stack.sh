@@ -10,8 +10,10 @@
 #   infra/stack/stack.sh clean              # down + delete the state dir (data, credentials)
 #   infra/stack/stack.sh env                # print .local/stack.env
 #
-# Components: kafka postgres minio jaeger services. KAFKA_BROKERS=3 runs a
-# three-node Kafka. See lib.sh for every environment knob.
+# Components: kafka postgres minio jaeger services. The services run under
+# supervisord, which restarts them when they die (supervisor.sh); `status`
+# shows their restarts. KAFKA_BROKERS=3 runs a three-node Kafka. See lib.sh
+# for every environment knob.
 set -euo pipefail
 
 STACK_SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +31,8 @@ source "$STACK_SCRIPT_DIR/minio.sh"
 source "$STACK_SCRIPT_DIR/jaeger.sh"
 # shellcheck source=services.sh
 source "$STACK_SCRIPT_DIR/services.sh"
+# shellcheck source=supervisor.sh
+source "$STACK_SCRIPT_DIR/supervisor.sh"
 
 INFRA_COMPONENTS=(kafka postgres minio jaeger)
 ALL_COMPONENTS=("${INFRA_COMPONENTS[@]}" services)
@@ -36,7 +40,7 @@ ALL_COMPONENTS=("${INFRA_COMPONENTS[@]}" services)
 STOP_ORDER=(services jaeger minio kafka postgres)
 
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 
 class BackgroundLoop(Protocol):
-    """What a service runs beside its HTTP app: a ConsumerRunner, or a loop of its own."""
+    """What a service runs beside its HTTP app: a ConsumerRunner, or a loop of its own. A
+    loop whose work has an end (a start-up task) sets `ends_by_itself = True`: its return is
+    then its success, not a crash."""
 
     group_id: str
 
@@ -91,7 +93,7 @@ class ServiceRuntime:
         except Exception:
             log.exception("consumer %s stopped on an error", runner.group_id)
         else:
-            if self.stop.is_set():
+            if self.stop.is_set() or getattr(runner, "ends_by_itself", False):
                 return
             log.error("consumer %s stopped though nobody asked it to", runner.group_id)
         self.crashed.append(runner.group_id)

@@ -272,6 +272,7 @@ class ChampionLookup:
     was read: until then serving cannot know which champions it should answer for."""
 
     group_id = "champion-lookup"
+    ends_by_itself = True
 
     def __init__(
         self,

@@ -47,3 +47,14 @@ def test_a_loop_that_stops_unasked_is_a_crash_that_ends_the_process(behaviour: s
 def test_loops_stopped_on_request_are_no_crash() -> None:
     runtime, calls = run_until_settled(Loop("a", "waits"), Loop("b", "waits"))
     assert runtime.crashed == [] and calls == []
+
+
+class StartupTask(Loop):
+    ends_by_itself = True
+
+
+def test_a_task_that_ends_by_itself_is_no_crash_but_its_error_is() -> None:
+    runtime, calls = run_until_settled(Loop("a", "waits"), StartupTask("lookup", "returns"))
+    assert runtime.crashed == [] and calls == []
+    runtime, calls = run_until_settled(StartupTask("lookup", "raises"))
+    assert runtime.crashed == ["lookup"] and calls == [["lookup"]]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
+from opentelemetry import trace
 
 from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
 from services.training.adapters.feature_store import RebuiltSet
@@ -43,6 +44,7 @@ from shared.datasets.spec import VersionedSpec
 from shared.events.models import ArtifactRef, OffsetRange, TrainingLineage
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 SpecsFor = Callable[[str], SpecRegistry]
 
@@ -109,6 +111,11 @@ class Reproducer:
         self._artifacts = artifacts
 
     def run(self, job: Job) -> Compared:
+        attributes = {"model": job.model, "version": job.version, "reproduction": job.id}
+        with _tracer.start_as_current_span("reproduce", attributes=attributes):
+            return self._run(job)
+
+    def _run(self, job: Job) -> Compared:
         lineage = job.lineage
         try:
             run = RecordedRun.of(job.record)
@@ -117,9 +124,11 @@ class Reproducer:
             raise ReproductionFailed(f"the registry's record of the version: {error}") from None
         versioned = self._spec(lineage)
         started = time.monotonic()
-        rebuilt = self._rebuild(lineage)
+        with _tracer.start_as_current_span("rebuild training set"):
+            rebuilt = self._rebuild(lineage)
         read_s = time.monotonic() - started
-        retrained = self._retrain(rebuilt.frame, versioned, lineage, run)
+        with _tracer.start_as_current_span("retrain", attributes={"rows": len(rebuilt.frame)}):
+            retrained = self._retrain(rebuilt.frame, versioned, lineage, run)
         registered = self._registered(artifact)
         summary = rebuilt.summary
         checks = [

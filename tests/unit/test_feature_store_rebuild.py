@@ -1,14 +1,22 @@
 """The feature store's rebuild of a lineage's training set from Kafka messages: the pure
-part (domain.rebuild), fed with messages as the range reader hands them over."""
+part (domain.rebuild), fed with messages as the range reader hands them over, and the HTTP
+route over a fake rebuilder."""
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from services.feature_store.adapters.kafka_ranges import KafkaUnavailable, RangesGone
+from services.feature_store.adapters.rebuilt_sets import Busy, RebuiltSet, UnknownSpec
 from services.feature_store.domain.offline import as_stored, feature_schema
 from services.feature_store.domain.rebuild import (
     RebuiltRows,
@@ -16,6 +24,7 @@ from services.feature_store.domain.rebuild import (
     join_rows,
     namespace_of,
 )
+from services.feature_store.http import HttpDeps, install
 from shared.datasets.spec import shipped_specs
 from shared.events import Event
 from shared.events.models import OffsetRange
@@ -183,3 +192,72 @@ def test_no_feature_in_the_ranges_is_refused() -> None:
     rows.add_label(message("ns.data.labels", 0, label(0)))
     with pytest.raises(UnrebuildableLineage, match="no feature of 'loans'"):
         join_rows(rows, [LOANS], LOANS, None)
+
+
+# -- POST /training-sets/rebuild over a fake rebuilder ---------------------------------------
+
+RANGES = [{"topic": "ns.data.labels", "partition": 0, "first_offset": 0, "last_offset": 9}]
+
+
+class FakeRebuilds:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.asked: list[tuple[str, list[OffsetRange], datetime | None]] = []
+
+    def rebuild(
+        self, dataset: str, offsets: list[OffsetRange], cut_off: datetime | None
+    ) -> RebuiltSet:
+        self.asked.append((dataset, offsets, cut_off))
+        if self.error is not None:
+            raise self.error
+        frame = join_rows(rows_of(6), [LOANS], LOANS, cut_off)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return RebuiltSet(buffer.getvalue(), rows_of(6).summary(len(frame)))
+
+
+def api(rebuilds: FakeRebuilds) -> TestClient:
+    app = FastAPI()
+    deps = HttpDeps(None, None, lambda name: None, 10, rebuilt_sets=rebuilds)  # type: ignore[arg-type]
+    install(app, deps)
+    return TestClient(app)
+
+
+def test_the_rebuilt_set_comes_back_as_parquet_with_its_summary() -> None:
+    rebuilds = FakeRebuilds()
+    answer = api(rebuilds).post(
+        "/training-sets/rebuild",
+        json={"dataset": "loans", "offsets": RANGES, "cut_off": "2026-11-23T00:00:00"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/vnd.apache.parquet"
+    assert len(pd.read_parquet(io.BytesIO(answer.content))) == 6
+    assert json.loads(answer.headers["x-rebuild-summary"])["rows"] == 6
+    [(dataset, offsets, cut_off)] = rebuilds.asked
+    assert (dataset, offsets[0].last_offset) == ("loans", 9)
+    assert cut_off == datetime(2026, 11, 23, tzinfo=UTC)  # no offset given: UTC
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (UnknownSpec("namespace 'ns': unknown dataset 'loans'"), 404),
+        (RangesGone("ns.data.labels [0] holds offsets 5..9; the lineage needs 0..9"), 410),
+        (UnrebuildableLineage("the lineage's ranges span namespaces ['a', 'b']"), 422),
+        (Busy("a training set is being rebuilt already"), 429),
+        (KafkaUnavailable("Kafka: all brokers down"), 503),
+    ],
+)
+def test_each_refusal_has_its_status_and_reason(error: Exception, status: int) -> None:
+    answer = api(FakeRebuilds(error)).post(
+        "/training-sets/rebuild", json={"dataset": "loans", "offsets": RANGES}
+    )
+    assert answer.status_code == status
+    assert str(error) in answer.json()["detail"]
+
+
+def test_a_rebuild_names_ranges() -> None:
+    answer = api(FakeRebuilds()).post(
+        "/training-sets/rebuild", json={"dataset": "loans", "offsets": []}
+    )
+    assert answer.status_code == 422

@@ -175,7 +175,7 @@ def features_router() -> APIRouter:
             raise HTTPException(422, str(error)) from None
         except Busy as error:
             raise HTTPException(429, str(error)) from None
-        except KafkaUnavailable as error:
+        except (KafkaUnavailable, TimeoutError) as error:
             raise HTTPException(503, str(error)) from None
         except KafkaException as error:
             raise HTTPException(503, f"Kafka: {error.args[0]}") from None

@@ -137,28 +137,35 @@ _ELECTING = {
 class SpecRegistries:
     """The spec registry of any namespace (its `<namespace>.data.specs`), for work on data
     of another namespace than the service's own (a version trained on a replay): made when
-    first asked, refreshed each time it is handed out."""
+    first asked, refreshed each time it is handed out. At most `max_other` namespaces besides
+    the `known` ones are kept (the least recently asked goes first)."""
 
     def __init__(
         self,
         config_for: Callable[[str], dict[str, Any]],
         source: str,
         known: dict[str, SpecRegistry] | None = None,
+        max_other: int = 16,
     ) -> None:
         """`config_for(namespace)`: the Kafka client config of that namespace's reader."""
         self._config_for = config_for
         self._source = source
-        self._registries = dict(known or {})
+        self._known = dict(known or {})
+        self._others: dict[str, SpecRegistry] = {}
+        self._max_other = max_other
         self._lock = threading.Lock()
 
     def __call__(self, namespace: str) -> SpecRegistry:
         with self._lock:
-            registry = self._registries.get(namespace)
+            registry = self._known.get(namespace) or self._others.pop(namespace, None)
             if registry is None:
                 registry = SpecRegistry(
                     self._config_for(namespace), f"{namespace}.data.specs", self._source
                 )
-                self._registries[namespace] = registry
+            if namespace not in self._known:
+                self._others[namespace] = registry  # the most recently asked last
+                while len(self._others) > self._max_other:
+                    self._others.pop(next(iter(self._others)))
         registry.refresh()
         return registry
 

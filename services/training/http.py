@@ -18,7 +18,8 @@ POST /reproductions    {"model": "loans", "version": 3} or {"model": "loans", "l
                        (+ "lineage": {...}: rebuild from this lineage instead, compared with
                        the version) -> 202 {"id", "model", "version", "status": "running",
                        "started_at"}; 404 unknown model/version; 422 bad body; 429 the queue
-                       is full; 503 registry or feature store unreachable
+                       is full; 503 registry or feature store unreachable; 502 the
+                       registry's answer unusable
 GET  /reproductions/{id}  {"id", "model", "version", "status": running|identical|differs|
                        failed, "checks": [{"name", "recorded", "reproduced", "same",
                        "difference"}], "reason", "notes", "summary", "started_at",
@@ -176,7 +177,7 @@ class ReproduceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(pattern=MODEL_NAME, description="The registered model.")
-    version: int | None = Field(None, ge=1, description="The version to reproduce...")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="The version to reproduce...")
     latest: bool = Field(False, description="...or its newest version.")
     lineage: dict[str, Any] | None = Field(
         None,
@@ -218,8 +219,10 @@ def reproductions_router(
             record = registry.version(body.model, number)
         except UnknownVersion as unknown:
             raise HTTPException(404, str(unknown)) from None
-        except (DependencyUnavailable, DependencyRefused) as error:
+        except DependencyUnavailable as error:
             raise HTTPException(503, f"the registry could not be asked: {error}") from None
+        except DependencyRefused as error:
+            raise HTTPException(502, f"the registry's answer is unusable: {error}") from None
         try:
             lineage = lineage_of(body.lineage if body.lineage is not None else record)
         except ValueError as error:

@@ -70,7 +70,8 @@ def registered_version(
     stack: Stack, dataset: str
 ) -> tuple[RunningService, RunningService, ModelTrained]:
     """Feature store, registry and training started; one version of `dataset` trained on
-    every record and registered. Returns (feature store, training, what was trained)."""
+    every record and registered. Returns (feature store, training, what was trained); the
+    registry is the stack's second service."""
     count = publish_dataset(stack, dataset)
     feature_store = stack.start_feature_store()
 
@@ -209,8 +210,16 @@ def test_what_cannot_be_identical_says_why(
     )
     assert gone["checks"] == []
 
-    # the feature store down: refused at once, naming it
+    # the feature store down, then the registry: refused at once, naming it
     feature_store.stop()
     down = httpx.post(f"{training.url}/reproductions", json={"model": "loans", "version": 1})
     assert down.status_code == 503, down.text
     assert "feature store" in down.json()["detail"]
+    [registry] = [s for s in stack.services if s.name == "registry"]
+    registry.stop()
+    down = httpx.post(f"{training.url}/reproductions", json={"model": "loans", "latest": True})
+    assert down.status_code == 503, down.text
+    assert "registry" in down.json()["detail"]
+    # what was asked before stays visible, newest first, each with its outcome
+    listed = httpx.get(f"{training.url}/reproductions", params={"limit": 10}).json()
+    assert [item["status"] for item in listed] == ["failed", "differs", "identical"]

@@ -22,9 +22,11 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
 from services.feature_store.adapters.kafka import ChangelogWriter, OutcomePublisher
+from services.feature_store.adapters.kafka_ranges import RangeReader
 from services.feature_store.adapters.objects import ObjectStore
 from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
 from services.feature_store.adapters.online import OnlineStore
+from services.feature_store.adapters.rebuilt_sets import RebuiltSets
 from services.feature_store.adapters.streaming import (
     FeaturePipeline,
     FeatureStream,
@@ -46,7 +48,7 @@ from services.feature_store.handlers import (
 )
 from services.feature_store.http import HttpDeps, install
 from services.feature_store.settings import FeatureStoreSettings
-from shared.datasets.registry import SpecRegistry
+from shared.datasets.registry import SpecRegistries, SpecRegistry
 from shared.datasets.spec import DatasetSpec
 from shared.events.codec import EventDecoder
 from shared.events.records import FeaturesComputed, LabelRecorded, RecordValidated
@@ -173,6 +175,15 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         training_sets=TrainingSets(store, namespace),
         known_dataset=lambda name: _require_spec(specs, name),
         max_lookup_entities=settings.max_lookup_entities,
+        rebuilt_sets=RebuiltSets(
+            RangeReader(
+                client_config(platform, f"{NAME}-rebuild"), settings.rebuild_read_timeout_s
+            ),
+            SpecRegistries(
+                lambda ns: client_config(platform, f"{NAME}-specs-{ns}"), NAME, {namespace: specs}
+            ),
+            platform.max_payload_bytes,
+        ),
     )
     http = create_app(
         runtime,

@@ -9,6 +9,16 @@ GET  /training-sets/coverage            -> {"coverage": [{"topic", "partition", 
                                         per topic partition, the next offset not yet in the
                                         offline store (data.validated, data.features,
                                         data.labels), so a trainer can wait for its data
+POST /training-sets/rebuild             {"dataset", "offsets": [{"topic", "partition",
+                                        "first_offset", "last_offset"}], "cut_off": ISO?}
+                                        -> 200, the training set a lineage names rebuilt from
+                                        Kafka alone (exactly the data.labels ranges, and the
+                                        data.features events of the records in the
+                                        data.validated ranges) as Parquet; header
+                                        X-Rebuild-Summary: JSON counts of what was read.
+                                        404 dataset/spec unknown in the lineage's namespace;
+                                        410 a range no longer stored; 422 ranges that cannot
+                                        be rebuilt; 429 a rebuild already runs; 503 Kafka
 """
 
 from __future__ import annotations
@@ -19,14 +29,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from services.feature_store.adapters.kafka_ranges import KafkaUnavailable, RangesGone
 from services.feature_store.adapters.online import OnlineStore, OnlineVector
+from services.feature_store.adapters.rebuilt_sets import Busy, RebuiltSets, UnknownSpec
 from services.feature_store.adapters.training_sets import NoTrainingData, TrainingSets
+from services.feature_store.domain.rebuild import UnrebuildableLineage
 from services.feature_store.domain.training_sets import coverage_json
 from shared.datasets.registry import UnknownDataset
+from shared.events.models import OffsetRange
+
+PARQUET = "application/vnd.apache.parquet"
+SUMMARY_HEADER = "X-Rebuild-Summary"
 
 
 class BatchLookup(BaseModel):
@@ -42,6 +60,18 @@ class TrainingSetRequest(BaseModel):
     )
 
 
+class RebuildRequest(BaseModel):
+    dataset: str = Field(min_length=1, max_length=200)
+    offsets: list[OffsetRange] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="The lineage's ranges: data.validated and data.labels of one namespace.",
+    )
+    cut_off: datetime | None = Field(
+        None, description="The lineage's cut-off: labels and records known by then only."
+    )
+
+
 @dataclass(frozen=True)
 class HttpDeps:
     online: OnlineStore
@@ -49,6 +79,7 @@ class HttpDeps:
     known_dataset: Callable[[str], None]
     """Raises UnknownDataset for a dataset no spec names."""
     max_lookup_entities: int
+    rebuilt_sets: RebuiltSets | None = None
 
 
 def get_deps(request: Request) -> HttpDeps:
@@ -119,6 +150,37 @@ def features_router() -> APIRouter:
         except NoTrainingData as error:
             raise HTTPException(422, str(error)) from None
         return written.as_json()
+
+    @router.post(
+        "/training-sets/rebuild",
+        response_class=Response,
+        responses={200: {"content": {PARQUET: {}}, "description": "The set, as Parquet."}},
+    )
+    def rebuild_training_set(body: RebuildRequest, deps: Deps) -> Response:
+        """The training set a lineage names, rebuilt from Kafka alone: the labels of its
+        data.labels ranges and the features the store computed (data.features) for the
+        records of its data.validated ranges, joined point in time up to its cut-off."""
+        if deps.rebuilt_sets is None:
+            raise HTTPException(501, "this feature store does not rebuild training sets")
+        cut_off = body.cut_off
+        if cut_off is not None and cut_off.tzinfo is None:
+            cut_off = cut_off.replace(tzinfo=UTC)
+        try:
+            rebuilt = deps.rebuilt_sets.rebuild(body.dataset, body.offsets, cut_off)
+        except UnknownSpec as error:
+            raise HTTPException(404, str(error)) from None
+        except RangesGone as error:
+            raise HTTPException(410, f"no longer in Kafka: {error}") from None
+        except UnrebuildableLineage as error:
+            raise HTTPException(422, str(error)) from None
+        except Busy as error:
+            raise HTTPException(429, str(error)) from None
+        except (KafkaUnavailable, TimeoutError) as error:
+            raise HTTPException(503, str(error)) from None
+        except KafkaException as error:
+            raise HTTPException(503, f"Kafka: {error.args[0]}") from None
+        summary = json.dumps(rebuilt.summary.as_json(), separators=(",", ":"))
+        return Response(rebuilt.parquet, media_type=PARQUET, headers={SUMMARY_HEADER: summary})
 
     return router
 

@@ -70,3 +70,9 @@ class FeatureStoreSettings(ServiceSettings):
     retry_max_backoff_s: float = Field(
         5.0, gt=0, description="Longest wait between two attempts to publish or store a batch."
     )
+    rebuild_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="POST /training-sets/rebuild: how long Kafka may stay silent while a range "
+        "it holds is read before the rebuild fails (503).",
+    )

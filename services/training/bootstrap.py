@@ -17,12 +17,18 @@ from services.training.adapters.objects import ObjectStore
 from services.training.adapters.positions import KafkaPositions, Upstream
 from services.training.adapters.registry import RegistryClient
 from services.training.adapters.runs import SqlRuns
+from services.training.domain.reproductions import Reproductions
 from services.training.domain.waiting import Waiting
 from services.training.handlers import COMMANDS, Deps, command_routes, label_routes
-from services.training.http import training_router
+from services.training.http import reproductions_router, training_router
+from services.training.reproducer import (
+    Reproducer,
+    ReproducerConfig,
+    ReproductionWorker,
+)
 from services.training.settings import TrainingSettings
 from services.training.trainer import Trainer, TrainerConfig
-from shared.datasets.registry import SpecRegistry, UnknownDataset
+from shared.datasets.registry import SpecRegistries, SpecRegistry, UnknownDataset
 from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, RetryPolicy
@@ -90,7 +96,26 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
         producer, catalog.name(COMMANDS, namespace), settings.publish_timeout_s
     )
     router = training_router(publisher, _known_dataset(specs), runs, deps.running)
-    return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
+    worker = ReproductionWorker(
+        Reproductions(settings.reproductions_kept, settings.reproduction_timeout_s),
+        Reproducer(
+            ReproducerConfig(
+                holdout_fraction=settings.holdout_fraction,
+                classification_metric=settings.classification_metric,
+                regression_metric=settings.regression_metric,
+                rebuild_timeout_s=settings.reproduction_timeout_s,
+            ),
+            SpecRegistries(
+                lambda ns: client_config(platform, f"{NAME}-specs-{ns}"), NAME, {namespace: specs}
+            ),
+            feature_store,
+            objects,
+        ),
+        settings.reproduction_queue,
+    )
+    worker.start()
+    reproductions = reproductions_router(worker, registry, feature_store.ping)
+    return create_app(runtime, [router, reproductions], body_limit=BodyLimit.of(settings))
 
 
 def trainer_config(namespace: str, settings: TrainingSettings) -> TrainerConfig:

@@ -10,6 +10,21 @@ GET  /runs/{command_id} the outcome of a finished command as it went to models.t
                        200 with its ModelTrained, or its TrainingFailed ("outcome":
                        refused/failed, "reason"); 202 {"status": "running"} while it is
                        being handled; 404 when unknown or not started yet
+
+Reproductions: rebuild a registered version from the Kafka offsets of its lineage (the
+feature store rebuilds the training set), retrain it with its recorded estimator, params
+and seed, and compare. Asynchronous: one runs at a time, in a worker of its own.
+POST /reproductions    {"model": "loans", "version": 3} or {"model": "loans", "latest": true}
+                       (+ "lineage": {...}: rebuild from this lineage instead, compared with
+                       the version) -> 202 {"id", "model", "version", "status": "running",
+                       "started_at"}; 404 unknown model/version; 422 bad body; 429 the queue
+                       is full; 503 registry or feature store unreachable; 502 the
+                       registry's answer unusable
+GET  /reproductions/{id}  {"id", "model", "version", "status": running|identical|differs|
+                       failed, "checks": [{"name", "recorded", "reproduced", "same",
+                       "difference"}], "reason", "notes", "summary", "started_at",
+                       "finished_at"}; 404 unknown id (or forgotten: the newest are kept)
+GET  /reproductions?model=&limit=  the newest first (in memory: a restart forgets them)
 """
 
 from __future__ import annotations
@@ -18,16 +33,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
+from services.training.adapters.registry import UnknownVersion
 from services.training.handlers import SOURCE
+from services.training.reproducer import Job, QueueFull, ReproductionWorker
 from shared.events.envelope import Event
 from shared.events.models import (
     MODEL_NAME,
     ModelTrained,
     TrainingFailed,
+    TrainingLineage,
     TrainingTrigger,
     TrainModel,
 )
@@ -145,5 +164,105 @@ def training_router(
             }
             return JSONResponse(answer, status_code=202)
         raise HTTPException(404, f"no finished run for command {command_id!r}")
+
+    return router
+
+
+class Versions(Protocol):
+    def latest_version(self, model_name: str) -> int: ...
+    def version(self, model_name: str, version: int) -> dict[str, Any]: ...
+
+
+class ReproduceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(pattern=MODEL_NAME, description="The registered model.")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="The version to reproduce...")
+    latest: bool = Field(False, description="...or its newest version.")
+    lineage: dict[str, Any] | None = Field(
+        None,
+        description="Rebuild from this lineage instead of the version's (e.g. `mlops lineage` "
+        "output, edited); the result is still compared with the version.",
+    )
+
+    @model_validator(mode="after")
+    def _version_or_latest(self) -> ReproduceRequest:
+        if (self.version is None) == (not self.latest):
+            raise ValueError('give "version" or "latest": true, not both and not neither')
+        return self
+
+
+def lineage_of(document: Any) -> TrainingLineage:
+    """The lineage in a document: a bare lineage, or a version/`mlops lineage` answer holding
+    one under "lineage" (ValueError when it holds none)."""
+    if isinstance(document, dict) and isinstance(document.get("lineage"), dict):
+        document = document["lineage"]
+    try:
+        return TrainingLineage.model_validate(document)
+    except ValidationError as error:
+        raise ValueError(f"not a training lineage: {str(error).splitlines()[0]}") from None
+
+
+def reproductions_router(
+    worker: ReproductionWorker, registry: Versions, feature_store_ping: Callable[[], None]
+) -> APIRouter:
+    router = APIRouter(tags=["reproductions"])
+    reproductions = worker.reproductions
+
+    @router.post("/reproductions", status_code=202)
+    def reproduce(body: ReproduceRequest) -> JSONResponse:
+        """Rebuilds a registered version from the Kafka offsets of its lineage, retrains it
+        with its recorded estimator, params and seed, and compares: poll
+        GET /reproductions/{id} for `identical`, `differs` or `failed`."""
+        try:
+            number = body.version or registry.latest_version(body.model)
+            record = registry.version(body.model, number)
+        except UnknownVersion as unknown:
+            raise HTTPException(404, str(unknown)) from None
+        except DependencyUnavailable as error:
+            raise HTTPException(503, f"the registry could not be asked: {error}") from None
+        except DependencyRefused as error:
+            raise HTTPException(502, f"the registry's answer is unusable: {error}") from None
+        try:
+            lineage = lineage_of(body.lineage if body.lineage is not None else record)
+        except ValueError as error:
+            where = "the lineage given" if body.lineage is not None else "the version's record"
+            raise HTTPException(422, f"{where}: {error}") from None
+        try:
+            feature_store_ping()
+        except Exception as error:
+            raise HTTPException(
+                503, f"the feature store is unreachable: {type(error).__name__}: {error}"
+            ) from None
+        item = reproductions.start(body.model, number)
+        try:
+            worker.submit(Job(item.id, body.model, number, record, lineage))
+        except QueueFull as full:
+            reproductions.failed(item.id, str(full))
+            raise HTTPException(429, str(full)) from None
+        answer = {
+            "id": item.id,
+            "model": item.model,
+            "version": item.version,
+            "status": item.status,
+            "started_at": item.started_at.isoformat(),
+        }
+        return JSONResponse(answer, status_code=202)
+
+    @router.get("/reproductions/{reproduction_id}")
+    def reproduction(reproduction_id: str) -> dict[str, Any]:
+        """A reproduction: `running`, or its outcome with every check."""
+        item = reproductions.get(reproduction_id)
+        if item is None:
+            raise HTTPException(404, f"no reproduction {reproduction_id!r} (or forgotten)")
+        return item.as_json()
+
+    @router.get("/reproductions")
+    def recent_reproductions(
+        model: Annotated[str | None, Query(max_length=100)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    ) -> list[dict[str, Any]]:
+        """The newest reproductions first (kept in memory: a restart forgets them)."""
+        return [item.as_json() for item in reproductions.recent(model, limit)]
 
     return router

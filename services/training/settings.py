@@ -97,6 +97,21 @@ class TrainingSettings(ServiceSettings):
         10.0, gt=0, description="How long POST /train waits for Kafka to confirm the command."
     )
 
+    reproduction_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        description="A reproduction (POST /reproductions) without an outcome this long after "
+        "it was asked, waiting included, ends failed (timed out).",
+    )
+    reproduction_queue: int = Field(
+        4,
+        ge=1,
+        description="Reproductions that may wait while one runs; more are refused with 429.",
+    )
+    reproductions_kept: int = Field(
+        200, ge=1, description="Reproductions GET /reproductions remembers (in memory)."
+    )
+
     @field_validator("model_names")
     @classmethod
     def _model_names_are_valid(cls, names: dict[str, str]) -> dict[str, str]:

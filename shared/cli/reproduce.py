@@ -1,115 +1,33 @@
-"""`mlops reproduce MODEL@VERSION`: rebuild a registered version from the Kafka offsets it was
-trained on, retrain it with its recorded parameters and seed, and compare.
+"""`mlops reproduce MODEL@VERSION`: ask the training service to rebuild a registered version
+from the Kafka offsets it was trained on, retrain it with its recorded parameters and seed,
+and compare (POST /reproductions), then wait for the outcome (GET /reproductions/{id}) and
+print it: a table of the checks, then `identical` (exit 0) or `differs: <what>` (exit 1), or
+`failed: <reason>` (exit 1).
 
-The rebuilding is in shared.cli.rebuild (imported when the command runs); here are the
-command and what it compares: spec fingerprint, rows, holdout rows, training-set hash, every
-metric (exactly), and the registered artifact's outputs on the holdout rows (the probe set)
-against the rebuilt model's.
-
-skops artifacts are zip files that carry their write time and object ids, so two fits of the
-same model never have the same bytes: the artifact is compared by its predictions (every
-probability, bit for bit), not by its sha256 (which is still checked when it is loaded).
+The work is the training service's (it asks the feature store for the training set): the CLI
+and the console call the same endpoint, and the CLI holds no pandas or scikit-learn.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
-from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.table import Table
 
-from shared.cli.common import CliError, ServiceClient, Unreachable, cli_settings, platform_settings
-from shared.cli.replay import fast_consumer_config
-from shared.datasets.registry import SpecRegistry, UnknownDataset
-from shared.events.models import OffsetRange, TrainingLineage
-from shared.kafka.config import client_config
+from shared.cli.common import CliError, ServiceClient, Unreachable, cli_settings
 
 out = Console()
 err = Console(stderr=True)
-VALIDATED, LABELS, FEATURES = "data.validated", "data.labels", "data.features"
 _TARGET = re.compile(r"^(?P<name>[a-z][a-z0-9_-]{0,99})(@(?P<version>[1-9][0-9]*))?$")
 IDENTICAL = "identical"
-
-
-# -- what is compared (pure) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Check:
-    """One comparison: what the registered version recorded, what the reproduction gave."""
-
-    name: str
-    recorded: str
-    reproduced: str
-    same: bool
-    difference: str = ""
-    """How it differs, in a few words (empty when it does not)."""
-
-
-def compare_value(name: str, recorded: Any, reproduced: Any) -> Check:
-    same = recorded == reproduced
-    return Check(name, str(recorded), str(reproduced), same, "" if same else name)
-
-
-def compare_metrics(recorded: dict[str, float], reproduced: dict[str, float]) -> Check:
-    """Exact equality of every metric; a difference names each metric and by how much."""
-    parts = []
-    for name in sorted(set(recorded) | set(reproduced)):
-        was, now = recorded.get(name), reproduced.get(name)
-        if was is None or now is None:
-            parts.append(f"{name} {'missing' if now is None else 'new'}")
-        elif not _same_number(was, now):
-            parts.append(f"{name} {now - was:+.6g}")
-    return Check(
-        "metrics",
-        _metrics_text(recorded),
-        _metrics_text(reproduced),
-        not parts,
-        f"metrics ({', '.join(parts)})" if parts else "",
-    )
-
-
-def compare_predictions(recorded: np.ndarray, reproduced: np.ndarray) -> Check:
-    """Both models' outputs on the probe rows, compared value for value."""
-    rows = len(recorded)
-    label = f"{rows} probe rows"
-    if recorded.shape != reproduced.shape:
-        return Check(
-            "predictions", str(recorded.shape), str(reproduced.shape), False,
-            f"predictions (shapes {recorded.shape} and {reproduced.shape})",
-        )  # fmt: skip
-    equal = _equal_elements(recorded, reproduced)
-    differing = int((~equal.reshape(rows, -1).all(axis=1)).sum()) if rows else 0
-    if differing == 0:
-        return Check("predictions", label, f"{label}, all equal", True)
-    gap = _max_gap(recorded, reproduced)
-    where = f"{differing} of {rows} rows differ" + (f", max |diff| {gap:.3g}" if gap else "")
-    return Check("predictions", label, where, False, f"predictions ({where})")
-
-
-def compare_sources(records: int, mismatched: int) -> Check:
-    """The feature events must be those of the data.validated records they claim to be of."""
-    recorded = f"{records} records in the {VALIDATED} ranges"
-    if not mismatched:
-        return Check("feature sources", recorded, "every feature event matches its record", True)
-    where = f"{mismatched} feature events name another record than their source message"
-    return Check("feature sources", recorded, where, False, f"feature sources ({where})")
-
-
-def verdict(checks: Iterable[Check]) -> str:
-    """`identical`, or `differs: ` and what differs."""
-    differences = [check.difference or check.name for check in checks if not check.same]
-    return IDENTICAL if not differences else "differs: " + "; ".join(differences)
+OUTCOMES = ("identical", "differs", "failed")
+POLL_S = 0.5
 
 
 def parse_target(target: str, latest: bool) -> tuple[str, int | None]:
@@ -125,17 +43,6 @@ def parse_target(target: str, latest: bool) -> tuple[str, int | None]:
     return name, int(version) if version is not None else None
 
 
-def lineage_of(document: Any) -> TrainingLineage:
-    """The lineage in a document: a bare lineage, or a version/`mlops lineage` answer holding
-    one under "lineage"."""
-    if isinstance(document, dict) and isinstance(document.get("lineage"), dict):
-        document = document["lineage"]
-    try:
-        return TrainingLineage.model_validate(document)
-    except ValueError as error:
-        raise CliError(f"not a training lineage: {str(error).splitlines()[0]}") from None
-
-
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -143,53 +50,79 @@ def read_json(path: Path) -> Any:
         raise CliError(f"{path}: not a readable JSON file ({error})") from None
 
 
-def namespace_of(ranges: list[OffsetRange]) -> str:
-    """The namespace of the lineage's topics (`<namespace>.data.labels`)."""
-    namespaces = set()
-    for offsets in ranges:
-        prefix, _, short = offsets.topic.partition(".")
-        if short not in (VALIDATED, LABELS):
-            raise CliError(
-                f"the lineage names {offsets.topic!r}: only {VALIDATED} and {LABELS} ranges "
-                "can be rebuilt"
+def request_body(name: str, number: int | None, lineage: Any | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": name}
+    if number is None:
+        body["latest"] = True
+    else:
+        body["version"] = number
+    if lineage is not None:
+        body["lineage"] = lineage
+    return body
+
+
+def verdict_line(answer: dict[str, Any]) -> str:
+    """The last line: `identical`, `differs: <what>` or `failed: <reason>`."""
+    status = answer.get("status")
+    if status == IDENTICAL:
+        return IDENTICAL
+    reason = answer.get("reason") or "no reason given"
+    if status == "differs" and not str(reason).startswith("differs"):
+        return f"differs: {reason}"
+    return str(reason) if status == "differs" else f"failed: {reason}"
+
+
+def title_of(answer: dict[str, Any]) -> str:
+    summary = answer.get("summary") or {}
+    title = f"{answer.get('model')} v{answer.get('version')}"
+    if "feature_events" in summary:
+        title += (
+            f": {summary['feature_events']} feature and {summary.get('label_events', 0)} label "
+            f"events rebuilt from Kafka in {summary.get('read_s', 0):.1f}s, retrained in "
+            f"{summary.get('retrain_s', 0):.1f}s"
+        )
+    return title
+
+
+def report(answer: dict[str, Any]) -> str:
+    """Prints the checks, the notes and the verdict line; returns the verdict line."""
+    checks = answer.get("checks") or []
+    if checks:
+        table = Table("check", "registered", "reproduced", "", title=title_of(answer))
+        for check in checks:
+            mark = "[green]same[/green]" if check.get("same") else "[red]differs[/red]"
+            table.add_row(
+                str(check.get("name")),
+                str(check.get("recorded")),
+                str(check.get("reproduced")),
+                mark,
             )
-        namespaces.add(prefix)
-    if len(namespaces) != 1:
-        raise CliError(f"the lineage's ranges span namespaces {sorted(namespaces)}")
-    return namespaces.pop()
-
-
-def _same_number(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
-def _metrics_text(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{name}={value:.6f}" for name, value in sorted(metrics.items()))
-
-
-def _equal_elements(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype.kind in "fc" and b.dtype.kind in "fc":
-        return np.asarray((a == b) | (np.isnan(a) & np.isnan(b)))
-    return np.asarray(a == b)
-
-
-def _max_gap(a: np.ndarray, b: np.ndarray) -> float:
-    if a.dtype.kind not in "fciu" or b.dtype.kind not in "fciu":
-        return 0.0
-    return float(np.nanmax(np.abs(a.astype(float) - b.astype(float))))
-
-
-def report(title: str, checks: list[Check], notes: list[str]) -> str:
-    table = Table("check", "registered", "reproduced", "", title=title)
-    for check in checks:
-        mark = "[green]same[/green]" if check.same else "[red]differs[/red]"
-        table.add_row(check.name, check.recorded, check.reproduced, mark)
-    out.print(table)
-    for note in notes:
+        out.print(table)
+    for note in answer.get("notes") or []:
         out.print(note, highlight=False)
-    line = verdict(checks)
+    line = verdict_line(answer)
     print(line)
     return line
+
+
+def wait_for_outcome(
+    client: ServiceClient, reproduction_id: str, timeout_s: float, poll_s: float = POLL_S
+) -> dict[str, Any]:
+    """Polls GET /reproductions/{id} until it ends (CliError after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    with err.status(f"reproducing ({reproduction_id})...") as status:
+        while True:
+            answer = client.get(f"/reproductions/{reproduction_id}")
+            if answer.get("status") in OUTCOMES:
+                return dict(answer)
+            if time.monotonic() >= deadline:
+                raise CliError(
+                    f"reproduction {reproduction_id} still running after {timeout_s:.0f}s: "
+                    f"GET {client.base}/reproductions/{reproduction_id} shows its outcome later"
+                )
+            started = answer.get("started_at", "")
+            status.update(f"reproducing ({reproduction_id}, since {started})...")
+            time.sleep(poll_s)
 
 
 def reproduce(
@@ -204,47 +137,31 @@ def reproduce(
             dir_okay=False,
         ),
     ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the outcome.", min=1)
+    ] = 1800.0,
 ) -> None:
     """Rebuild a model version bit for bit from the Kafka offsets in its lineage: the
     training set, the model (recorded params and seed) and its metrics, then compare with the
-    registered version. The last line is `identical` or `differs: <what>` (exit 1)."""
+    registered version. The training service does the work (POST /reproductions). The last
+    line is `identical`, or `differs: <what>` / `failed: <reason>` (exit 1)."""
     name, number = parse_target(target, latest)
-    registry = ServiceClient("registry", cli_settings())
-    if number is None:
-        number = int(registry.get(f"/models/{name}")["latest_version"])
-    version = registry.get(f"/models/{name}/versions/{number}")
-    lineage = lineage_of(read_json(lineage_file) if lineage_file else version["lineage"])
-    platform = platform_settings()
-    namespace = namespace_of(lineage.offsets)
-    specs = SpecRegistry(
-        client_config(platform, "mlops-cli-specs"), f"{namespace}.data.specs", "mlops-cli"
-    )
-    try:
-        specs.refresh()
-        versioned = specs.get(lineage.dataset, lineage.spec_version)
-    except UnknownDataset as unknown:
-        raise CliError(str(unknown)) from None
-    except KafkaException as error:
-        raise Unreachable(f"Kafka: {error.args[0]}") from None
-    from shared.cli import rebuild  # pandas and scikit-learn: only when the command runs
-
-    reader = rebuild.RangeReader(fast_consumer_config(platform, "mlops-reproduce"))
-    started = time.monotonic()
-    rebuilt = rebuild.rebuild_training_set(lineage, reader, specs, platform.max_payload_bytes)
-    read_s = time.monotonic() - started
-    settings = rebuild.TrainingSettings()
-    reproduction = rebuild.retrain(rebuilt.raw, versioned, lineage, version, settings)
-    registered = rebuild.registered_model(platform, version)
-    checks = [
-        compare_sources(rebuilt.validated_records, rebuilt.mismatched),
-        *rebuild.checks_of(lineage, version, versioned, reproduction, registered),
-    ]
-    line = report(
-        f"{name} v{number}: {rebuilt.feature_events} feature and {rebuilt.label_events} "
-        f"label events rebuilt from Kafka in {read_s:.1f}s, retrained in "
-        f"{time.monotonic() - started - read_s:.1f}s",
-        checks,
-        rebuild.environment_notes(lineage, rebuilt),
-    )
-    if line != IDENTICAL:
+    lineage = read_json(lineage_file) if lineage_file else None
+    client = ServiceClient("training", cli_settings())
+    response = client.send("POST", "/reproductions", request_body(name, number, lineage))
+    if response.status_code == 503:
+        raise Unreachable(f"training: {_detail(response)}")
+    if response.status_code != 202:
+        raise CliError(f"training: {response.status_code} {_detail(response)}")
+    started = response.json()
+    answer = wait_for_outcome(client, str(started["id"]), timeout)
+    if report(answer) != IDENTICAL:
         raise typer.Exit(1)
+
+
+def _detail(response: Any) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        return str(response.text).strip()[:500]
+    return detail if isinstance(detail, str) else json.dumps(detail)[:500]

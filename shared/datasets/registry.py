@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -131,6 +132,42 @@ _ELECTING = {
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
 }
+
+
+class SpecRegistries:
+    """The spec registry of any namespace (its `<namespace>.data.specs`), for work on data
+    of another namespace than the service's own (a version trained on a replay): made when
+    first asked, refreshed each time it is handed out. At most `max_other` namespaces besides
+    the `known` ones are kept (the least recently asked goes first)."""
+
+    def __init__(
+        self,
+        config_for: Callable[[str], dict[str, Any]],
+        source: str,
+        known: dict[str, SpecRegistry] | None = None,
+        max_other: int = 16,
+    ) -> None:
+        """`config_for(namespace)`: the Kafka client config of that namespace's reader."""
+        self._config_for = config_for
+        self._source = source
+        self._known = dict(known or {})
+        self._others: dict[str, SpecRegistry] = {}
+        self._max_other = max_other
+        self._lock = threading.Lock()
+
+    def __call__(self, namespace: str) -> SpecRegistry:
+        with self._lock:
+            registry = self._known.get(namespace) or self._others.pop(namespace, None)
+            if registry is None:
+                registry = SpecRegistry(
+                    self._config_for(namespace), f"{namespace}.data.specs", self._source
+                )
+            if namespace not in self._known:
+                self._others[namespace] = registry  # the most recently asked last
+                while len(self._others) > self._max_other:
+                    self._others.pop(next(iter(self._others)))
+        registry.refresh()
+        return registry
 
 
 def _end_offset(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> int:

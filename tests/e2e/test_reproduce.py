@@ -1,6 +1,7 @@
 """Acceptance of `mlops reproduce`: the drift-retrained version of the closed loop is rebuilt
 from the Kafka offsets in its lineage and comes out identical; the same version rebuilt from
-a lineage whose offsets were altered is reported as different, and says how."""
+a lineage whose offsets were altered is reported as different, and says how. The CLI asks the
+loop's training service (POST /reproductions), which asks its feature store for the set."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ from tests.e2e.closed_loop import MODEL, DriftRetrain, Loop
 def mlops(
     loop: Loop, subprocess_env: dict[str, str], *arguments: str
 ) -> subprocess.CompletedProcess:
-    env = {**subprocess_env, "MLOPS_CLI_REGISTRY_URL": loop.urls.registry}
+    env = {
+        **subprocess_env,
+        "MLOPS_CLI_REGISTRY_URL": loop.urls.registry,
+        "MLOPS_CLI_TRAINING_URL": loop.urls.training,
+    }
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "shared.cli", *arguments],
-        env=env, capture_output=True, text=True, timeout=180,
+        env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     print(f"mlops {' '.join(arguments)}: {time.monotonic() - started:.1f}s")
     return result

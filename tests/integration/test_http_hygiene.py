@@ -33,7 +33,19 @@ JSON_ENDPOINTS = [
     ("serving", "POST", "/predict", {"model": "loans", "entities": ["a"]}),
     ("feature_store", "POST", "/features/loans/batch", {"entities": ["a"]}),
     ("feature_store", "POST", "/training-sets", {"dataset": "a"}),
+    (
+        "feature_store",
+        "POST",
+        "/training-sets/rebuild",
+        {
+            "dataset": "a",
+            "offsets": [
+                {"topic": "x.data.labels", "partition": 0, "first_offset": 0, "last_offset": 0}
+            ],
+        },
+    ),
     ("training", "POST", "/train", {"model_name": "m", "dataset": "nope", "reason": "r"}),
+    ("training", "POST", "/reproductions", {"model": "a", "version": 1}),
     ("registry", "PUT", "/models/loans/aliases/champion", {"version": 1, "reason": "r"}),
     ("registry", "POST", "/models/loans/rollback", {"reason": "r"}),
     ("registry", "PUT", "/models/loans/tags/team", {"value": "r"}),

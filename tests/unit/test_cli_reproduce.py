@@ -1,104 +1,169 @@
-"""`mlops reproduce`'s pure parts: what it compares, how it says what differs, its targets."""
+"""`mlops reproduce` as a thin client of the training service: what it sends, how it waits,
+what it prints and its exit codes, against a fake training service."""
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+import httpx
 import pytest
 import typer
 
-from services.feature_store.domain.offline import as_stored, feature_schema
-from shared.cli.common import CliError
-from shared.cli.reproduce import (
-    IDENTICAL,
-    Check,
-    compare_metrics,
-    compare_predictions,
-    compare_sources,
-    compare_value,
-    lineage_of,
-    namespace_of,
-    parse_target,
-    read_json,
-    verdict,
-)
-from shared.datasets.spec import shipped_specs
-from shared.events.models import OffsetRange
+from shared.cli import reproduce as command
+from shared.cli.app import main
+from shared.cli.common import CliError, ServiceClient
+from shared.cli.reproduce import parse_target, read_json, request_body, verdict_line
 
-LINEAGE = {
-    "dataset": "loans",
-    "spec_version": 1,
-    "spec_fingerprint": "abc",
-    "offsets": [
-        {"topic": "ns.data.validated", "partition": 0, "first_offset": 3, "last_offset": 9},
-        {"topic": "ns.data.labels", "partition": 1, "first_offset": 0, "last_offset": 4},
+Handler = Callable[[httpx.Request], httpx.Response]
+STARTED = {"id": "r-1", "model": "loans", "version": 3, "status": "running",
+           "started_at": "2026-12-06T03:00:00+00:00"}  # fmt: skip
+CHECKS = [
+    {"name": "rows", "recorded": "10", "reproduced": "10", "same": True, "difference": ""},
+    {"name": "training-set hash", "recorded": "a", "reproduced": "b", "same": False,
+     "difference": "training-set hash"},
+]  # fmt: skip
+
+
+def outcome(status: str, reason: str | None = None, checks: Any = ()) -> dict[str, Any]:
+    return {**STARTED, "status": status, "reason": reason, "checks": list(checks),
+            "notes": ["a note"], "summary": {"feature_events": 10, "label_events": 10,
+            "read_s": 1.0, "retrain_s": 2.0}, "finished_at": "2026-12-06T03:00:30+00:00"}  # fmt: skip
+
+
+def serve(monkeypatch: pytest.MonkeyPatch, handler: Handler) -> list[httpx.Request]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    monkeypatch.setattr(ServiceClient, "transport", httpx.MockTransport(record))
+    monkeypatch.setattr(command, "POLL_S", 0.0)
+    return seen
+
+
+def training(final: dict[str, Any], polls_running: int = 2) -> Handler:
+    """POST answers 202; GET answers running `polls_running` times, then `final`."""
+    polls = {"n": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, json=STARTED)
+        polls["n"] += 1
+        if polls["n"] <= polls_running:
+            return httpx.Response(200, json={**STARTED, "checks": [], "reason": None})
+        return httpx.Response(200, json=final)
+
+    return handle
+
+
+def run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    return int(exit_.value.code or 0)
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_identical_prints_the_checks_and_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = serve(monkeypatch, training(outcome("identical", checks=CHECKS[:1])))
+    assert run(["reproduce", "loans@3"]) == 0
+    assert json.loads(seen[0].content) == {"model": "loans", "version": 3}
+    assert seen[0].url.path == "/reproductions"
+    assert [r.url.path for r in seen[1:]] == ["/reproductions/r-1"] * 3
+    output = capsys.readouterr().out
+    assert last_line(output) == "identical"
+    assert "rows" in output and "a note" in output and "10 feature and 10 label" in output
+
+
+def test_differs_says_what_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(monkeypatch, training(outcome("differs", "differs: training-set hash", CHECKS)))
+    assert run(["reproduce", "loans@3"]) == 1
+    output = capsys.readouterr().out
+    assert last_line(output) == "differs: training-set hash"
+    assert "differs" in output.splitlines()[0] or "training-set hash" in output
+
+
+def test_failed_gives_the_reason_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reason = "no longer in Kafka: ns.data.labels [0] holds offsets 50..99"
+    serve(monkeypatch, training(outcome("failed", reason)))
+    assert run(["reproduce", "loans", "--latest"]) == 1
+    assert last_line(capsys.readouterr().out) == f"failed: {reason}"
+
+
+def test_latest_and_a_lineage_file_are_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lineage = tmp_path / "lineage.json"
+    lineage.write_text(json.dumps({"lineage": {"dataset": "loans"}}))
+    seen = serve(monkeypatch, training(outcome("identical"), polls_running=0))
+    assert run(["reproduce", "loans", "--latest", "--lineage-file", str(lineage)]) == 0
+    assert json.loads(seen[0].content) == {
+        "model": "loans",
+        "latest": True,
+        "lineage": {"lineage": {"dataset": "loans"}},
+    }
+
+
+@pytest.mark.parametrize(("status", "code"), [(404, 1), (422, 1), (429, 1), (503, 3)])
+def test_a_refusal_is_one_line_with_the_services_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], status: int, code: int
+) -> None:
+    detail = {"detail": "model 'loans' has no version 9"}
+    serve(monkeypatch, lambda request: httpx.Response(status, json=detail))
+    assert run(["reproduce", "loans@9"]) == code
+    assert "no version 9" in capsys.readouterr().err
+
+
+def test_an_unreachable_training_service_is_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    serve(monkeypatch, refuse)
+    assert run(["reproduce", "loans@3"]) == 3
+    assert "training" in capsys.readouterr().err
+
+
+def test_waiting_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    serve(monkeypatch, training(outcome("identical"), polls_running=10**6))
+    client = ServiceClient("training", command.cli_settings())
+    with pytest.raises(CliError, match="still running after"):
+        command.wait_for_outcome(client, "r-1", timeout_s=0.05, poll_s=0.0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "line"),
+    [
+        ({"status": "identical"}, "identical"),
+        ({"status": "differs", "reason": "differs: rows"}, "differs: rows"),
+        ({"status": "failed", "reason": "timed out"}, "failed: timed out"),
+        ({"status": "failed"}, "failed: no reason given"),
     ],
-    "training_set_sha256": "f" * 64,
-    "rows": 10,
-    "holdout_rows": 2,
-    "feature_columns": ["age"],
-    "code_version": "unknown",
-    "trigger": {"kind": "drift", "since": "2026-11-21T10:00:00Z"},
-}
+)
+def test_the_verdict_line(answer: dict[str, Any], line: str) -> None:
+    assert verdict_line(answer) == line
 
 
-def test_equal_checks_are_identical() -> None:
-    checks = [
-        compare_value("rows", 10, 10),
-        compare_metrics({"roc_auc": 0.9, "accuracy": 0.8}, {"accuracy": 0.8, "roc_auc": 0.9}),
-        compare_predictions(np.array([[0.1, 0.9], [0.5, 0.5]]), np.array([[0.1, 0.9], [0.5, 0.5]])),
-    ]
-    assert all(check.same for check in checks)
-    assert verdict(checks) == IDENTICAL
-
-
-def test_a_differing_value_is_named() -> None:
-    check = compare_value("training-set hash", "a" * 64, "b" * 64)
-    assert not check.same
-    assert verdict([compare_value("rows", 3, 3), check]) == "differs: training-set hash"
-
-
-def test_metrics_say_which_differ_and_by_how_much() -> None:
-    check = compare_metrics(
-        {"roc_auc": 0.9, "f1": 0.5, "log_loss": 0.3}, {"roc_auc": 0.875, "f1": 0.5}
-    )
-    assert not check.same
-    assert check.difference == "metrics (log_loss missing, roc_auc -0.025)"
-
-
-def test_metrics_must_match_exactly_not_nearly() -> None:
-    assert not compare_metrics({"roc_auc": 0.9}, {"roc_auc": math.nextafter(0.9, 1)}).same
-    assert compare_metrics({"x": float("nan")}, {"x": float("nan")}).same
-
-
-def test_predictions_count_the_rows_that_differ_and_the_largest_gap() -> None:
-    recorded = np.array([[0.1, 0.9], [0.5, 0.5], [0.2, 0.8]])
-    reproduced = np.array([[0.1, 0.9], [0.4, 0.6], [0.2, 0.8]])
-    check = compare_predictions(recorded, reproduced)
-    assert not check.same
-    assert check.difference == "predictions (1 of 3 rows differ, max |diff| 0.1)"
-
-
-def test_predictions_of_other_shapes_differ() -> None:
-    check = compare_predictions(np.zeros((3, 2)), np.zeros((4, 2)))
-    assert not check.same and "shapes" in check.difference
-
-
-def test_class_predictions_compare_without_a_gap() -> None:
-    check = compare_predictions(np.array(["a", "b"]), np.array(["a", "c"]))
-    assert check.difference == "predictions (1 of 2 rows differ)"
-
-
-def test_verdict_lists_every_difference_in_order() -> None:
-    checks = [
-        Check("rows", "10", "8", False, "rows"),
-        Check("spec fingerprint", "a", "a", True),
-        Check("metrics", "", "", False, "metrics (accuracy +0.1)"),
-    ]
-    assert verdict(checks) == "differs: rows; metrics (accuracy +0.1)"
+def test_the_body_names_a_version_or_latest() -> None:
+    assert request_body("loans", 3, None) == {"model": "loans", "version": 3}
+    assert request_body("loans", None, {"x": 1}) == {
+        "model": "loans",
+        "latest": True,
+        "lineage": {"x": 1},
+    }
 
 
 @pytest.mark.parametrize(
@@ -116,64 +181,6 @@ def test_targets(target: str, latest: bool, expected: tuple[str, int | None]) ->
 def test_bad_targets_are_usage_errors(target: str, latest: bool) -> None:
     with pytest.raises(typer.BadParameter):
         parse_target(target, latest)
-
-
-def test_a_lineage_is_read_bare_or_inside_a_version() -> None:
-    bare = lineage_of(LINEAGE)
-    wrapped = lineage_of({"model_name": "loans", "version": 2, "lineage": LINEAGE})
-    assert bare == wrapped
-    assert bare.trigger.since is not None
-
-
-def test_a_document_that_is_no_lineage_is_refused() -> None:
-    with pytest.raises(CliError, match="not a training lineage"):
-        lineage_of({"lineage": {"dataset": "loans"}})
-
-
-def test_the_namespace_comes_from_the_ranges() -> None:
-    assert namespace_of(lineage_of(LINEAGE).offsets) == "ns"
-
-
-def test_ranges_of_other_topics_or_namespaces_are_refused() -> None:
-    other = OffsetRange(topic="ns.data.raw", partition=0, first_offset=0, last_offset=1)
-    with pytest.raises(CliError, match=r"only data\.validated and data\.labels"):
-        namespace_of([other])
-    mixed = [
-        OffsetRange(topic="a.data.labels", partition=0, first_offset=0, last_offset=1),
-        OffsetRange(topic="b.data.labels", partition=0, first_offset=0, last_offset=1),
-    ]
-    with pytest.raises(CliError, match="span namespaces"):
-        namespace_of(mixed)
-
-
-def test_rows_rebuilt_from_events_take_the_offline_stores_types() -> None:
-    loans = next(spec for spec in shipped_specs() if spec.name == "loans")
-    row = {
-        "record_id": "app-1",
-        "entity": "applicant-7",
-        "event_time": datetime(2026, 11, 21, 10, tzinfo=UTC),
-        "spec_version": 1,
-        "age": 35.0,  # JSON gives a float; the spec says integer
-        "elevel": "2",
-        "label": None,
-        "source_topic": "ns.data.validated",
-        "source_partition": 0,
-        "source_offset": 7,
-    }
-    frame = as_stored([row], feature_schema([loans]))
-    assert str(frame["age"].dtype) == "int64" and frame["age"].iloc[0] == 35
-    assert str(frame["event_time"].dtype) == "datetime64[us, UTC]"
-    assert str(frame["source_partition"].dtype) == "int32"
-    assert frame["salary"].isna().all()
-
-
-def test_feature_events_must_be_of_the_records_they_name() -> None:
-    assert compare_sources(1200, 0).same
-    check = compare_sources(1200, 3)
-    assert not check.same
-    assert verdict([check]) == (
-        "differs: feature sources (3 feature events name another record than their source message)"
-    )
 
 
 def test_a_lineage_file_that_is_not_json_is_one_clear_error(tmp_path: Path) -> None:

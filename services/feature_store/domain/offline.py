@@ -204,8 +204,9 @@ def arrow_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 def as_stored(rows: list[dict[str, Any]], schema: pa.Schema) -> pd.DataFrame:
     """Offline rows as a training set reads them back: typed by `schema` (arrow_table),
-    through Parquet, as pandas. `mlops reproduce` rebuilds the offline store's rows from Kafka
-    with it, so they have the types and values the stored files give."""
+    through Parquet, as pandas. A rebuilt training set (domain.rebuild, for reproductions) types
+    the rows it reads from Kafka with it, so they have the types and values the stored files
+    give."""
     buffer = io.BytesIO()
     pq.write_table(arrow_table(rows, schema), buffer)
     return pq.read_table(io.BytesIO(buffer.getvalue())).to_pandas()

@@ -9,6 +9,10 @@
     GET /training-sets/coverage -> {"coverage": [{"topic", "partition", "offset"}]}: how far
       the offline store is written (next offsets of data.validated, data.labels, ...)
 
+    POST /training-sets/rebuild {"dataset", "offsets": [...], "cut_off": ISO?}
+      -> 200 Parquet: the set a lineage names, rebuilt from Kafka alone; header
+         X-Rebuild-Summary: JSON counts (410: a range no longer in Kafka; 404 unknown spec)
+
 The store (services/feature_store/http.py) joins each label with its record's features as
 they were at the record's event time, writes the set as Parquet to MinIO and answers where
 it is, its size, its columns, and the exact Kafka ranges (data.validated for the features,
@@ -17,11 +21,14 @@ data.labels for the labels) its rows were built from.
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
+import pandas as pd
 from pydantic import ValidationError
 
 from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
@@ -75,6 +82,14 @@ def coverage_of(answer: Any) -> Positions:
         ) from None
 
 
+@dataclass(frozen=True)
+class RebuiltSet:
+    """A training set the feature store rebuilt from Kafka, and what it read for it."""
+
+    frame: pd.DataFrame
+    summary: dict[str, int]
+
+
 class FeatureStoreClient:
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
@@ -102,6 +117,45 @@ class FeatureStoreClient:
             )
         return training_set_ref(response.json())
 
+    def rebuild_training_set(
+        self,
+        dataset: str,
+        offsets: list[OffsetRange],
+        cut_off: datetime | None,
+        timeout_s: float,
+    ) -> RebuiltSet:
+        """The training set of exactly these ranges, rebuilt from Kafka by the store."""
+        body = {
+            "dataset": dataset,
+            "offsets": [r.model_dump(mode="json") for r in offsets],
+            "cut_off": cut_off.isoformat() if cut_off else None,
+        }
+        path = "/training-sets/rebuild"
+        try:
+            response = self._client.post(path, json=body, timeout=timeout_s)
+        except httpx.HTTPError as error:
+            raise DependencyUnavailable(
+                f"feature store at {self.base_url}: {type(error).__name__}: {error}"
+            ) from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise DependencyUnavailable(
+                f"feature store at {self.base_url}: {path} answered {response.status_code}: "
+                f"{_detail(response)}"
+            )
+        if response.status_code != 200:
+            raise DependencyRefused(
+                f"the feature store could not rebuild the set ({response.status_code}): "
+                f"{_detail(response)}"
+            )
+        try:
+            frame = pd.read_parquet(io.BytesIO(response.content))
+            summary = json.loads(response.headers.get("x-rebuild-summary") or "{}")
+        except Exception as error:
+            raise DependencyRefused(
+                f"unreadable rebuilt set ({type(error).__name__}: {error})"
+            ) from None
+        return RebuiltSet(frame, {str(k): int(v) for k, v in summary.items()})
+
     def coverage(self) -> Positions:
         """How far the offline store is written: (topic, partition) -> next offset."""
         try:
@@ -122,3 +176,12 @@ class FeatureStoreClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _detail(response: httpx.Response) -> str:
+    """A FastAPI refusal's reason ({"detail": ...}), else the start of the body."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else response.text[:300]

@@ -1,8 +1,9 @@
 """The pure steps of a run once its training set is read: the typed frame and its window,
 the time split, the fitted pipeline and its evaluation on the holdout.
 
-Training runs them on the feature store's training set; `mlops reproduce` runs the very same
-functions on a training set rebuilt from Kafka, so a reproduction retrains the way training did.
+Training runs them on the feature store's training set; a reproduction (POST /reproductions,
+domain.reproduction) runs the very same functions on a training set the feature store rebuilt
+from Kafka, so it retrains the way training did.
 """
 
 from __future__ import annotations

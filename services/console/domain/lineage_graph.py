@@ -13,7 +13,8 @@ NODE_HEIGHT = 54
 COLUMN_GAP = 60
 ROW_GAP = 18
 MARGIN = 10
-MAX_TEXT = 38
+MAX_TEXT = 34
+MAX_DETAIL = 38
 
 COLUMNS = {"spec": 0, "topic": 0, "drift": 0, "trigger": 1, "run": 2, "decision": 3}
 COLUMNS["deployment"] = 4
@@ -28,6 +29,8 @@ class Node:
     link: str | None
     x: int = 0
     y: int = 0
+    full: str = ""
+    """The whole title and detail (the drawing cuts them), for a tooltip."""
 
     @property
     def cx(self) -> int:
@@ -157,7 +160,7 @@ def lineage_graph(document: Mapping[str, Any]) -> Graph:
                 trace_link(decision.get("trace_id"), f"/models/{quoted}#audit"),
             )
         )
-        edges.append(Edge(last, node_id))
+        edges.append(Edge("run", node_id))
         last = node_id
     for index, deployment in enumerate(document.get("deployments") or []):
         node_id = f"deployment{index}"
@@ -198,8 +201,18 @@ def _laid_out(nodes: list[Node], edges: list[Edge]) -> Graph:
         rows[column] = row + 1
         x = MARGIN + column * (NODE_WIDTH + COLUMN_GAP)
         y = MARGIN + row * (NODE_HEIGHT + ROW_GAP)
+        full = f"{node.title}\n{node.detail}".strip()
         placed.append(
-            Node(node.id, node.kind, short(node.title), short(node.detail), node.link, x, y)
+            Node(
+                node.id,
+                node.kind,
+                short(node.title),
+                short(node.detail, MAX_DETAIL),
+                node.link,
+                x,
+                y,
+                full,
+            )
         )
     width = MARGIN * 2 + (max(COLUMNS.values()) + 1) * (NODE_WIDTH + COLUMN_GAP) - COLUMN_GAP
     height = MARGIN * 2 + max(rows.values(), default=1) * (NODE_HEIGHT + ROW_GAP) - ROW_GAP

@@ -72,6 +72,43 @@
     });
   }
 
+  // The timeline follows the latest events (built with textContent: no markup from data).
+  function liveTimeline() {
+    const list = document.getElementById("timeline");
+    if (!list) return;
+    let tick = 0;
+    every(async () => {
+      if (tick++ % 3 !== 2) return; // a third as often: it asks several services
+      const found = await getJson("/api/timeline");
+      if (!found.events.length) return;
+      const empty = document.querySelector("p.empty");
+      if (empty) empty.remove();
+      list.replaceChildren(...found.events.map((event) => {
+        const item = document.createElement("li");
+        item.className = "timeline-event";
+        item.dataset.type = event.type;
+        const time = document.createElement("time");
+        time.dateTime = event.at;
+        time.textContent = event.at.replace("T", " ").slice(0, 19);
+        const type = document.createElement("span");
+        type.className = "type";
+        type.textContent = event.type;
+        item.append(time, " ", type, " ");
+        if (event.link) {
+          const link = document.createElement("a");
+          link.href = event.link;
+          link.textContent = event.model + (event.version ? " v" + event.version : "");
+          item.append(link, " ");
+        }
+        const text = document.createElement("span");
+        text.className = "text";
+        text.textContent = event.text;
+        item.append(text);
+        return item;
+      }));
+    });
+  }
+
   // The monitoring chart follows the live figures.
   function liveCharts() {
     document.querySelectorAll(".chart[data-poll]").forEach((div) => {
@@ -92,6 +129,7 @@
   function start() {
     drawAll();
     liveLoop();
+    liveTimeline();
     liveCharts();
     liveReproduction();
   }

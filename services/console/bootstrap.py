@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+import httpx
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -28,10 +29,15 @@ log = logging.getLogger(__name__)
 
 
 def build(
-    platform: PlatformSettings, settings: ConsoleSettings, *, with_kafka: bool = True
+    platform: PlatformSettings,
+    settings: ConsoleSettings,
+    *,
+    with_kafka: bool = True,
+    transport: httpx.BaseTransport | None = None,
 ) -> FastAPI:
+    """The console's app; `transport` replaces the network (unit tests)."""
     urls = {**settings.urls(), JAEGER: platform.jaeger_query_url.rstrip("/")}
-    services = Services(urls, settings.http_timeout_s)
+    services = Services(urls, settings.http_timeout_s, transport)
     kafka = (
         KafkaAdmin(client_config(platform, NAME), platform.namespace, settings.kafka_timeout_s)
         if with_kafka

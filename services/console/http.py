@@ -468,7 +468,7 @@ def version_page(
 def _reproduction_view(answer: Answer) -> dict[str, Any]:
     if answer.ok and isinstance(answer.data, dict):
         return answer.data
-    if answer.unreachable or answer.status == 404:
+    if answer.unreachable or answer.status in (404, 405):
         reason = "reproduction is unavailable: " + answer.detail()
         return {"status": "unavailable", "reason": reason, "checks": []}
     return {"status": "failed", "reason": answer.detail(), "checks": []}
@@ -579,14 +579,13 @@ def monitoring_state(deps: ConsoleDeps, model: str) -> dict[str, Any]:
         and entry.get("alias") == "champion"
         and (t := timeline.parse_time(entry.get("at"))) is not None
     ]
-    expected_history = (404,) if history.status == 404 else ()
     return {
         "chart": charts.performance_chart(rows, drift_times, deployments),
         "drifts": drifts,
         "state": state,
         "performance": [r for r in perf.get("models") or [] if r.get("model_name") == model],
-        "problems": problems_of(drift, audit, performance)
-        + problems_of(history, expected=expected_history or (404,)),
+        # A monitoring without the history endpoint (404): its /performance rows instead.
+        "problems": problems_of(drift, audit, performance, history),
     }
 
 

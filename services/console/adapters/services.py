@@ -45,9 +45,14 @@ class Answer:
 class Services:
     """One HTTP client for every service; base URLs by service name."""
 
-    def __init__(self, urls: Mapping[str, str], timeout_s: float) -> None:
+    def __init__(
+        self,
+        urls: Mapping[str, str],
+        timeout_s: float,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.urls = {name: url.rstrip("/") for name, url in urls.items()}
-        self._client = httpx.Client(timeout=timeout_s)
+        self._client = httpx.Client(timeout=timeout_s, transport=transport)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="console-http")
 
     def close(self) -> None:

@@ -161,3 +161,26 @@ def test_pages_render_when_services_answer_errors_or_junk() -> None:
             if path != "/monitoring":  # monitoring answered, only in an unexpected shape
                 assert 'id="unavailable"' in page.text, path
         assert "registry: HTTP 500" in client.get("/models").text
+
+
+def test_compare_shows_both_versions_on_the_newer_ones_holdout_when_it_scored_the_older() -> None:
+    comparison = {"model_name": "loans", "a": 1, "b": 2, "primary_metric": {"name": "roc_auc"},
+                  "metrics": {"roc_auc": {"a": 0.7, "b": 0.9, "b_minus_a": 0.2}},
+                  "params": {"max_depth": {"a": 3, "b": 4}}, "lineage": {}}  # fmt: skip
+    lineage = {"dataset": "loans", "offsets": [], "trigger": {"kind": "drift"},
+               "training": {"evaluation": {"metrics": {"roc_auc": 0.9}},
+                            "baseline": {"version": 1, "metrics": {"roc_auc": 0.55}}}}  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/models/loans/compare":
+            return httpx.Response(200, json=comparison)
+        if request.url.path == "/lineage/loans/2":
+            return httpx.Response(200, json=lineage)
+        return httpx.Response(200, json={"dataset": "loans", "offsets": [], "training": {}})
+
+    with console(handler) as client:
+        page = client.get("/models/loans/compare", params={"a": 1, "b": 2}).text
+    assert 'data-page="compare"' in page and "max_depth" in page
+    same = page[page.index('id="same-holdout"') :]
+    assert "On v2&#39;s holdout" in page or "On v2's holdout" in page
+    assert re.search(r"roc_auc</td><td>0.55</td><td>0.9</td>", same)

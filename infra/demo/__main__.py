@@ -9,8 +9,9 @@ happens: drift detected, one retrain on the data since the drift, promotion agai
 champion on post-drift data, hot-swap in serving. Ends with a report of `key=value` lines.
 
 A console (services/console) runs beside the demo's services, on their namespace: its URL is
-printed at the start and at the end (DEMO_CONSOLE_PORT, default a free port: the stack's own
-console, on CONSOLE_PORT, shows the stack's namespace). Run from a terminal, the demo keeps its
+printed at the start and at the end (DEMO_CONSOLE_PORT, default CONSOLE_PORT + 100, 8100, or
+a free port when that one is taken: the stack's own console, on CONSOLE_PORT, shows the stack's
+namespace). Run from a terminal, the demo keeps its
 services and console up after the report until Enter is pressed, to look around.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -107,7 +109,7 @@ def platform(
             urls = {name: service.url for name, service in started.items()}
             start(
                 "console",
-                port=int(os.environ.get("DEMO_CONSOLE_PORT") or free_port()),
+                port=demo_console_port(),
                 MLOPS_CONSOLE_SERVICE_URLS=json.dumps(urls),
                 MLOPS_CONSOLE_POLL_INTERVAL_S="2",
             )
@@ -217,6 +219,19 @@ def run(config: DemoConfig, settings: PlatformSettings) -> int:
             return outcome
         finally:
             watcher.stop()
+
+
+def demo_console_port() -> int:
+    """DEMO_CONSOLE_PORT, else CONSOLE_PORT + 100 when free, else any free port."""
+    if os.environ.get("DEMO_CONSOLE_PORT"):
+        return int(os.environ["DEMO_CONSOLE_PORT"])
+    preferred = int(os.environ.get("CONSOLE_PORT") or 8000) + 100
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
 def keep_for_a_look() -> None:

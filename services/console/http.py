@@ -95,6 +95,8 @@ def _number(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value) if value is not None else "-"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
         return f"{value:.4g}"
     return str(value)
 

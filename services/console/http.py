@@ -41,6 +41,7 @@ from services.console.domain import charts, csrf, loop, timeline
 from services.console.domain.lineage_graph import lineage_graph
 from services.console.domain.traces import waterfall
 from services.console.sessions import KeyStore
+from services.console.settings import SERVICES
 from shared.events.models import MODEL_NAME
 
 HERE = Path(__file__).parent
@@ -197,14 +198,13 @@ def _cached() -> dict[str, str]:
 
 
 def loop_figures(deps: ConsoleDeps) -> dict[str, Any]:
-    ready = deps.services.ready()
+    ready = deps.services.ready(SERVICES)
     offsets = deps.kafka.offsets() if deps.kafka is not None else Offsets(error="kafka: off")
     health = {name: "up" if answer.ok else "down" for name, answer in ready.items()}
-    health.pop("jaeger", None)
     reasons = {
         name: answer.detail() if answer.unreachable else json.dumps(answer.data)[:300]
         for name, answer in ready.items()
-        if not answer.ok and name != "jaeger"
+        if not answer.ok
     }
     return {
         "at": deps.clock().isoformat(),

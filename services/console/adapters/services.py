@@ -93,7 +93,7 @@ class Services:
         """Several calls at once (a page's reads are independent)."""
         return list(self._pool.map(lambda call: call(), calls))
 
-    def ready(self) -> dict[str, Answer]:
-        names = list(self.urls)
+    def ready(self, names: Sequence[str]) -> dict[str, Answer]:
+        """Each named service's GET /ready."""
         answers = self.gather([lambda n=name: self.get(n, "/ready") for name in names])
         return dict(zip(names, answers, strict=True))

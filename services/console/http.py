@@ -152,6 +152,16 @@ def render(
     return response
 
 
+def dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list (anything else in it, or a value that is no list: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """A JSON object, or an empty one for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
 def problems_of(*answers: Answer, expected: tuple[int, ...] = (404,)) -> list[str]:
     """What to name on the page: each service that did not answer, or answered an error that
     is not an expected one (e.g. 404 for "no such model yet")."""
@@ -226,9 +236,9 @@ def gather_timeline(deps: ConsoleDeps) -> tuple[list[timeline.TimelineEvent], li
     )
     groups: list[list[timeline.TimelineEvent]] = []
     monitoring = drift.json_or({})
-    groups.append(timeline.drift_events(monitoring.get("drifts") or []))
-    groups.append(timeline.decision_events(monitoring.get("decisions") or []))
-    recent = sorted(models.json_or([]), key=lambda m: str(m.get("created_at")), reverse=True)
+    groups.append(timeline.drift_events(dicts(monitoring.get("drifts"))))
+    groups.append(timeline.decision_events(dicts(monitoring.get("decisions"))))
+    recent = sorted(dicts(models.json_or([])), key=lambda m: str(m.get("created_at")), reverse=True)
     names = [str(model["name"]) for model in recent[:TIMELINE_MODELS]]
     calls: list[Callable[[], Answer]] = []
     for name in names:
@@ -237,9 +247,9 @@ def gather_timeline(deps: ConsoleDeps) -> tuple[list[timeline.TimelineEvent], li
         calls.append(lambda p=path: deps.services.get("registry", f"{p}/audit"))
     answers = deps.services.gather(calls)
     for index, name in enumerate(names):
-        groups.append(timeline.version_events(answers[2 * index].json_or([])))
-        groups.append(timeline.audit_events(name, answers[2 * index + 1].json_or([])))
-    for served in serving.json_or([]):
+        groups.append(timeline.version_events(dicts(answers[2 * index].json_or([]))))
+        groups.append(timeline.audit_events(name, dicts(answers[2 * index + 1].json_or([]))))
+    for served in dicts(serving.json_or([])):
         champion = served.get("champion") or {}
         if champion.get("loaded_at"):
             deployment = {"deployed_at": champion["loaded_at"], "alias": "champion"}
@@ -296,9 +306,9 @@ def models_page(request: Request) -> HTMLResponse:
             lambda: deps.services.get("serving", "/models"),
         ]
     )
-    served = {entry.get("model"): entry for entry in serving.json_or([])}
+    served = {entry.get("model"): entry for entry in dicts(serving.json_or([]))}
     rows = []
-    for model in sorted(models.json_or([]), key=lambda m: str(m.get("name"))):
+    for model in sorted(dicts(models.json_or([])), key=lambda m: str(m.get("name"))):
         aliases = model.get("aliases") or {}
         rows.append(
             {
@@ -333,18 +343,18 @@ def model_page(request: Request, name: ModelParam) -> HTMLResponse:
             lambda: deps.services.get("registry", f"{path}/audit"),
         ]
     )
-    version_rows = list(reversed(versions.json_or([])))
+    version_rows = list(reversed(dicts(versions.json_or([]))))
     return render(
         request,
         "model.html",
         "model",
         problems_of(model, versions, audit),
         name=name,
-        model=model.json_or(None),
+        model=model.json_or({}) or None,
         missing=model.status == 404,
         versions=version_rows,
-        audit=list(reversed(audit.json_or([]))),
-        metric_chart=charts.metric_per_version(versions.json_or([])),
+        audit=list(reversed(dicts(audit.json_or([])))),
+        metric_chart=charts.metric_per_version(dicts(versions.json_or([]))),
     )
 
 
@@ -421,7 +431,7 @@ def compare_page(
         name=name,
         a=a,
         b=b,
-        comparison=comparison.json_or(None),
+        comparison=comparison.json_or({}) or None,
         refusal=None if comparison.ok or comparison.unreachable else comparison.detail(),
         left=left.json_or({}),
         right=right.json_or({}),
@@ -448,7 +458,7 @@ def version_page(
     answers = deps.services.gather(calls)
     lineage, detail = answers[0], answers[1]
     result = answers[2] if reproduction else None
-    document = lineage.json_or(None)
+    document = lineage.json_or({}) or None
     graph = lineage_graph(document) if document else None
     trace_id = ((document or {}).get("training") or {}).get("trace_id")
     return render(
@@ -459,7 +469,7 @@ def version_page(
         name=name,
         version=version,
         lineage=document,
-        detail=detail.json_or(None),
+        detail=detail.json_or({}) or None,
         missing=lineage.status == 404,
         graph=graph,
         trace_id=trace_id,
@@ -532,9 +542,9 @@ def monitoring_page(request: Request) -> HTMLResponse:
     perf = performance.json_or({})
     state = drift.json_or({})
     models: dict[str, dict[str, Any]] = {}
-    for row in perf.get("models") or []:
+    for row in dicts(perf.get("models")):
         models.setdefault(str(row.get("model_name")), {"versions": []})["versions"].append(row)
-    for envelope in state.get("drifts") or []:
+    for envelope in dicts(state.get("drifts")):
         model = str((envelope.get("data") or {}).get("model_name"))
         entry = models.setdefault(model, {"versions": []})
         entry["drifts"] = entry.get("drifts", 0) + 1
@@ -544,8 +554,8 @@ def monitoring_page(request: Request) -> HTMLResponse:
         "monitoring",
         problems_of(performance, drift),
         models=dict(sorted(models.items())),
-        breakers=state.get("breakers") or {},
-        join=perf.get("join") or {},
+        breakers=mapping(state.get("breakers")),
+        join=mapping(perf.get("join")),
     )
 
 
@@ -561,12 +571,12 @@ def monitoring_state(deps: ConsoleDeps, model: str) -> dict[str, Any]:
     )
     perf = performance.json_or({})
     if history.ok:
-        rows = history.data.get("points") or []
+        rows = dicts(history.json_or({}).get("points"))
     else:
-        rows = [r for r in perf.get("history") or [] if r.get("model_name") == model]
+        rows = [r for r in dicts(perf.get("history")) if r.get("model_name") == model]
     state = drift.json_or({})
     drifts = [
-        d for d in state.get("drifts") or [] if (d.get("data") or {}).get("model_name") == model
+        d for d in dicts(state.get("drifts")) if (d.get("data") or {}).get("model_name") == model
     ]
     drift_times = [
         t
@@ -575,7 +585,7 @@ def monitoring_state(deps: ConsoleDeps, model: str) -> dict[str, Any]:
     ]
     deployments = [
         t
-        for entry in audit.json_or([])
+        for entry in dicts(audit.json_or([]))
         if entry.get("action") in timeline.AUDIT_TYPES
         and timeline.AUDIT_TYPES[entry["action"]] in ("ModelPromoted", "ModelRolledBack")
         and entry.get("alias") == "champion"
@@ -585,7 +595,7 @@ def monitoring_state(deps: ConsoleDeps, model: str) -> dict[str, Any]:
         "chart": charts.performance_chart(rows, drift_times, deployments),
         "drifts": drifts,
         "state": state,
-        "performance": [r for r in perf.get("models") or [] if r.get("model_name") == model],
+        "performance": [r for r in dicts(perf.get("models")) if r.get("model_name") == model],
         # A monitoring without the history endpoint (404): its /performance rows instead.
         "problems": problems_of(drift, audit, performance, history),
     }
@@ -596,7 +606,7 @@ def monitoring_model_page(request: Request, model: ModelParam) -> HTMLResponse:
     deps = _deps(request)
     found = monitoring_state(deps, model)
     state = found["state"]
-    references = (state.get("training_reference") or {}).get(model) or {}
+    references = mapping(mapping(state.get("training_reference")).get(model))
     reference_charts = {
         version: charts.reference_chart(features)
         for version, features in sorted(references.items(), key=lambda kv: int(kv[0]))
@@ -610,10 +620,10 @@ def monitoring_model_page(request: Request, model: ModelParam) -> HTMLResponse:
         performance_chart=found["chart"],
         drifts=found["drifts"],
         performance=found["performance"],
-        detectors=[d for d in state.get("detectors") or [] if d.get("model_name") == model],
-        decisions=[d for d in state.get("decisions") or [] if d.get("model_name") == model],
-        breaker=(state.get("breakers") or {}).get(model),
-        policy=state.get("policy") or {},
+        detectors=[d for d in dicts(state.get("detectors")) if d.get("model_name") == model],
+        decisions=[d for d in dicts(state.get("decisions")) if d.get("model_name") == model],
+        breaker=mapping(state.get("breakers")).get(model),
+        policy=mapping(state.get("policy")),
         references=references,
         reference_charts=reference_charts,
     )
@@ -641,7 +651,7 @@ def data_page(request: Request) -> HTMLResponse:
         "data.html",
         "data",
         problems_of(datasets, stats),
-        datasets=datasets.json_or({}).get("datasets") or [],
+        datasets=dicts(datasets.json_or({}).get("datasets")),
         stats=stats.json_or({}),
     )
 
@@ -682,17 +692,17 @@ def dataset_page(
         diff = spec_diff(answers[4].json_or({}), answers[5].json_or({}))
     features = answers[-1] if entity else None
     offsets = deps.kafka.offsets() if deps.kafka is not None else Offsets()
-    freshness = _freshness(coverage.json_or({}).get("coverage") or [], offsets, deps.namespace)
-    rejected = rejections.json_or({}).get("rejections") or []
+    freshness = _freshness(dicts(coverage.json_or({}).get("coverage")), offsets, deps.namespace)
+    rejected = dicts(rejections.json_or({}).get("rejections"))
     return render(
         request,
         "dataset.html",
         "dataset",
         problems_of(*answers),
         dataset=dataset,
-        spec=spec.json_or(None),
+        spec=spec.json_or({}) or None,
         spec_missing=spec.status == 404,
-        stats=stats.json_or(None),
+        stats=stats.json_or({}) or None,
         rejections=rejected[:50],
         rejections_chart=charts.rejections_chart(rejected),
         freshness=freshness,
@@ -700,7 +710,7 @@ def dataset_page(
         a=a,
         b=b,
         entity=entity,
-        features=features.json_or(None) if features is not None else None,
+        features=features.json_or({}) or None if features is not None else None,
         features_refusal=(features.detail() if features is not None and not features.ok else None),
     )
 
@@ -751,7 +761,7 @@ def traces_page(
 ) -> HTMLResponse:
     deps = _deps(request)
     names = deps.jaeger.service_names()
-    available = sorted(names.json_or({}).get("data") or [])
+    available = sorted(str(name) for name in names.json_or({}).get("data") or [])
     chosen = service or ("training" if "training" in available else None)
     if chosen is None and available:
         chosen = available[0]
@@ -761,7 +771,7 @@ def traces_page(
         tags = json.dumps({"mlops.model": model}) if model else None
         found = deps.jaeger.traces(chosen, limit=30, tags=tags)
         answers.append(found)
-        rows = [_trace_summary(t) for t in found.json_or({}).get("data") or []]
+        rows = [_trace_summary(t) for t in dicts(found.json_or({}).get("data"))]
     return render(
         request,
         "traces.html",
@@ -798,7 +808,7 @@ def trace_page(
 ) -> HTMLResponse:
     deps = _deps(request)
     answer = deps.jaeger.trace(trace_id)
-    traces = answer.json_or({}).get("data") or []
+    traces = dicts(answer.json_or({}).get("data"))
     rows = waterfall(traces[0]) if traces else None
     return render(
         request,

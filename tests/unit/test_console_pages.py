@@ -150,7 +150,8 @@ def test_pages_render_when_services_answer_errors_or_junk() -> None:
         if request.url.host == "registry":
             return httpx.Response(500, text="<html>oops</html>")
         if request.url.host == "monitoring":
-            return httpx.Response(200, json={"unexpected": ["shape"]})
+            shape: Any = ["a", "list"] if "drift" in request.url.path else {"unexpected": 1}
+            return httpx.Response(200, json=shape)
         return httpx.Response(503, json={"detail": "not ready"})
 
     with console(handler) as client:
@@ -184,3 +185,18 @@ def test_compare_shows_both_versions_on_the_newer_ones_holdout_when_it_scored_th
     same = page[page.index('id="same-holdout"') :]
     assert "On v2&#39;s holdout" in page or "On v2's holdout" in page
     assert re.search(r"roc_auc</td><td>0.55</td><td>0.9</td>", same)
+
+
+@pytest.mark.parametrize("junk", [["a", "list"], "a string", 42, None])
+def test_pages_render_when_every_service_answers_json_of_another_shape(junk: Any) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=junk)
+
+    paths = ["/", "/api/loop", "/api/timeline", "/models", "/models/loans",
+             "/models/loans/compare?a=1&b=2", "/models/loans/versions/1",
+             "/models/loans/versions/1?reproduction=r1", "/monitoring", "/monitoring/loans",
+             "/api/monitoring/loans/chart", "/data", "/data/loans?a=1&b=2&entity=e1", "/traces",
+             "/traces/abc", "/api/reproductions/r1"]  # fmt: skip
+    with console(handler) as client:
+        for path in paths:
+            assert client.get(path).status_code == 200, path

@@ -39,7 +39,13 @@ class Answer:
         return f"HTTP {self.status}"
 
     def json_or(self, default: Any) -> Any:
-        return self.data if self.ok and self.data is not None else default
+        """The JSON answered, or `default` when the call failed or answered another shape
+        (a list where a mapping was expected...)."""
+        if not self.ok or self.data is None:
+            return default
+        if default is not None and not isinstance(self.data, type(default)):
+            return default
+        return self.data
 
 
 class Services:

@@ -67,6 +67,8 @@ compose-env: ## for docker compose: write .env with generated credentials (kept 
 	  echo "MINIO_ROOT_USER=mlops-$$(openssl rand -hex 4)"; \
 	  echo "MINIO_ROOT_PASSWORD=$$(openssl rand -hex 20)"; \
 	  echo "REGISTRY_API_KEYS={\"admin\": \"$$(openssl rand -hex 24)\"}"; } > .env; echo "wrote .env"; fi
+	@grep -q '^CONSOLE_SESSION_SECRET=' .env || { umask 077; \
+	  echo "CONSOLE_SESSION_SECRET=$$(openssl rand -hex 32)" >> .env; echo "added CONSOLE_SESSION_SECRET to .env"; }
 
 bench-data: up ## records/s raw->validated->features next to a raw relay; online lookups next to Feast
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_data

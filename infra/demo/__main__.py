@@ -7,16 +7,24 @@ applications at a steady rate with their labels a second later and one /predict 
 each, switches the Agrawal classification function at a known point, and shows live what
 happens: drift detected, one retrain on the data since the drift, promotion against the
 champion on post-drift data, hot-swap in serving. Ends with a report of `key=value` lines.
+
+A console (services/console) runs beside the demo's services, on their namespace: its URL is
+printed at the start and at the end (DEMO_CONSOLE_PORT, default CONSOLE_PORT + 100, 8100, or
+a free port when that one is taken: the stack's own console, on CONSOLE_PORT, shows the stack's
+namespace). Run from a terminal, the demo keeps its
+services and console up after the report until Enter is pressed, to look around.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +47,13 @@ from infra.demo.loop import (
     trace_in_jaeger,
     train_first_model,
 )
-from infra.processes import RunningService, drop_namespace_state, namespace_topics, start_service
+from infra.processes import (
+    RunningService,
+    drop_namespace_state,
+    free_port,
+    namespace_topics,
+    start_service,
+)
 from shared.settings import PlatformSettings
 
 MODEL = "loans"
@@ -79,17 +93,26 @@ def platform(
     env["PYTHONUNBUFFERED"] = "1"
     services: dict[str, RunningService] = {}
 
-    def start(name: str, wait_ready: bool = True, **extra: str) -> RunningService:
+    def start(
+        name: str, wait_ready: bool = True, port: int | None = None, **extra: str
+    ) -> RunningService:
         with console.status(f"starting {name}"):
             services[name] = start_service(
-                name, namespace, env, logs, extra_env=extra, wait_ready=wait_ready
+                name, namespace, env, logs, extra_env=extra, wait_ready=wait_ready, port=port
             )
         console.log(f"{name} up on {services[name].url}")
         return services[name]
 
     with namespace_topics(admin, namespace):
         try:
-            start_platform(start, namespace, monitoring_env(config))
+            started = start_platform(start, namespace, monitoring_env(config))
+            urls = {name: service.url for name, service in started.items()}
+            start(
+                "console",
+                port=demo_console_port(),
+                MLOPS_CONSOLE_SERVICE_URLS=json.dumps(urls),
+                MLOPS_CONSOLE_POLL_INTERVAL_S="2",
+            )
             yield services
         finally:
             with console.status("stopping the demo's services"):
@@ -170,6 +193,7 @@ def run(config: DemoConfig, settings: PlatformSettings) -> int:
     bootstrap = settings.kafka_bootstrap_servers
     with platform(settings, namespace, logs, config) as services:
         urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
+        print(f"console: {services['console'].url}/", flush=True)
         watcher = EventWatcher(bootstrap, namespace, f"{namespace}.demo").start()
         try:
             with console.status(f"training a first model on {config.first_model_records} records"):
@@ -189,9 +213,33 @@ def run(config: DemoConfig, settings: PlatformSettings) -> int:
             stats, progress = watch(stream, watcher, first, config, started)
             retrains = len({s.event["id"] for s in watcher.drift_commands()})
             expired = expired_predictions(urls)
-            return report(stats, progress, stream, retrains, expired, settings, started)
+            outcome = report(stats, progress, stream, retrains, expired, settings, started)
+            print(f"console: {services['console'].url}/", flush=True)
+            keep_for_a_look()
+            return outcome
         finally:
             watcher.stop()
+
+
+def demo_console_port() -> int:
+    """DEMO_CONSOLE_PORT, else CONSOLE_PORT + 100 when free, else any free port."""
+    if os.environ.get("DEMO_CONSOLE_PORT"):
+        return int(os.environ["DEMO_CONSOLE_PORT"])
+    preferred = int(os.environ.get("CONSOLE_PORT") or 8000) + 100
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
+def keep_for_a_look() -> None:
+    """From a terminal, the demo's services and console stay up until Enter is pressed."""
+    if not sys.stdin.isatty():
+        return
+    with suppress(EOFError, KeyboardInterrupt):
+        input("the console shows the demo's run; press Enter to stop its services ")
 
 
 def watch(

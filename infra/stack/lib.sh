@@ -48,6 +48,8 @@ OTLP_HTTP_PORT=${OTLP_HTTP_PORT:-4318}
 # The platform services listen on SERVICE_PORT_BASE (ingestion) and the six
 # ports after it, in services.sh's order: 8001-8007 by default.
 SERVICE_PORT_BASE=${SERVICE_PORT_BASE:-8001}
+# The console (web UI over the services, Kafka and Jaeger) listens on its own port.
+CONSOLE_PORT=${CONSOLE_PORT:-8000}
 # supervisord's restart policy for the services (supervisor.sh): a service
 # must stay up SERVICE_STARTSECS seconds to count as started; one that dies
 # sooner is retried after 1, 2, 3... seconds, SERVICE_STARTRETRIES times,
@@ -106,6 +108,9 @@ ensure_credentials() {
   # Credentials added after a state dir was first made are appended, not regenerated.
   if ! grep -q '^REGISTRY_ADMIN_KEY=' "$CREDENTIALS_FILE"; then
     (umask 077 && echo "REGISTRY_ADMIN_KEY=$(random_hex 48)" >>"$CREDENTIALS_FILE")
+  fi
+  if ! grep -q '^CONSOLE_SESSION_SECRET=' "$CREDENTIALS_FILE"; then
+    (umask 077 && echo "CONSOLE_SESSION_SECRET=$(random_hex 64)" >>"$CREDENTIALS_FILE")
   fi
   # shellcheck disable=SC1090
   source "$CREDENTIALS_FILE"

@@ -9,7 +9,10 @@
 # first. Every service gets all of them as MLOPS_<NAME>_PORT (and
 # MLOPS_<NAME>_HOST), the variables its ServiceSettings(env_prefix=
 # "MLOPS_<NAME>_") reads, so services can also find each other.
+# The console (services/console) is no part of the loop: it has a port of its own,
+# CONSOLE_PORT (lib.sh, default 8000), outside the range SERVICE_PORT_BASE moves.
 declare -A SERVICE_PORTS=(
+  [console]=8000
   [ingestion]=8001
   [validation]=8002
   [feature_store]=8003
@@ -19,12 +22,18 @@ declare -A SERVICE_PORTS=(
   [monitoring]=8007
 )
 
-service_port() { echo $((SERVICE_PORTS[$1] - 8001 + SERVICE_PORT_BASE)); }
+service_port() {
+  if [[ $1 == console ]]; then
+    echo "$CONSOLE_PORT"
+  else
+    echo $((SERVICE_PORTS[$1] - 8001 + SERVICE_PORT_BASE))
+  fi
+}
 
 # Services present in the tree that have a port, in port order.
 service_names() {
   local name
-  for name in ingestion validation feature_store training registry serving monitoring; do
+  for name in ingestion validation feature_store training registry serving monitoring console; do
     if [[ -f $REPO_ROOT/services/$name/__main__.py ]]; then echo "$name"; fi
   done
 }

@@ -104,8 +104,8 @@ supervisor_launch() {
   supervisor_config >"$SUPERVISOR_CONF"
   # A new supervisord starts counting from zero; its socket is ours to replace.
   rm -f "$RESTARTS_FILE" "$SUPERVISOR_SOCK"
-  record_settings services SERVICE_PORT_BASE
-  log "supervisord: starting the services (ports $(service_port ingestion)-$((SERVICE_PORT_BASE + ${#SERVICE_PORTS[@]} - 1)), config $SUPERVISOR_CONF)"
+  record_settings services SERVICE_PORT_BASE CONSOLE_PORT
+  log "supervisord: starting the services (ports $(service_port ingestion)-$(service_port monitoring), console $CONSOLE_PORT, config $SUPERVISOR_CONF)"
   (cd "$REPO_ROOT" && start_daemon supervisord "$SUPERVISOR_LOG" "$SUPERVISORD" -c "$SUPERVISOR_CONF") || exit 1
   deadline=$(($(now) + STACK_TIMEOUT))
   until supervisor_answers; do

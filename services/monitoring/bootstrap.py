@@ -17,6 +17,7 @@ from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import RetrainPolicy
 from services.monitoring.domain.reference import TrainingReferences
+from services.monitoring.domain.series import PerformanceSeries
 from services.monitoring.handlers import Deps, routes
 from services.monitoring.http import monitoring_router
 from services.monitoring.settings import MonitoringSettings
@@ -61,6 +62,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         history_every=settings.history_every,
         retrain_since_drift=settings.retrain_since_drift,
         references=TrainingReferences(lineages.lineage),
+        series=PerformanceSeries(settings.history_points),
     )
     group = settings.group_id or f"{namespace}.{NAME}"
     runner = ConsumerRunner(

@@ -55,6 +55,7 @@ from services.monitoring.domain.monitor import Found, Monitor, Served
 from services.monitoring.domain.policy import Decision, RetrainPolicy
 from services.monitoring.domain.reference import TrainingReferences
 from services.monitoring.domain.retrains import Retrain, RetrainResult
+from services.monitoring.domain.series import PerformanceSeries
 from shared.events.envelope import Event, utc_now
 from shared.events.models import (
     DriftDetected,
@@ -106,6 +107,8 @@ class Deps:
     history_every: int = 100
     retrain_since_drift: bool = True
     references: TrainingReferences | None = None
+    series: PerformanceSeries | None = None
+    """The latest snapshots per version in memory (GET /performance/{model}/history)."""
     clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock)
     _since_snapshot: int = 0
@@ -261,6 +264,8 @@ def _label(
         if deps._since_snapshot >= deps.history_every:
             deps._since_snapshot = 0
             outcome.snapshot = (now, deps.monitor.performance())
+            if deps.series is not None:
+                deps.series.add(*outcome.snapshot)
 
 
 def observe_training(deps: Deps) -> Handler:

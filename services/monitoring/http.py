@@ -7,6 +7,10 @@ GET /drift        recent DriftDetected events (from SQL), detector state per dat
                   why), the latest retrain outcomes, and per
                   model version served its live feature values against its training
                   reference (the lineage's statistics)
+GET /performance/{model}/history
+                  the model's performance over time for plots: the latest snapshots per
+                  version kept in memory (at most MLOPS_MONITORING_HISTORY_POINTS each), or
+                  the SQL history's latest rows of the model after a restart
 GET /performance  live accuracy (classification) or MAE and RMSE (regression) per model
                   version (overall, last 100, last 1000), served,
                   joined and expired counts, and the SQL history of snapshots (for plots)
@@ -15,11 +19,12 @@ GET /performance  live accuracy (classification) or MAE and RMSE (regression) pe
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from services.monitoring.handlers import Deps
+from shared.events.models import MODEL_NAME
 
 
 def monitoring_router(deps: Deps, limit: int, label_wait_s: float) -> APIRouter:
@@ -53,5 +58,22 @@ def monitoring_router(deps: Deps, limit: int, label_wait_s: float) -> APIRouter:
             "join": {**join, "label_wait_s": label_wait_s},
             "history": deps.history.performance_history(limit),
         }
+
+    @router.get("/performance/{model}/history")
+    def performance_history(
+        model: Annotated[str, Path(pattern=MODEL_NAME)],
+    ) -> dict[str, Any]:
+        """Snapshots of the model's live performance, oldest first per version: accuracy
+        (overall, last 100, last 1000) or MAE/RMSE, with labelled and served counts."""
+        points = deps.series.of(model) if deps.series is not None else []
+        source = "memory"
+        if not points:
+            source = "sql"
+            rows = deps.history.performance_history(limit)
+            points = sorted(
+                (row for row in rows if row.get("model_name") == model),
+                key=lambda row: (row.get("model_version") or 0, row.get("at") or 0),
+            )
+        return {"model": model, "source": source, "points": points}
 
     return router

@@ -130,6 +130,13 @@ class MonitoringSettings(ServiceSettings):
         100, ge=1, description="A performance snapshot goes to SQL after this many labels."
     )
     recent_limit: int = Field(100, ge=1, description="Rows GET /drift and /performance show.")
+    history_points: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Snapshots per model version kept in memory for "
+        "GET /performance/{model}/history.",
+    )
     database_url: SecretStr | None = Field(
         None, description="Drift, decision and performance history; default MLOPS_DATABASE_URL."
     )

@@ -16,6 +16,7 @@ from services.validation.adapters.record_ids import (
 from services.validation.adapters.specs import WatermarkedSpecs, topic_end_offsets
 from services.validation.domain.decoding import RawDecoder
 from services.validation.domain.quality import QualityStats
+from services.validation.domain.recent import RecentRejections
 from services.validation.handlers import CONSUMES, Deps, declared_spec, routes
 from services.validation.http import stats_router
 from services.validation.settings import ValidationSettings
@@ -54,6 +55,7 @@ def build(platform: PlatformSettings, settings: ValidationSettings) -> FastAPI:
         stats,
         refresh_interval_s=settings.spec_refresh_seconds,
         max_rejection_bytes=platform.max_rejection_bytes,
+        recent=RecentRejections(settings.recent_rejections),
     )
 
     raw_topic = catalog.name(CONSUMES, namespace)
@@ -80,7 +82,7 @@ def build(platform: PlatformSettings, settings: ValidationSettings) -> FastAPI:
         runners=[runner],
         readiness_checks={"kafka": kafka_reachable(platform), "database": record_ids.ping},
     )
-    router = stats_router(stats, specs.names, lambda name: declared_spec(specs, name))
+    router = stats_router(stats, specs.names, lambda name: declared_spec(specs, name), deps.recent)
     return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
 
 

@@ -26,6 +26,7 @@ from services.validation.domain.duplicates import (
     validated_id,
 )
 from services.validation.domain.quality import QualityStats
+from services.validation.domain.recent import RecentRejections
 from services.validation.domain.rejections import bounded
 from services.validation.domain.rules import Checked, check_record, error
 from shared.datasets.registry import UnknownDataset
@@ -68,6 +69,8 @@ class Deps:
     clock: Callable[[], float] = time.monotonic
     max_rejection_bytes: int = 262_144
     """PlatformSettings.max_rejection_bytes: longer rejections are summarized."""
+    recent: RecentRejections | None = None
+    """The latest rejections per dataset, for GET /rejections/{dataset}."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class Validator:
         )
         payload = bounded(payload, self._deps.max_rejection_bytes)
         output = _output(rejected_id(event.id, position), payload, event, malformed.entity)
+        self._remember(output, payload)
         return Emit(REJECTED, output, key=malformed.entity)
 
     def _rejected(
@@ -208,7 +212,12 @@ class Validator:
         )
         payload = bounded(payload, self._deps.max_rejection_bytes)
         output = _output(rejected_id(event.id, position), payload, event, entity)
+        self._remember(output, payload)
         return Emit(REJECTED, output, key=entity)
+
+    def _remember(self, output: Event[Any], payload: RecordRejected) -> None:
+        if self._deps.recent is not None:
+            self._deps.recent.add(output.id, output.time, payload)
 
     def _validated(
         self,

@@ -1,13 +1,15 @@
-"""Validation's HTTP API: the streaming data-quality statistics."""
+"""Validation's HTTP API: the streaming data-quality statistics, and the latest rejected
+records of each dataset (GET /rejections/{dataset}, kept in memory, bounded)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
 from services.validation.domain.quality import QualityStats
+from services.validation.domain.recent import RecentRejections
 from shared.datasets.spec import DatasetSpec
 
 
@@ -15,6 +17,7 @@ def stats_router(
     stats: QualityStats,
     known_datasets: Callable[[], list[str]],
     spec_of: Callable[[str], DatasetSpec | None],
+    recent: RecentRejections | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["data quality"])
 
@@ -40,5 +43,14 @@ def stats_router(
             raise HTTPException(status_code=404, detail=detail)
         stats.declare(spec)
         return stats.snapshot(dataset) or {}
+
+    @router.get("/rejections/{dataset}")
+    def rejections(
+        dataset: str, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    ) -> dict[str, Any]:
+        """The dataset's latest rejected records, newest first: when, the rules they broke,
+        each error, and the values as received (long ones cut), since this process started."""
+        kept = recent.of(dataset, limit) if recent is not None else []
+        return {"dataset": dataset, "rejections": kept}
 
     return router

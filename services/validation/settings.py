@@ -14,6 +14,12 @@ class ValidationSettings(ServiceSettings):
     )
 
     port: int = Field(8002, ge=1, le=65535)
+    recent_rejections: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="Rejected records kept in memory per dataset for GET /rejections/{dataset}.",
+    )
     group_id: str | None = Field(
         None, description="Consumer group; default <namespace>.validation."
     )

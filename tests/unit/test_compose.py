@@ -81,10 +81,11 @@ def test_platform_variables_are_settings_the_services_read(compose: dict[str, An
     assert set(environment) <= fields
     stack_env = (REPO / "infra" / "stack" / "stack.sh").read_text()
     written_locally = set(re.findall(r"^(MLOPS_[A-Z_]+)=", stack_env, re.MULTILINE))
-    for_one_service = {"MLOPS_REGISTRY_API_KEYS"}
+    for_one_service = {"MLOPS_REGISTRY_API_KEYS", "MLOPS_CONSOLE_SESSION_SECRET"}
     assert written_locally - for_one_service <= fields
     assert written_locally - for_one_service - {"MLOPS_KAFKA_BROKERS"} <= set(environment)
     assert "MLOPS_REGISTRY_API_KEYS" in compose["services"]["registry"]["environment"]
+    assert "MLOPS_CONSOLE_SESSION_SECRET" in compose["services"]["console"]["environment"]
 
 
 def test_topics_are_created_from_the_catalog(compose: dict[str, Any]) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from services.monitoring.domain.series import PerformanceSeries
 from services.monitoring.http import monitoring_router
 from tests.unit.test_monitoring_handlers import feed_shift, handler, info, label, make, prediction
 
@@ -39,3 +41,41 @@ def test_performance_shows_accuracy_and_expiry_per_version() -> None:
     assert (row["model_name"], row["model_version"]) == ("loans", 3)
     assert row["labelled"] == 2 and row["accuracy"] == 0.5 and row["expired"] == 2
     assert body["join"]["expired_predictions"] == 2 and body["join"]["label_wait_s"] == 60
+
+
+def test_performance_history_keeps_a_bounded_series_per_version() -> None:
+    deps, _, _ = make()
+    deps.series = PerformanceSeries(points_per_version=3)
+    serve, labels = handler(deps, "serving.predictions"), handler(deps, "data.labels")
+    for i in range(20):
+        serve(prediction(i, 1), info("p", i))
+        labels(label(i, 1 if i % 2 else 0), info("l", i))
+    body = client_for(deps).get("/performance/loans/history").json()
+    assert body["model"] == "loans" and body["source"] == "memory"
+    points = body["points"]
+    assert len(points) == 3  # 10 snapshots (every 2 labels), the last 3 kept
+    assert [p["labelled"] for p in points] == [16, 18, 20]
+    assert all(p["model_version"] == 3 and p["accuracy"] == 0.5 for p in points)
+    assert points == sorted(points, key=lambda p: p["at"])
+
+
+def test_performance_history_of_an_unknown_model_is_empty_and_a_bad_name_refused() -> None:
+    deps, _, _ = make()
+    deps.series = PerformanceSeries(points_per_version=3)
+    client = client_for(deps)
+    assert client.get("/performance/nobody/history").json()["points"] == []
+    assert client.get("/performance/Bad%20Name/history").status_code == 422
+
+
+def test_the_series_drops_the_oldest_points_of_each_version_alone() -> None:
+    series = PerformanceSeries(points_per_version=2)
+    for at in range(5):
+        series.add(float(at), [{"model_name": "m", "model_version": 1, "accuracy": 0.1 * at}])
+    series.add(9.0, [{"model_name": "m", "model_version": 2, "mae": 1.5, "task": "regression"}])
+    series.add(9.0, [{"model_name": "other", "model_version": 1, "accuracy": 1.0}])
+    points = series.of("m")
+    assert [(p["model_version"], p["at"]) for p in points] == [(1, 3.0), (1, 4.0), (2, 9.0)]
+    assert points[2]["mae"] == 1.5 and points[2]["task"] == "regression"
+    assert series.models() == ["m", "other"]
+    with pytest.raises(ValueError):
+        PerformanceSeries(points_per_version=0)

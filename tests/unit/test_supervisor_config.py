@@ -43,7 +43,9 @@ def generated(state_dir: Path, **env: str) -> ServerOptions:
 
 @pytest.fixture(scope="module")
 def options(tmp_path_factory: pytest.TempPathFactory) -> ServerOptions:
-    return generated(tmp_path_factory.mktemp("stack"), SERVICE_PORT_BASE="18001")
+    return generated(
+        tmp_path_factory.mktemp("stack"), SERVICE_PORT_BASE="18001", CONSOLE_PORT="18000"
+    )
 
 
 def programs(options: ServerOptions) -> dict:
@@ -68,6 +70,7 @@ def test_every_service_is_a_program_restarted_whatever_its_exit(options: ServerO
 
 def test_services_get_every_address_from_the_port_base(options: ServerOptions) -> None:
     expected = {f"MLOPS_{name.upper()}_PORT": str(18001 + i) for i, name in enumerate(PORT_ORDER)}
+    expected["MLOPS_CONSOLE_PORT"] = "18000"  # CONSOLE_PORT, outside SERVICE_PORT_BASE's range
     for program in programs(options).values():
         ports = {k: v for k, v in program.environment.items() if k.endswith("_PORT")}
         assert ports == expected

@@ -7,11 +7,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
 from services.validation.adapters.record_ids import MemoryRecordIds
 from services.validation.domain.decoding import RawDecoder
 from services.validation.domain.duplicates import rejected_id, validated_id
 from services.validation.domain.quality import QualityStats
+from services.validation.domain.recent import RecentRejections
 from services.validation.handlers import Deps, Validator, routes
+from services.validation.http import stats_router
 from shared.datasets.registry import UnknownDataset
 from shared.datasets.spec import DatasetSpec, VersionedSpec
 from shared.events import Event, RecordIngested, RecordRejected, RecordValidated
@@ -247,3 +252,26 @@ def test_a_shifted_value_is_validated_flagged_and_counted_while_a_hard_one_is_re
     assert (amount["expected_min"], amount["expected_max"]) == (None, 200)
     assert (items["out_of_range"], items["rejected"]) == (1, 0)
     assert features["discount"]["out_of_range"] == 0
+
+
+def test_rejections_are_kept_for_people_newest_first_bounded_and_once() -> None:
+    harness = Harness()
+    harness.validator = Validator(
+        Deps(harness.specs, harness.ids, harness.stats, recent=RecentRejections(per_dataset=2))
+    )
+    first = harness.send(bare(good_values(amount=float("nan"))), offset=1)
+    harness.send(bare(good_values(items=99)), offset=2)
+    harness.send(bare(good_values(items=98)), offset=3)
+    harness.send(bare(good_values(items=98)), offset=3)  # redelivered: kept once
+    harness.send(bare(good_values()), offset=4)  # validated: not a rejection
+    recent = harness.validator._deps.recent
+    assert recent is not None
+    kept = recent.of("shop", 10)
+    assert [k["record"]["items"] for k in kept] == [98, 99]
+    assert kept[0]["rules"] == ["range"] and kept[0]["errors"][0]["field"] == "items"
+    assert first.event.id not in {k["id"] for k in kept}
+    assert recent.of("shop", 1) == kept[:1] and recent.of("other", 10) == []
+    app = FastAPI()
+    app.include_router(stats_router(QualityStats(), list, lambda _: None, recent))
+    body = TestClient(app).get("/rejections/shop", params={"limit": 1}).json()
+    assert body == {"dataset": "shop", "rejections": kept[:1]}

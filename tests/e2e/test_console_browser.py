@@ -30,7 +30,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "specs"
 PLANTED = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
-CONSOLE_CALLS = ("ingestion", "validation", "feature_store", "training", "registry", "serving")
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +37,14 @@ def console(
     loop: Loop, settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningService]:
     """The console of the loop's namespace, reading the loop's own services."""
-    urls = {
-        f"MLOPS_CONSOLE_{name.upper()}_URL": loop.services[name].url
-        for name in (*CONSOLE_CALLS, "monitoring")
-    }
+    urls = {name: service.url for name, service in loop.services.items()}
     env = {**os.environ, "MLOPS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
     service = start_service(
         "console",
         loop.services["registry"].namespace,
         env,
         tmp_path_factory.mktemp("console"),
-        extra_env=urls,
+        extra_env={"MLOPS_CONSOLE_SERVICE_URLS": json.dumps(urls)},
     )
     yield service
     service.stop()

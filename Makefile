@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up demo down status test test-unit test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift compose-env clean
+.PHONY: help install venv up demo down status test test-unit test-browser test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console compose-env clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,8 +31,9 @@ down: ## stop what `make up` started
 status: ## health of every component; the services' supervisor state, uptime and restarts
 	@$(STACK) status
 
-test: install ## everything: lint, unit and integration tests against the real stack
+test: install ## everything: lint, unit, integration, e2e and browser tests against the real stack
 	@$(MAKE) --no-print-directory lint
+	@$(STACK) install-browser
 	@was_up=0; $(STACK) status >/dev/null 2>&1 && was_up=1; \
 	if $(STACK) up; then \
 	  $(WITH_STACK_ENV) $(PY) -m pytest tests -p no:cacheprovider; rc=$$?; \
@@ -42,6 +43,10 @@ test: install ## everything: lint, unit and integration tests against the real s
 
 test-unit: venv ## the fast tests, no infrastructure needed
 	@$(PY) -m pytest tests/unit -q
+
+test-browser: venv ## the console in Debian's headless Chromium, after a closed-loop run (stack up)
+	@$(STACK) install-browser
+	@$(WITH_STACK_ENV) $(PY) -m pytest tests/e2e -m browser -p no:cacheprovider
 
 test-integration: venv ## integration tests against an already running stack (`make up`)
 	@$(WITH_STACK_ENV) $(PY) -m pytest tests/integration
@@ -78,6 +83,9 @@ bench-serving: up ## requests/s and p50/p99 of /predict next to `mlflow models s
 
 bench-drift: venv ## drift delay, false alarms, misses and CPU of the monitoring detectors next to Evidently
 	@$(PY) -m tests.bench.bench_drift
+
+bench-console: up ## console render time p50/p99 per page (100 models x 20 versions, 10,000 points) next to its API calls
+	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_console
 
 bench-replay: up ## events/s of `mlops replay` next to a raw confluent-kafka consume of the same range
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_replay

@@ -18,6 +18,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for folder, mark in _MARK_BY_FOLDER.items():
             if folder in Path(str(item.fspath)).parts:
                 item.add_marker(mark)
+    # Browser tests look at what the loop's other tests left (and move its aliases): last.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -111,6 +111,13 @@ replay_copier_install() {
   log "replay copier: $built"
 }
 
+# Debian's Chromium and its ChromeDriver for the console's browser tests
+# (tests/browser); nothing downloads a browser build.
+cmd_install_browser() {
+  apt_ensure chromium chromium-driver
+  log "browser: $(/usr/bin/chromium --version 2>/dev/null), $(/usr/bin/chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"
+}
+
 cmd_install() {
   local start=$SECONDS
   mkdir -p "$CACHE_DIR"

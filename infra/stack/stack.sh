@@ -4,6 +4,7 @@
 # on 127.0.0.1.
 #
 #   infra/stack/stack.sh install            # packages, jars, binaries (idempotent)
+#   infra/stack/stack.sh install-browser    # Debian's chromium + chromium-driver (browser tests)
 #   infra/stack/stack.sh up [component...]  # start + wait healthy, write .local/stack.env
 #   infra/stack/stack.sh status             # exit status 1 if anything is down
 #   infra/stack/stack.sh down [component...]
@@ -174,6 +175,7 @@ main() {
   (($#)) && shift
   case $cmd in
     install) cmd_install "$@" ;;
+    install-browser) cmd_install_browser "$@" ;;
     up) cmd_up "$@" ;;
     down | stop) cmd_down "$@" ;;
     status) cmd_status "$@" ;;

@@ -55,16 +55,17 @@ def trained(
     run: str = "run-1",
     namespace: str = "mlops",
     other_metrics: dict[str, float] | None = None,
+    model: str = MODEL,
 ) -> Event[ModelTrained]:
     """A complete ModelTrained as training would publish it (the artifact is never loaded)."""
     payload = ModelTrained(
-        model_name=MODEL,
+        model_name=model,
         run_id=run,
         estimator="sklearn.ensemble.HistGradientBoostingClassifier",
         params={"max_depth": 3, "learning_rate": 0.1},
         seed=42,
         artifact=ArtifactRef(
-            uri=f"s3://models/{MODEL}/{run}/model.skops",
+            uri=f"s3://models/{model}/{run}/model.skops",
             sha256=uuid.uuid4().hex * 2,
             size_bytes=48_213,
             trusted_types=["sklearn.ensemble._hist_gradient_boosting.binning._BinMapper"],
@@ -96,7 +97,7 @@ def trained(
         ),
         trained_at=datetime.now(UTC),
     )
-    return Event.create(payload, source="training", subject=MODEL)
+    return Event.create(payload, source="training", subject=model)
 
 
 @dataclass

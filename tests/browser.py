@@ -62,12 +62,13 @@ class Browser:
 
     def wait_until_charts_drawn(self, timeout_s: float = 20) -> None:
         """Every chart of the page (a `<script type="application/json" id="<chart>-data">`
-        beside its `<div id="<chart>">`) holds the traces Plotly drew."""
+        beside its `<div id="<chart>">`; other JSON blobs have no such element) holds the
+        traces Plotly drew."""
         script = (
             'const blobs = document.querySelectorAll(\'script[type="application/json"][id$="-data"]\');'
             "return [...blobs].every(b => {"
             "  const c = document.getElementById(b.id.slice(0, -5));"
-            "  return c && Array.isArray(c.data); });"
+            "  return !c || Array.isArray(c.data); });"
         )
         try:
             WebDriverWait(self.driver, timeout_s).until(lambda d: d.execute_script(script))

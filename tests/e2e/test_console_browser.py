@@ -65,7 +65,7 @@ def api_key() -> str:
 def champion(loop: Loop) -> int:
     answer = httpx.get(f"{loop.urls.registry}/models/{MODEL}/aliases/champion", timeout=10)
     assert answer.status_code == 200, answer.text
-    return int(answer.json()["version"])
+    return int(answer.json()["version"]["version"])
 
 
 def seconds_between(iso: str, moment: datetime) -> float:

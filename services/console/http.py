@@ -89,7 +89,14 @@ def templates() -> Jinja2Templates:
     )
     environment.filters["q"] = lambda value: quote(str(value), safe="")
     environment.filters["number"] = _number
+    environment.filters["when"] = _when
     return Jinja2Templates(env=environment)
+
+
+def _when(value: Any) -> str:
+    """An ISO time or epoch seconds as UTC 'YYYY-MM-DD HH:MM:SS' (as given if unreadable)."""
+    at = timeline.parse_time(value)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else str(value or "")
 
 
 def _number(value: Any) -> str:

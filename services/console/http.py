@@ -763,22 +763,31 @@ def _freshness(
 @router.get("/traces", response_class=HTMLResponse)
 def traces_page(
     request: Request,
-    service: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None,
-    model: Annotated[str | None, Query(pattern=MODEL_NAME)] = None,
+    service: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{0,100}$")] = None,
+    model: Annotated[str | None, Query(pattern=r"^(|[a-z][a-z0-9_-]{0,99})$")] = None,
 ) -> HTMLResponse:
+    service, model = service or None, model or None  # the form's empty fields: any
     deps = _deps(request)
     names = deps.jaeger.service_names()
     available = sorted(str(name) for name in names.json_or({}).get("data") or [])
     chosen = service or ("training" if "training" in available else None)
     if chosen is None and available:
         chosen = available[0]
-    rows: list[dict[str, Any]] = []
+    # A model's traces: the spans naming it (mlops.model) may be any service's, so every
+    # service is asked unless one was chosen.
+    asked = ([service] if service else available) if model else ([chosen] if chosen else [])
+    tags = json.dumps({"mlops.model": model}) if model else None
     answers = [names]
-    if chosen:
-        tags = json.dumps({"mlops.model": model}) if model else None
-        found = deps.jaeger.traces(chosen, limit=30, tags=tags)
-        answers.append(found)
-        rows = [_trace_summary(t) for t in dicts(found.json_or({}).get("data"))]
+    answers += deps.services.gather(
+        [lambda name=name: deps.jaeger.traces(name, limit=30, tags=tags) for name in asked]
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    for found in answers[1:]:
+        for trace in dicts(found.json_or({}).get("data")):
+            summary = _trace_summary(trace)
+            rows[str(summary["id"])] = summary
+    if model and not service:
+        chosen = None
     return render(
         request,
         "traces.html",
@@ -787,7 +796,7 @@ def traces_page(
         services=available,
         chosen=chosen,
         model=model,
-        traces=sorted(rows, key=lambda r: r["start"], reverse=True),
+        traces=sorted(rows.values(), key=lambda r: r["start"], reverse=True),
     )
 
 

@@ -200,3 +200,30 @@ def test_pages_render_when_every_service_answers_json_of_another_shape(junk: Any
     with console(handler) as client:
         for path in paths:
             assert client.get(path).status_code == 200, path
+
+
+def test_a_models_traces_are_asked_of_every_service_and_listed_once() -> None:
+    asked: list[tuple[str, str | None]] = []
+
+    def trace(trace_id: str, service: str) -> dict[str, Any]:
+        span = {"spanID": "s", "operationName": "op", "processID": "p", "startTime": 1_000_000,
+                "duration": 5}  # fmt: skip
+        return {"traceID": trace_id, "spans": [span], "processes": {"p": {"serviceName": service}}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/services":
+            return httpx.Response(200, json={"data": ["monitoring", "registry"]})
+        service = request.url.params["service"]
+        asked.append((service, request.url.params.get("tags")))
+        return httpx.Response(200, json={"data": [trace("t1", service), trace(service, service)]})
+
+    with console(handler) as client:
+        page = client.get("/traces", params={"service": "", "model": "loans"}).text
+        assert sorted(asked) == [
+            ("monitoring", '{"mlops.model": "loans"}'), ("registry", '{"mlops.model": "loans"}')
+        ]  # fmt: skip
+        assert page.count('href="/traces/t1"') == 1
+        assert 'href="/traces/monitoring"' in page and 'href="/traces/registry"' in page
+        asked.clear()
+        client.get("/traces")
+        assert asked == [("monitoring", None)]

@@ -3,7 +3,8 @@
     GET  /                                 the loop: services, topics, health, lag, rates, timeline
     GET  /api/loop                         its live figures (health, lag, end offsets)
     GET  /models, /models/{name}           models; one model's versions, chart, audit, forms
-    POST /models/{name}/promote|rollback   forwarded to the registry with the session's key
+    POST /models/{name}/promote|rollback|approve
+                                           forwarded to the registry with the session's key
     GET  /models/{name}/compare?a=&b=      two versions side by side
     GET  /models/{name}/versions/{v}       lineage graph, reproduce form and result
     POST /models/{name}/versions/{v}/reproduce
@@ -411,6 +412,29 @@ async def rollback(request: Request, name: ModelParam) -> RedirectResponse:
     )
     version = answer.data.get("version") if answer.ok and isinstance(answer.data, dict) else None
     _flash(request, answer, f"{alias} rolled back to v{version}")
+    return RedirectResponse(back, 303)
+
+
+@router.post("/models/{name}/approve")
+async def approve(request: Request, name: ModelParam) -> RedirectResponse:
+    """Approves the challenger waiting for approval (the registry's manual approval mode)."""
+    form = await require_csrf(request)
+    deps = _deps(request)
+    back = f"/models/{quote(name, safe='')}"
+    try:
+        version = int(str(form.get("version", "")))
+    except ValueError:
+        request.session["flash"] = {"outcome": "refused", "text": "choose a version to approve"}
+        return RedirectResponse(back, 303)
+    reason = str(form.get("reason") or "").strip() or None
+    answer = deps.services.call(
+        "POST",
+        "registry",
+        f"{back}/versions/{version}/approve",
+        json={"reason": reason} if reason else {},
+        api_key=deps.keys.key(request.session),
+    )
+    _flash(request, answer, f"v{version} approved: it is now champion")
     return RedirectResponse(back, 303)
 
 

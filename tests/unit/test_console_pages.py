@@ -227,3 +227,36 @@ def test_a_models_traces_are_asked_of_every_service_and_listed_once() -> None:
         asked.clear()
         client.get("/traces")
         assert asked == [("monitoring", None)]
+
+
+def test_a_challenger_waiting_for_approval_is_approved_with_the_key_or_refused() -> None:
+    approvals: list[tuple[str, str | None, bytes]] = []
+    model = {"name": "loans", "created_at": "2026-12-06T02:00:00Z", "versions": 2,
+             "latest_version": 2, "aliases": {"champion": 1, "challenger": 2}, "tags": {}}  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            approvals.append((request.url.path, request.headers.get("x-api-key"), request.content))
+            if request.headers.get("x-api-key") != KEY:
+                return httpx.Response(401, json={"detail": "changes need an API key"})
+            return httpx.Response(200, json={"model_name": "loans", "changed": True})
+        if request.url.path == "/models/loans":
+            return httpx.Response(200, json=model)
+        return httpx.Response(200, json=[])
+
+    with console(handler) as client:
+        page = client.get("/models/loans").text
+        assert 'form id="approve"' in page and 'name="version" value="2"' in page
+        csrf = token(client)
+        form = {"version": "2", "reason": "looks right", "csrf_token": csrf}
+        refused = client.post("/models/loans/approve", data=form).text
+        assert 'data-outcome="refused"' in refused and "changes need an API key" in refused
+        client.post("/session", data={"api_key": KEY, "csrf_token": csrf})
+        done = client.post("/models/loans/approve", data=form).text
+        assert 'data-outcome="done"' in done and "v2 approved" in done
+        assert approvals[-1] == (
+            "/models/loans/versions/2/approve",
+            KEY,
+            b'{"reason":"looks right"}',
+        )
+        assert client.post("/models/loans/approve", data={"version": "2"}).status_code == 403

@@ -3,7 +3,8 @@
     GET  /                                 the loop: services, topics, health, lag, rates, timeline
     GET  /api/loop                         its live figures (health, lag, end offsets)
     GET  /models, /models/{name}           models; one model's versions, chart, audit, forms
-    POST /models/{name}/promote|rollback   forwarded to the registry with the session's key
+    POST /models/{name}/promote|rollback|approve
+                                           forwarded to the registry with the session's key
     GET  /models/{name}/compare?a=&b=      two versions side by side
     GET  /models/{name}/versions/{v}       lineage graph, reproduce form and result
     POST /models/{name}/versions/{v}/reproduce
@@ -89,7 +90,14 @@ def templates() -> Jinja2Templates:
     )
     environment.filters["q"] = lambda value: quote(str(value), safe="")
     environment.filters["number"] = _number
+    environment.filters["when"] = _when
     return Jinja2Templates(env=environment)
+
+
+def _when(value: Any) -> str:
+    """An ISO time or epoch seconds as UTC 'YYYY-MM-DD HH:MM:SS' (as given if unreadable)."""
+    at = timeline.parse_time(value)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else str(value or "")
 
 
 def _number(value: Any) -> str:
@@ -404,6 +412,29 @@ async def rollback(request: Request, name: ModelParam) -> RedirectResponse:
     )
     version = answer.data.get("version") if answer.ok and isinstance(answer.data, dict) else None
     _flash(request, answer, f"{alias} rolled back to v{version}")
+    return RedirectResponse(back, 303)
+
+
+@router.post("/models/{name}/approve")
+async def approve(request: Request, name: ModelParam) -> RedirectResponse:
+    """Approves the challenger waiting for approval (the registry's manual approval mode)."""
+    form = await require_csrf(request)
+    deps = _deps(request)
+    back = f"/models/{quote(name, safe='')}"
+    try:
+        version = int(str(form.get("version", "")))
+    except ValueError:
+        request.session["flash"] = {"outcome": "refused", "text": "choose a version to approve"}
+        return RedirectResponse(back, 303)
+    reason = str(form.get("reason") or "").strip() or None
+    answer = deps.services.call(
+        "POST",
+        "registry",
+        f"{back}/versions/{version}/approve",
+        json={"reason": reason} if reason else {},
+        api_key=deps.keys.key(request.session),
+    )
+    _flash(request, answer, f"v{version} approved: it is now champion")
     return RedirectResponse(back, 303)
 
 
@@ -756,22 +787,31 @@ def _freshness(
 @router.get("/traces", response_class=HTMLResponse)
 def traces_page(
     request: Request,
-    service: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None,
-    model: Annotated[str | None, Query(pattern=MODEL_NAME)] = None,
+    service: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{0,100}$")] = None,
+    model: Annotated[str | None, Query(pattern=r"^(|[a-z][a-z0-9_-]{0,99})$")] = None,
 ) -> HTMLResponse:
+    service, model = service or None, model or None  # the form's empty fields: any
     deps = _deps(request)
     names = deps.jaeger.service_names()
     available = sorted(str(name) for name in names.json_or({}).get("data") or [])
     chosen = service or ("training" if "training" in available else None)
     if chosen is None and available:
         chosen = available[0]
-    rows: list[dict[str, Any]] = []
+    # A model's traces: the spans naming it (mlops.model) may be any service's, so every
+    # service is asked unless one was chosen.
+    asked = ([service] if service else available) if model else ([chosen] if chosen else [])
+    tags = json.dumps({"mlops.model": model}) if model else None
     answers = [names]
-    if chosen:
-        tags = json.dumps({"mlops.model": model}) if model else None
-        found = deps.jaeger.traces(chosen, limit=30, tags=tags)
-        answers.append(found)
-        rows = [_trace_summary(t) for t in dicts(found.json_or({}).get("data"))]
+    answers += deps.services.gather(
+        [lambda name=name: deps.jaeger.traces(name, limit=30, tags=tags) for name in asked]
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    for found in answers[1:]:
+        for trace in dicts(found.json_or({}).get("data")):
+            summary = _trace_summary(trace)
+            rows[str(summary["id"])] = summary
+    if model and not service:
+        chosen = None
     return render(
         request,
         "traces.html",
@@ -780,7 +820,7 @@ def traces_page(
         services=available,
         chosen=chosen,
         model=model,
-        traces=sorted(rows, key=lambda r: r["start"], reverse=True),
+        traces=sorted(rows.values(), key=lambda r: r["start"], reverse=True),
     )
 
 

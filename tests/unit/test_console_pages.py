@@ -200,3 +200,63 @@ def test_pages_render_when_every_service_answers_json_of_another_shape(junk: Any
     with console(handler) as client:
         for path in paths:
             assert client.get(path).status_code == 200, path
+
+
+def test_a_models_traces_are_asked_of_every_service_and_listed_once() -> None:
+    asked: list[tuple[str, str | None]] = []
+
+    def trace(trace_id: str, service: str) -> dict[str, Any]:
+        span = {"spanID": "s", "operationName": "op", "processID": "p", "startTime": 1_000_000,
+                "duration": 5}  # fmt: skip
+        return {"traceID": trace_id, "spans": [span], "processes": {"p": {"serviceName": service}}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/services":
+            return httpx.Response(200, json={"data": ["monitoring", "registry"]})
+        service = request.url.params["service"]
+        asked.append((service, request.url.params.get("tags")))
+        return httpx.Response(200, json={"data": [trace("t1", service), trace(service, service)]})
+
+    with console(handler) as client:
+        page = client.get("/traces", params={"service": "", "model": "loans"}).text
+        assert sorted(asked) == [
+            ("monitoring", '{"mlops.model": "loans"}'), ("registry", '{"mlops.model": "loans"}')
+        ]  # fmt: skip
+        assert page.count('href="/traces/t1"') == 1
+        assert 'href="/traces/monitoring"' in page and 'href="/traces/registry"' in page
+        asked.clear()
+        client.get("/traces")
+        assert asked == [("monitoring", None)]
+
+
+def test_a_challenger_waiting_for_approval_is_approved_with_the_key_or_refused() -> None:
+    approvals: list[tuple[str, str | None, bytes]] = []
+    model = {"name": "loans", "created_at": "2026-12-06T02:00:00Z", "versions": 2,
+             "latest_version": 2, "aliases": {"champion": 1, "challenger": 2}, "tags": {}}  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            approvals.append((request.url.path, request.headers.get("x-api-key"), request.content))
+            if request.headers.get("x-api-key") != KEY:
+                return httpx.Response(401, json={"detail": "changes need an API key"})
+            return httpx.Response(200, json={"model_name": "loans", "changed": True})
+        if request.url.path == "/models/loans":
+            return httpx.Response(200, json=model)
+        return httpx.Response(200, json=[])
+
+    with console(handler) as client:
+        page = client.get("/models/loans").text
+        assert 'form id="approve"' in page and 'name="version" value="2"' in page
+        csrf = token(client)
+        form = {"version": "2", "reason": "looks right", "csrf_token": csrf}
+        refused = client.post("/models/loans/approve", data=form).text
+        assert 'data-outcome="refused"' in refused and "changes need an API key" in refused
+        client.post("/session", data={"api_key": KEY, "csrf_token": csrf})
+        done = client.post("/models/loans/approve", data=form).text
+        assert 'data-outcome="done"' in done and "v2 approved" in done
+        assert approvals[-1] == (
+            "/models/loans/versions/2/approve",
+            KEY,
+            b'{"reason":"looks right"}',
+        )
+        assert client.post("/models/loans/approve", data={"version": "2"}).status_code == 403

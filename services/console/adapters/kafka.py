@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+
+IDLE = frozenset({ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD})
 
 
 @dataclass(frozen=True)
 class Offsets:
-    """Sum of end offsets per topic, committed offsets per group; `error` when Kafka did not
-    answer."""
+    """Sum of end offsets per topic and partition, the lag of each consumer group with
+    members (behind the end offsets); `error` when Kafka did not answer."""
 
     end: dict[str, int] = field(default_factory=dict)
     partitions: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -54,6 +56,8 @@ class KafkaAdmin:
             group = listing.group_id
             if not group.startswith((prefix, f"{self.namespace}-")):
                 continue
+            if listing.state in IDLE:
+                continue  # no member: a past instance's group (serving's are per instance)
             lag[group] = self._group_lag(group, partitions)
         return Offsets(end=end, partitions=partitions, lag=lag)
 

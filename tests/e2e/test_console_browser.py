@@ -208,6 +208,31 @@ def test_promote_and_rollback_from_the_ui_need_the_key(
     assert champion(loop) == new
 
 
+def test_reproduce_from_the_version_page_says_identical(
+    loop: Loop, drift_retrain: DriftRetrain, browser: Browser
+) -> None:
+    browser.open("/session", "session")
+    browser.submit("form#session", api_key=api_key())
+    browser.open(f"/models/{MODEL}/versions/{drift_retrain.new_version}", "version")
+    browser.submit("form#reproduce")
+    running = browser.wait_for("#reproduction", what="the reproduction's state")
+    assert running.get_attribute("data-status") in ("running", "identical"), running.text
+
+    def outcome() -> str | None:
+        status = browser.driver.execute_script(
+            "const box = document.getElementById('reproduction');"
+            "return box ? box.dataset.status : null;"
+        )
+        return status if status not in (None, "running") else None
+
+    status = wait_until(
+        outcome, what="the reproduction's outcome on the page", timeout_s=300, interval_s=1
+    )
+    assert status == "identical", browser.css("#reproduction")[0].text
+    rows = browser.css("#reproduction tr.same")
+    assert rows and not browser.css("#reproduction tr.differs"), "every check the same"
+
+
 def test_markup_planted_in_user_strings_never_runs(loop: Loop, browser: Browser) -> None:
     spec = yaml.safe_load((SPECS / "loans.yaml").read_text())
     name = unique_name("markup").replace("-", "_")

@@ -22,6 +22,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
 
 from services.monitoring.handlers import Deps
 from shared.events.models import MODEL_NAME
@@ -62,18 +63,19 @@ def monitoring_router(deps: Deps, limit: int, label_wait_s: float) -> APIRouter:
     @router.get("/performance/{model}/history")
     def performance_history(
         model: Annotated[str, Path(pattern=MODEL_NAME)],
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """Snapshots of the model's live performance, oldest first per version: accuracy
-        (overall, last 100, last 1000) or MAE/RMSE, with labelled and served counts."""
+        (overall, last 100, last 1000) or MAE/RMSE, with labelled and served counts. Answered
+        as plain JSON (thousands of flat points: FastAPI's encoder would cost more than the
+        query)."""
         points = deps.series.of(model) if deps.series is not None else []
         source = "memory"
         if not points:
             source = "sql"
-            rows = deps.history.performance_history(limit)
-            points = sorted(
-                (row for row in rows if row.get("model_name") == model),
-                key=lambda row: (row.get("model_version") or 0, row.get("at") or 0),
-            )
-        return {"model": model, "source": source, "points": points}
+            per_version = deps.series.points_per_version if deps.series is not None else limit
+            points = deps.history.model_performance(model, per_version)
+            if deps.series is not None and points and deps.series.restore(model, points):
+                points = deps.series.of(model)  # the same shape; later requests from memory
+        return JSONResponse({"model": model, "source": source, "points": points})
 
     return router

@@ -61,6 +61,9 @@ class InMemoryHistory:
     def performance_history(self, limit: int) -> list[dict[str, Any]]:
         return []
 
+    def model_performance(self, model: str, per_version: int) -> list[dict[str, Any]]:
+        return []
+
 
 class Clock:
     def __init__(self) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
 
+from services.monitoring.adapters.history import History
 from services.monitoring.domain.series import PerformanceSeries
 from services.monitoring.http import monitoring_router
 from tests.unit.test_monitoring_handlers import feed_shift, handler, info, label, make, prediction
@@ -79,3 +83,28 @@ def test_the_series_drops_the_oldest_points_of_each_version_alone() -> None:
     assert series.models() == ["m", "other"]
     with pytest.raises(ValueError):
         PerformanceSeries(points_per_version=0)
+
+
+def test_after_a_restart_the_history_comes_from_sql_bounded_per_version(tmp_path: Path) -> None:
+    history = History(create_engine(f"sqlite:///{tmp_path / 'h.sqlite'}"), "ns")
+    for at in range(6):
+        rows = [
+            {
+                "model_name": "m",
+                "model_version": version,
+                "labelled": at,
+                "served": at,
+                "expired": 0,
+            }
+            for version in (1, 2)
+        ]
+        history.record_performance(float(at), [*rows, {**rows[0], "model_name": "other"}])
+    deps, _, _ = make()
+    deps.history = history  # type: ignore[assignment]
+    deps.series = PerformanceSeries(points_per_version=4)  # empty: the process just started
+    body = client_for(deps).get("/performance/m/history").json()
+    assert body["source"] == "sql"
+    kept = [(p["model_version"], p["labelled"]) for p in body["points"]]
+    assert kept == [(1, 2), (1, 3), (1, 4), (1, 5), (2, 2), (2, 3), (2, 4), (2, 5)]
+    again = client_for(deps).get("/performance/m/history").json()
+    assert again["source"] == "memory" and again["points"] == body["points"]

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
     inspect,
     select,
@@ -226,6 +227,23 @@ class History:
 
     def performance_history(self, limit: int) -> list[dict[str, Any]]:
         query = select(self.performance).order_by(self.performance.c.id.desc()).limit(limit)
+        with self._engine.connect() as connection:
+            return [_plain(dict(row._mapping)) for row in connection.execute(query)]
+
+    def model_performance(self, model: str, per_version: int) -> list[dict[str, Any]]:
+        """The model's latest `per_version` snapshots of each version, by version then time."""
+        table = self.performance
+        rank = (
+            func.row_number()
+            .over(partition_by=table.c.model_version, order_by=table.c.id.desc())
+            .label("rank")
+        )
+        latest = select(table, rank).where(table.c.model_name == model).subquery()
+        query = (
+            select(*(latest.c[column.name] for column in table.columns))
+            .where(latest.c.rank <= per_version)
+            .order_by(latest.c.model_version, latest.c.id)
+        )
         with self._engine.connect() as connection:
             return [_plain(dict(row._mapping)) for row in connection.execute(query)]
 

@@ -34,8 +34,20 @@ class PerformanceSeries:
                 points = self._points.get(key)
                 if points is None:
                     points = self._points[key] = deque(maxlen=self.points_per_version)
-                point = {"at": at, **{k: row.get(k) for k in (*KEPT, *SCORES) if k in row}}
+                point = {"at": at, **_fields(row)}
                 points.append(point)
+
+    def restore(self, model: str, points: Iterable[Mapping[str, Any]]) -> bool:
+        """Takes the model's points read back from storage (oldest first, each with its own
+        `at`) unless live points of the model arrived first; says whether it took them."""
+        with self._lock:
+            if any(name == model for name, _ in self._points):
+                return False
+            for point in points:
+                key = (model, int(point.get("model_version") or 0))
+                kept = self._points.setdefault(key, deque(maxlen=self.points_per_version))
+                kept.append({"at": point.get("at"), **_fields(point)})
+            return True
 
     def of(self, model: str) -> list[dict[str, Any]]:
         """Every kept point of the model's versions, by version then time."""
@@ -50,3 +62,7 @@ class PerformanceSeries:
     def models(self) -> list[str]:
         with self._lock:
             return sorted({name for name, _ in self._points})
+
+
+def _fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in (*KEPT, *SCORES) if k in row}

@@ -118,6 +118,22 @@ cmd_install_browser() {
   log "browser: $(/usr/bin/chromium --version 2>/dev/null), $(/usr/bin/chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"
 }
 
+# kustomize, to render infra/k8s without a cluster: `go install` from the Go module proxy
+# into the cache (a minute or two the first time). Prints the binary's path.
+cmd_install_kustomize() {
+  if [[ ! -x $KUSTOMIZE_BIN ]]; then
+    log "kustomize $KUSTOMIZE_VERSION: go install $KUSTOMIZE_MODULE"
+    local gobin=$CACHE_DIR/bin-tmp/kustomize
+    rm -rf "$gobin"
+    mkdir -p "$gobin" "$(dirname "$KUSTOMIZE_BIN")"
+    GOBIN=$gobin go_cmd install "$KUSTOMIZE_MODULE@$KUSTOMIZE_VERSION" >&2
+    mv "$gobin/kustomize" "$KUSTOMIZE_BIN"
+    rm -rf "$gobin"
+    rmdir "$CACHE_DIR/bin-tmp" 2>/dev/null || true
+  fi
+  echo "$KUSTOMIZE_BIN"
+}
+
 cmd_install() {
   local start=$SECONDS
   mkdir -p "$CACHE_DIR"

@@ -15,6 +15,9 @@ JAEGER_V2_VERSION=v2.13.0
 # when no usable `go` is on the PATH.
 GO_MIN_MINOR=24
 GO_BOOTSTRAP_VERSION=1.26.8
+# Renders infra/k8s offline (`make k8s-check`), built from its Go module.
+KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5
+KUSTOMIZE_VERSION=v5.8.1
 
 # --- Paths -----------------------------------------------------------------
 STACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,6 +36,7 @@ KAFKA_HOME=$CACHE_DIR/kafka-$KAFKA_VERSION
 KAFKA_LIBS=$KAFKA_HOME/libs
 MINIO_BIN=$CACHE_DIR/bin/minio-$MINIO_VERSION
 JAEGER_BIN=$CACHE_DIR/bin/jaeger-$JAEGER_VERSION
+KUSTOMIZE_BIN=$CACHE_DIR/bin/kustomize-$KUSTOMIZE_VERSION
 
 # --- Ports and knobs (overridable from the environment) --------------------
 KAFKA_BROKERS=${KAFKA_BROKERS:-1}

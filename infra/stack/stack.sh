@@ -5,6 +5,7 @@
 #
 #   infra/stack/stack.sh install            # packages, jars, binaries (idempotent)
 #   infra/stack/stack.sh install-browser    # Debian's chromium + chromium-driver (browser tests)
+#   infra/stack/stack.sh install-kustomize  # kustomize from its Go module (infra/k8s); prints its path
 #   infra/stack/stack.sh up [component...]  # start + wait healthy, write .local/stack.env
 #   infra/stack/stack.sh status             # exit status 1 if anything is down
 #   infra/stack/stack.sh down [component...]
@@ -176,6 +177,7 @@ main() {
   case $cmd in
     install) cmd_install "$@" ;;
     install-browser) cmd_install_browser "$@" ;;
+    install-kustomize) cmd_install_kustomize "$@" ;;
     up) cmd_up "$@" ;;
     down | stop) cmd_down "$@" ;;
     status) cmd_status "$@" ;;

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up demo down status test test-unit test-browser test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console compose-env clean
+.PHONY: help install venv up demo down status test test-unit test-browser test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console compose-env k8s-check k8s-credentials clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,18 @@ compose-env: ## for docker compose: write .env with generated credentials (kept 
 	  echo "REGISTRY_API_KEYS={\"admin\": \"$$(openssl rand -hex 24)\"}"; } > .env; echo "wrote .env"; fi
 	@grep -q '^CONSOLE_SESSION_SECRET=' .env || { umask 077; \
 	  echo "CONSOLE_SESSION_SECRET=$$(openssl rand -hex 32)" >> .env; echo "added CONSOLE_SESSION_SECRET to .env"; }
+
+k8s-check: venv ## render infra/k8s's overlays (kustomize, built once) and validate them offline
+	@$(PY) -m infra.k8s.generate check
+	@$(PY) -m infra.k8s.check
+
+k8s-credentials: ## for infra/k8s: write base/credentials.env with generated credentials (kept if present)
+	@f=infra/k8s/base/credentials.env; if [ -f $$f ]; then echo "$$f exists, kept"; else \
+	  umask 077; { echo "POSTGRES_PASSWORD=$$(openssl rand -hex 16)"; \
+	  echo "MINIO_ROOT_USER=mlops-$$(openssl rand -hex 4)"; \
+	  echo "MINIO_ROOT_PASSWORD=$$(openssl rand -hex 20)"; \
+	  echo "REGISTRY_API_KEYS={\"admin\": \"$$(openssl rand -hex 24)\"}"; \
+	  echo "CONSOLE_SESSION_SECRET=$$(openssl rand -hex 32)"; } > $$f; echo "wrote $$f"; fi
 
 bench-data: up ## records/s raw->validated->features next to a raw relay; online lookups next to Feast
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_data

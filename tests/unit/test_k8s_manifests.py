@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from infra.k8s import check, generate
+from services.feature_store.adapters.streaming import app_id
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
 
@@ -170,19 +171,27 @@ def test_kafka_is_strimzis_at_the_local_version_without_auto_created_topics(
     )
 
 
+def default_groups(service: str) -> set[str]:
+    """The consumer groups a service joins by default, read from its bootstrap.py:
+    `settings.group_id or f"{namespace}.{NAME}..."`, or the faust app id (feature store)."""
+    if service == "feature_store":
+        streaming = (REPO / "services/feature_store/adapters/streaming.py").read_text()
+        assert "StreamingApp(\n        app_id(namespace)," in streaming
+        return {app_id(generate.NAMESPACE)}
+    bootstrap = (REPO / "services" / service / "bootstrap.py").read_text()
+    name = re.search(r'^NAME = "([^"]+)"', bootstrap, re.MULTILINE)
+    assert name, f"services/{service}/bootstrap.py names no NAME"
+    templates = re.findall(r'_id or f"\{namespace\}\.(\{NAME\}[^"]*)"', bootstrap)
+    return {f"{generate.NAMESPACE}.{t.format(NAME=name.group(1))}" for t in templates}
+
+
 def consumer_groups() -> dict[str, set[str]]:
-    """Consumer group -> topics, read from the services' bootstraps and handlers."""
+    """Consumer group -> topics its service's handlers consume, for the scaled services."""
     groups: dict[str, set[str]] = {}
     for service, pairs in generate.SCALED_CONSUMERS.items():
-        bootstrap = (REPO / "services" / service / "bootstrap.py").read_text()
         handlers = (REPO / "services" / service / "handlers.py").read_text()
         for group, topic in pairs:
-            suffix = group.removeprefix(generate.NAMESPACE)
-            pattern = re.escape(suffix).replace(re.escape(f".{service}"), r"\.(\{NAME\}|\w+)")
-            named = re.search(pattern, bootstrap) or (
-                service == "feature_store" and "app_id(platform.namespace)" in bootstrap
-            )
-            assert named, f"{group}: not a consumer group of services/{service}"
+            assert group in default_groups(service), f"{group}: not a group of {service}"
             assert f'"{topic}"' in handlers, f"services/{service} does not consume {topic}"
             groups.setdefault(group, set()).add(topic)
     return groups
@@ -190,9 +199,6 @@ def consumer_groups() -> dict[str, set[str]]:
 
 def test_scaled_objects_use_real_groups_and_topics(overlay: tuple[str, Objects]) -> None:
     _, objects = overlay
-    from services.feature_store.adapters.streaming import app_id
-
-    assert f"{app_id(generate.NAMESPACE)}" in consumer_groups()
     catalog = TopicCatalog.load()
     topics = {spec.full_name(generate.NAMESPACE): spec for spec in catalog.specs.values()}
     groups = consumer_groups()
@@ -238,3 +244,20 @@ def test_images_are_the_platform_image_and_the_compose_versions(
         assert images[name] == compose[name]["image"], name
     for service in generate.services():
         assert images[generate.dns_name(service)].split(":")[0].endswith("mlops-platform")
+
+
+def test_every_secret_and_configmap_reference_resolves(overlay: tuple[str, Objects]) -> None:
+    _, objects = overlay
+    secrets = {n: set(o["data"]) for n, o in of_kind(objects, "Secret").items()}
+    configmaps = set(of_kind(objects, "ConfigMap"))
+    for workload in (o for o in objects if o["kind"] in ("Deployment", "StatefulSet")):
+        main = container(workload)
+        for source in main.get("envFrom", []):
+            assert source["configMapRef"]["name"] in configmaps
+        for variable in main.get("env", []):
+            ref = variable.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["key"] in secrets.get(ref["name"], set()), (
+                    workload["metadata"]["name"],
+                    variable["name"],
+                )

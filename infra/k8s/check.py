@@ -3,7 +3,7 @@
 Built-in kinds are validated by kubernetes-validate against the API schemas of
 Kubernetes KUBERNETES_VERSION (strict: unknown fields fail). The custom resources of
 Strimzi and KEDA are not in those schemas: they are checked against CR_SCHEMAS below,
-written from Strimzi's (v1beta2) and KEDA's (v1alpha1) API references: kind, apiVersion
+written from Strimzi's (v1) and KEDA's (v1alpha1) API references and CRDs: kind, apiVersion
 and the fields those operators require. `make k8s-check` runs `python -m infra.k8s.check`.
 """
 
@@ -57,7 +57,7 @@ def _resource(api: str, kind: str, spec: dict[str, Any], metadata: Any = None) -
 
 CR_SCHEMAS: dict[str, dict[str, Any]] = {
     "Kafka": _resource(
-        "kafka.strimzi.io/v1beta2",
+        "kafka.strimzi.io/v1",
         "Kafka",
         {
             "type": "object",
@@ -107,22 +107,9 @@ CR_SCHEMAS: dict[str, dict[str, Any]] = {
                 },
             },
         },
-        {
-            "required": ["annotations"],
-            "properties": {
-                "annotations": {
-                    "type": "object",
-                    "required": ["strimzi.io/node-pools", "strimzi.io/kraft"],
-                    "properties": {
-                        "strimzi.io/node-pools": {"const": "enabled"},
-                        "strimzi.io/kraft": {"const": "enabled"},
-                    },
-                }
-            },
-        },
     ),
     "KafkaNodePool": _resource(
-        "kafka.strimzi.io/v1beta2",
+        "kafka.strimzi.io/v1",
         "KafkaNodePool",
         {
             "type": "object",
@@ -164,7 +151,7 @@ CR_SCHEMAS: dict[str, dict[str, Any]] = {
         _CLUSTER_LABEL,
     ),
     "KafkaTopic": _resource(
-        "kafka.strimzi.io/v1beta2",
+        "kafka.strimzi.io/v1",
         "KafkaTopic",
         {
             "type": "object",

@@ -235,7 +235,7 @@ def kafka_topics(catalog: TopicCatalog) -> list[dict[str, Any]]:
         config.setdefault("min.insync.replicas", "2" if spec.replication_factor >= 3 else "1")
         topics.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": "kafka.strimzi.io/v1",
                 "kind": "KafkaTopic",
                 "metadata": {
                     "name": full.replace(".", "-").replace("_", "-"),

@@ -58,7 +58,8 @@ def test_every_rendered_object_is_valid(overlay: tuple[str, Objects]) -> None:
         ("Deployment", lambda o: o["spec"].update(replica=2)),
         ("KafkaTopic", lambda o: o["spec"].update(partitions="three")),
         ("ScaledObject", lambda o: o["spec"]["triggers"][0]["metadata"].pop("consumerGroup")),
-        ("Kafka", lambda o: o["metadata"].pop("annotations")),
+        ("Kafka", lambda o: o["spec"]["kafka"].pop("listeners")),
+        ("KafkaNodePool", lambda o: o["spec"].update(roles=["leader"])),
     ],
 )
 def test_validation_refuses_a_broken_object(production: Objects, kind: str, breaks: Any) -> None:

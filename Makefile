@@ -16,7 +16,7 @@ venv: ## the Python environment from the lockfile (uv)
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore uv
 	@python3 -m uv sync --frozen --quiet
 
-install: venv ## everything the stack needs: apt packages, Kafka jars, MinIO and Jaeger binaries
+install: venv ## everything the stack needs: apt packages, Kafka jars, MinIO, Jaeger and kustomize binaries
 	@$(STACK) install
 
 up: install ## start Kafka, PostgreSQL, MinIO, Jaeger and the services (idempotent)

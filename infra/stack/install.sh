@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# `stack.sh install`: Debian packages, Go toolchain check, Kafka jars, MinIO
-# and Jaeger binaries. Idempotent; a warm run only checks. Sourced by stack.sh.
+# `stack.sh install`: Debian packages, Go toolchain check, Kafka jars, MinIO,
+# Jaeger and kustomize binaries. Idempotent; a warm run only checks. Sourced by stack.sh.
 
 as_root() {
   if ((EUID == 0)); then
@@ -141,11 +141,12 @@ cmd_install() {
   replay_copier_install
   postgres_install
   kafka_install
-  if [[ ! -x $MINIO_BIN || ! -x $JAEGER_BIN ]]; then
+  if [[ ! -x $MINIO_BIN || ! -x $JAEGER_BIN || ! -x $KUSTOMIZE_BIN ]]; then
     resolve_go
     log "go: using $GO_BIN ($("$GO_BIN" env GOVERSION))"
   fi
   minio_install
   jaeger_install
+  log "kustomize: $(cmd_install_kustomize)"
   log "install done in $((SECONDS - start))s (cache: $CACHE_DIR)"
 }

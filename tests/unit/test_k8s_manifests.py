@@ -131,8 +131,24 @@ def test_secret_keys_are_those_of_compose_env(overlay: tuple[str, Objects]) -> N
     secret = next(iter(of_kind(objects, "Secret").values()))
     compose = (REPO / "docker-compose.yml").read_text()
     assert set(secret["data"]) == set(re.findall(r"\$\{(\w+):\?", compose))
+    assert "infra/k8s/base/credentials.env" in (REPO / ".gitignore").read_text().split()
+
+
+@pytest.mark.parametrize(
+    ("service", "variable", "key"),
+    [
+        ("registry", "MLOPS_REGISTRY_API_KEYS", "REGISTRY_API_KEYS"),
+        ("console", "MLOPS_CONSOLE_SESSION_SECRET", "CONSOLE_SESSION_SECRET"),
+    ],
+)
+def test_the_example_credentials_are_placeholders_the_services_refuse(
+    monkeypatch: pytest.MonkeyPatch, service: str, variable: str, key: str
+) -> None:
     example = (REPO / "infra/k8s/base/credentials.env.example").read_text()
-    assert "placeholder" in example and "credentials.env" in (REPO / ".gitignore").read_text()
+    values = dict(re.findall(r"^(\w+)=(.*)$", example, re.MULTILINE))
+    monkeypatch.setenv(variable, values[key])
+    with pytest.raises(ValueError, match="placeholder"):
+        generate.settings_class(service)(_env_file=None)
 
 
 def test_kafka_topics_are_the_catalog(overlay: tuple[str, Objects]) -> None:

@@ -103,6 +103,16 @@ def labels(service: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": dns_name(service), "app.kubernetes.io/part-of": "mlops"}
 
 
+def resource(api: str, kind: str, service: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One of a service's objects, named and labelled after it."""
+    return {
+        "apiVersion": api,
+        "kind": kind,
+        "metadata": {"name": dns_name(service), "labels": labels(service)},
+        "spec": spec,
+    }
+
+
 def env_list(service: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": name, "valueFrom": {"secretKeyRef": {"name": "mlops-credentials", "key": key}}}
@@ -146,11 +156,11 @@ def deployment(service: str) -> dict[str, Any]:
         "securityContext": {"allowPrivilegeEscalation": False},
         "volumeMounts": [{"name": "local-state", "mountPath": "/app/.local"}],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels(service)},
-        "spec": {
+    return resource(
+        "apps/v1",
+        "Deployment",
+        service,
+        {
             "replicas": 1,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "template": {
@@ -162,46 +172,46 @@ def deployment(service: str) -> dict[str, Any]:
                 },
             },
         },
-    }
+    )
 
 
 def service_object(service: str) -> dict[str, Any]:
     name = dns_name(service)
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "labels": labels(service)},
-        "spec": {
+    return resource(
+        "v1",
+        "Service",
+        service,
+        {
             "type": "ClusterIP",
             "selector": {"app.kubernetes.io/name": name},
             "ports": [{"name": "http", "port": port(service), "targetPort": "http"}],
         },
-    }
+    )
 
 
 def disruption_budget(service: str) -> dict[str, Any]:
     name = dns_name(service)
     # maxUnavailable 1: a drain may always move a single replica; with more, one at a time.
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": {"name": name, "labels": labels(service)},
-        "spec": {
+    return resource(
+        "policy/v1",
+        "PodDisruptionBudget",
+        service,
+        {
             "maxUnavailable": 1,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
         },
-    }
+    )
 
 
 def scaled_object(service: str, catalog: TopicCatalog) -> dict[str, Any]:
     name = dns_name(service)
     consumers = SCALED_CONSUMERS[service]
     most = max(catalog[topic].partitions for _, topic in consumers)
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": {"name": name, "labels": labels(service)},
-        "spec": {
+    return resource(
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        service,
+        {
             "scaleTargetRef": {"name": name},
             "minReplicaCount": 1,
             # More consumers than partitions would sit idle.
@@ -222,7 +232,7 @@ def scaled_object(service: str, catalog: TopicCatalog) -> dict[str, Any]:
                 for group, topic in consumers
             ],
         },
-    }
+    )
 
 
 def kafka_topics(catalog: TopicCatalog) -> list[dict[str, Any]]:

@@ -99,3 +99,23 @@ def test_every_service_package_runs_in_compose_on_its_local_port(compose: dict[s
         name = package.parent.name
         assert name in compose["services"], f"services/{name} is missing from docker-compose.yml"
         assert int(ports[name]) in published(compose["services"][name])
+
+
+SERVICE_URL_SETTINGS = {
+    "serving": ("registry_url", "feature_store_url"),
+    "training": ("registry_url", "feature_store_url"),
+    "monitoring": ("registry_url",),
+}
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_URL_SETTINGS))
+def test_a_service_that_calls_another_names_its_compose_address(
+    compose: dict[str, Any], service: str
+) -> None:
+    """A URL left at its 127.0.0.1 default would call the container itself."""
+    environment = compose["services"][service]["environment"]
+    for setting in SERVICE_URL_SETTINGS[service]:
+        target = setting.removesuffix("_url")
+        variable = f"MLOPS_{service.upper()}_{setting.upper()}"
+        assert variable in environment, f"{variable} is not set in docker-compose.yml"
+        assert environment[variable].startswith(f"http://{target}:"), environment[variable]

@@ -6,10 +6,34 @@ so tests and tools can point the same code at another broker or namespace.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STACK_ENV_FILE = ".local/stack.env"
+
+SERVICE_PORTS = {
+    "ingestion": 8001,
+    "validation": 8002,
+    "feature_store": 8003,
+    "training": 8004,
+    "registry": 8005,
+    "serving": 8006,
+    "monitoring": 8007,
+}
+"""Each service's default port (infra/stack/services.sh and docker-compose.yml use the same)."""
+
+
+def service_url(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """A service's URL from the MLOPS_<NAME>_HOST/PORT the local stack gives every process it
+    starts (so a stack moved with SERVICE_PORT_BASE is followed), else its default port."""
+    env = os.environ if environ is None else environ
+    prefix = f"MLOPS_{name.upper()}"
+    host = env.get(f"{prefix}_HOST", "127.0.0.1")
+    port = env.get(f"{prefix}_PORT", str(SERVICE_PORTS[name]))
+    return f"http://{host}:{port}"
 
 
 class PlatformSettings(BaseSettings):

@@ -6,36 +6,16 @@ default port."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import STACK_ENV_FILE, ServiceSettings
+from shared.settings import SERVICE_PORTS, STACK_ENV_FILE, ServiceSettings, service_url
 
-DEFAULT_PORTS = {
-    "ingestion": 8001,
-    "validation": 8002,
-    "feature_store": 8003,
-    "training": 8004,
-    "registry": 8005,
-    "serving": 8006,
-    "monitoring": 8007,
-}
-SERVICES = tuple(DEFAULT_PORTS)
+SERVICES = tuple(SERVICE_PORTS)
 MIN_SECRET_LENGTH = 32
 PLACEHOLDERS = ("changeme", "change-me", "change_me", "secret", "placeholder")
-
-
-def stack_url(name: str, environ: Mapping[str, str] | None = None) -> str:
-    """A service's URL from the stack's MLOPS_<NAME>_HOST/PORT, else its default port."""
-    env = os.environ if environ is None else environ
-    prefix = f"MLOPS_{name.upper()}"
-    host = env.get(f"{prefix}_HOST", "127.0.0.1")
-    port = env.get(f"{prefix}_PORT", str(DEFAULT_PORTS[name]))
-    return f"http://{host}:{port}"
 
 
 class ConsoleSettings(ServiceSettings):
@@ -84,7 +64,7 @@ class ConsoleSettings(ServiceSettings):
         return self
 
     def url(self, service: str) -> str:
-        return self.service_urls.get(service) or stack_url(service)
+        return self.service_urls.get(service) or service_url(service)
 
     def urls(self) -> dict[str, str]:
         return {name: self.url(name).rstrip("/") for name in SERVICES}

@@ -12,7 +12,7 @@ from services.monitoring.domain.detectors import DetectorSpec
 from services.monitoring.domain.monitor import DatasetDetectors
 from services.monitoring.domain.policy import PolicyConfig
 from shared.events.models import MODEL_NAME
-from shared.settings import STACK_ENV_FILE, PlatformSettings, ServiceSettings
+from shared.settings import STACK_ENV_FILE, PlatformSettings, ServiceSettings, service_url
 
 
 class DetectorSetting(BaseModel):
@@ -123,7 +123,7 @@ class MonitoringSettings(ServiceSettings):
     )
     default_detectors: DatasetDetectorSettings = DatasetDetectorSettings()
     registry_url: str = Field(
-        "http://127.0.0.1:8005",
+        default_factory=lambda: service_url("registry"),
         description="The registry, for each served version's training reference (its lineage).",
     )
     history_every: int = Field(

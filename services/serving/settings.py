@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.events.models import MODEL_NAME
-from shared.settings import STACK_ENV_FILE, ServiceSettings
+from shared.settings import STACK_ENV_FILE, ServiceSettings, service_url
 
 
 class ServingSettings(ServiceSettings):
@@ -29,9 +29,12 @@ class ServingSettings(ServiceSettings):
         description="Restricts the models served, as JSON (a list of names); unset or empty "
         "(the default): every model that has a champion, found at runtime.",
     )
-    registry_url: str = Field("http://127.0.0.1:8005", description="The model registry's API.")
+    registry_url: str = Field(
+        default_factory=lambda: service_url("registry"), description="The model registry's API."
+    )
     feature_store_url: str = Field(
-        "http://127.0.0.1:8003", description="The feature store's API (online lookups)."
+        default_factory=lambda: service_url("feature_store"),
+        description="The feature store's API (online lookups).",
     )
     shadow: bool = Field(
         False,

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.events.models import MODEL_NAME
-from shared.settings import STACK_ENV_FILE, PlatformSettings, ServiceSettings
+from shared.settings import STACK_ENV_FILE, PlatformSettings, ServiceSettings, service_url
 
 CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -31,8 +31,8 @@ class TrainingSettings(ServiceSettings):
         description="Validation's consumer group, whose progress on data.raw a run waits for "
         "(a record accepted before the command is trained on); default <namespace>.validation.",
     )
-    feature_store_url: str = "http://127.0.0.1:8003"
-    registry_url: str = "http://127.0.0.1:8005"
+    feature_store_url: str = Field(default_factory=lambda: service_url("feature_store"))
+    registry_url: str = Field(default_factory=lambda: service_url("registry"))
     http_timeout_s: float = Field(
         120.0, gt=0, description="How long a training-set or registry request may take."
     )

@@ -32,12 +32,11 @@ import httpx
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import create_engine, insert, text
 
-from services.console.settings import stack_url
 from services.monitoring.adapters.history import History
 from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
-from shared.settings import PlatformSettings
+from shared.settings import PlatformSettings, service_url
 from tests.integration.test_registry_service import trained
 from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
@@ -195,7 +194,7 @@ def bench_platform(
             )
             urls = {"registry": registry.url, "monitoring": monitoring.url}
             console = start("console", MLOPS_CONSOLE_SERVICE_URLS=json.dumps(urls))
-            yield console, {**urls, "serving": stack_url("serving")}, names[0]
+            yield console, {**urls, "serving": service_url("serving")}, names[0]
         finally:
             for service in reversed(started):
                 service.stop()

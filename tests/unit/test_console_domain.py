@@ -11,7 +11,8 @@ import pytest
 from services.console.domain import charts, csrf, loop, timeline
 from services.console.domain.lineage_graph import lineage_graph
 from services.console.domain.traces import waterfall
-from services.console.settings import ConsoleSettings, stack_url
+from services.console.settings import ConsoleSettings
+from shared.settings import service_url
 
 T0 = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
 
@@ -242,8 +243,8 @@ def test_a_trace_becomes_a_waterfall_of_spans_by_service_depth_first() -> None:
 
 def test_service_urls_come_from_the_stacks_addresses() -> None:
     env = {"MLOPS_REGISTRY_HOST": "10.0.0.2", "MLOPS_REGISTRY_PORT": "28005"}
-    assert stack_url("registry", env) == "http://10.0.0.2:28005"
-    assert stack_url("serving", {}) == "http://127.0.0.1:8006"
+    assert service_url("registry", env) == "http://10.0.0.2:28005"
+    assert service_url("serving", {}) == "http://127.0.0.1:8006"
     settings = ConsoleSettings(_env_file=None, service_urls={"training": "http://t:1/"})  # type: ignore[call-arg]
     assert settings.urls()["training"] == "http://t:1"
 

@@ -12,22 +12,12 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.kafka.config import client_config
-from shared.settings import STACK_ENV_FILE, PlatformSettings
+from shared.settings import SERVICE_PORTS, STACK_ENV_FILE, PlatformSettings
 
 OK = 0
 FAILED = 1  # the operation failed: not found, refused, incomplete
 USAGE = 2  # bad arguments (Click's own code)
 UNREACHABLE = 3  # Kafka or a service did not answer
-
-SERVICE_PORTS = {
-    "ingestion": 8001,
-    "validation": 8002,
-    "feature_store": 8003,
-    "training": 8004,
-    "registry": 8005,
-    "serving": 8006,
-    "monitoring": 8007,
-}
 
 
 class CliError(Exception):

@@ -13,10 +13,10 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
-from shared.cli.common import SERVICE_PORTS, UNREACHABLE, CliError, CliSettings, cli_settings
+from shared.cli.common import UNREACHABLE, CliError, CliSettings, cli_settings
 from shared.kafka.config import client_config
 from shared.kafka.topics import TopicCatalog
-from shared.settings import PlatformSettings
+from shared.settings import SERVICE_PORTS, PlatformSettings
 
 out = Console()
 

@@ -373,45 +373,57 @@ def _flash(request: Request, answer: Answer, done: str) -> None:
         request.session["flash"] = {"outcome": "refused", "text": answer.detail()}
 
 
+def _chosen_version(request: Request, form: Any, action: str) -> int | None:
+    """The form's `version`, or None with a refusal flashed."""
+    try:
+        return int(str(form.get("version", "")))
+    except ValueError:
+        request.session["flash"] = {"outcome": "refused", "text": f"choose a version to {action}"}
+        return None
+
+
+def _change_registry(
+    request: Request, method: str, path: str, body: dict[str, Any], done: Callable[[Answer], str]
+) -> Answer:
+    """Sends a change to the registry with the session's key and flashes its outcome."""
+    deps = _deps(request)
+    answer = deps.services.call(
+        method, "registry", path, json=body, api_key=deps.keys.key(request.session)
+    )
+    _flash(request, answer, done(answer))
+    return answer
+
+
 @router.post("/models/{name}/promote")
 async def promote(request: Request, name: ModelParam) -> RedirectResponse:
     form = await require_csrf(request)
-    deps = _deps(request)
     back = f"/models/{quote(name, safe='')}"
-    try:
-        version = int(str(form.get("version", "")))
-    except ValueError:
-        request.session["flash"] = {"outcome": "refused", "text": "choose a version to promote"}
-        return RedirectResponse(back, 303)
-    alias = str(form.get("alias") or "champion")
-    reason = str(form.get("reason") or "").strip() or "promoted from the console"
-    answer = deps.services.call(
-        "PUT",
-        "registry",
-        f"{back}/aliases/{quote(alias, safe='')}",
-        json={"version": version, "reason": reason},
-        api_key=deps.keys.key(request.session),
-    )
-    _flash(request, answer, f"v{version} is now {alias}")
+    version = _chosen_version(request, form, "promote")
+    if version is not None:
+        alias = str(form.get("alias") or "champion")
+        reason = str(form.get("reason") or "").strip() or "promoted from the console"
+        _change_registry(
+            request,
+            "PUT",
+            f"{back}/aliases/{quote(alias, safe='')}",
+            {"version": version, "reason": reason},
+            lambda _: f"v{version} is now {alias}",
+        )
     return RedirectResponse(back, 303)
 
 
 @router.post("/models/{name}/rollback")
 async def rollback(request: Request, name: ModelParam) -> RedirectResponse:
     form = await require_csrf(request)
-    deps = _deps(request)
     back = f"/models/{quote(name, safe='')}"
     alias = str(form.get("alias") or "champion")
     reason = str(form.get("reason") or "").strip() or "rolled back from the console"
-    answer = deps.services.call(
-        "POST",
-        "registry",
-        f"{back}/rollback",
-        json={"reason": reason, "alias": alias},
-        api_key=deps.keys.key(request.session),
-    )
-    version = answer.data.get("version") if answer.ok and isinstance(answer.data, dict) else None
-    _flash(request, answer, f"{alias} rolled back to v{version}")
+
+    def done(answer: Answer) -> str:
+        data = answer.data if answer.ok and isinstance(answer.data, dict) else {}
+        return f"{alias} rolled back to v{data.get('version')}"
+
+    _change_registry(request, "POST", f"{back}/rollback", {"reason": reason, "alias": alias}, done)
     return RedirectResponse(back, 303)
 
 
@@ -419,22 +431,17 @@ async def rollback(request: Request, name: ModelParam) -> RedirectResponse:
 async def approve(request: Request, name: ModelParam) -> RedirectResponse:
     """Approves the challenger waiting for approval (the registry's manual approval mode)."""
     form = await require_csrf(request)
-    deps = _deps(request)
     back = f"/models/{quote(name, safe='')}"
-    try:
-        version = int(str(form.get("version", "")))
-    except ValueError:
-        request.session["flash"] = {"outcome": "refused", "text": "choose a version to approve"}
-        return RedirectResponse(back, 303)
-    reason = str(form.get("reason") or "").strip() or None
-    answer = deps.services.call(
-        "POST",
-        "registry",
-        f"{back}/versions/{version}/approve",
-        json={"reason": reason} if reason else {},
-        api_key=deps.keys.key(request.session),
-    )
-    _flash(request, answer, f"v{version} approved: it is now champion")
+    version = _chosen_version(request, form, "approve")
+    if version is not None:
+        reason = str(form.get("reason") or "").strip() or None
+        _change_registry(
+            request,
+            "POST",
+            f"{back}/versions/{version}/approve",
+            {"reason": reason} if reason else {},
+            lambda _: f"v{version} approved: it is now champion",
+        )
     return RedirectResponse(back, 303)
 
 

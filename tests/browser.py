@@ -16,6 +16,7 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -90,7 +91,8 @@ class Browser:
         return self.driver.find_elements(By.CSS_SELECTOR, selector)
 
     def submit(self, form_css: str, **fields: str) -> None:
-        """Fills `fields` of the form and submits it, as a person would."""
+        """Fills `fields` of the form and submits it, as a person would, and returns once
+        the browser has left the page."""
         form = self.wait_for(form_css, what=f"the form {form_css}")
         for name, value in fields.items():
             element = form.find_element(By.NAME, name)
@@ -100,6 +102,9 @@ class Browser:
                 element.clear()
                 element.send_keys(value)
         form.find_element(By.CSS_SELECTOR, "[type=submit]").click()
+        # Every form posts and redirects: wait for the page it leaves, or the next lookup
+        # may find an element of that old page (a #flash shown before, say).
+        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(form))
 
 
 def chromium_options() -> webdriver.ChromeOptions:

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -101,10 +100,17 @@ class Browser:
             else:
                 element.clear()
                 element.send_keys(value)
-        form.find_element(By.CSS_SELECTOR, "[type=submit]").click()
         # Every form posts and redirects: wait for the page it leaves, or the next lookup
-        # may find an element of that old page (a #flash shown before, say).
-        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(form))
+        # may find an element of that old page (a #flash shown before, say). A mark on the
+        # old page's window tells the pages apart; element staleness does not do it reliably
+        # (Chromium may answer "Node ... does not belong to the document" instead).
+        self.driver.execute_script("window.__mlopsLeaving = true;")
+        form.find_element(By.CSS_SELECTOR, "[type=submit]").click()
+        WebDriverWait(self.driver, 30, ignored_exceptions=[WebDriverException]).until(
+            lambda d: d.execute_script(
+                "return window.__mlopsLeaving !== true && document.readyState === 'complete';"
+            )
+        )
 
 
 def chromium_options() -> webdriver.ChromeOptions:

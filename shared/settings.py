@@ -44,6 +44,12 @@ class PlatformSettings(BaseSettings):
     )
 
     namespace: str = Field("mlops", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    instance: str = Field(
+        "",
+        pattern=r"^[a-z0-9_-]*$",
+        description="This process's name among its service's replicas (the local stack sets "
+        "validation-2, say); empty when the service runs once.",
+    )
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_brokers: int = Field(1, ge=1, description="Brokers in the cluster (1 or 3 locally).")
     kafka_client_extra: dict[str, str] = Field(default_factory=dict)

@@ -39,7 +39,8 @@ java_major() {
 
 install_packages() {
   # librdkafka-dev, gcc, pkg-config: `mlops replay`'s native copier (shared/cli/native/).
-  local pkgs=(kcat postgresql curl librdkafka-dev gcc pkg-config)
+  # haproxy: the load balancer in front of a service's replicas (haproxy.sh).
+  local pkgs=(kcat postgresql curl librdkafka-dev gcc pkg-config haproxy)
   # Kafka 4 needs Java 17+; Maven fetches its jars. Reuse whatever is there.
   (($(java_major) >= 17)) || pkgs+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || pkgs+=(maven)

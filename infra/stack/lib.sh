@@ -54,6 +54,15 @@ OTLP_HTTP_PORT=${OTLP_HTTP_PORT:-4318}
 SERVICE_PORT_BASE=${SERVICE_PORT_BASE:-8001}
 # The console (web UI over the services, Kafka and Jaeger) listens on its own port.
 CONSOLE_PORT=${CONSOLE_PORT:-8000}
+# Replicas per service, e.g. MLOPS_REPLICAS="validation=2 serving=2" (services.sh):
+# a service with more than one runs as programs <name>-1..N on ports of their own
+# (REPLICA_PORT_BASE + 10 x its place in the port order + N) behind HAProxy, which
+# keeps the service's port (haproxy.sh). Unnamed services run once.
+MLOPS_REPLICAS=${MLOPS_REPLICAS:-}
+REPLICA_PORT_BASE=${REPLICA_PORT_BASE:-$((SERVICE_PORT_BASE + 10000))}
+# The Kafka topic namespace the services use (MLOPS_NAMESPACE); a second set of
+# services beside the first on the same infrastructure takes another one.
+STACK_NAMESPACE=${STACK_NAMESPACE:-}
 # supervisord's restart policy for the services (supervisor.sh): a service
 # must stay up SERVICE_STARTSECS seconds to count as started; one that dies
 # sooner is retried after 1, 2, 3... seconds, SERVICE_STARTRETRIES times,

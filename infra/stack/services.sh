@@ -56,10 +56,55 @@ service_addresses() {
   done | sort
 }
 
+# replicas_of NAME: how many processes run the service (MLOPS_REPLICAS, default 1).
+# The console holds browser sessions and is no part of the loop: always one.
+replicas_of() {
+  local name=$1 entry count=1
+  for entry in $MLOPS_REPLICAS; do
+    [[ $entry =~ ^([a-z_]+)=([0-9]+)$ ]] || die "MLOPS_REPLICAS: '$entry' is not <service>=<count>"
+    if [[ ${BASH_REMATCH[1]} == "$name" ]]; then count=${BASH_REMATCH[2]}; fi
+  done
+  ((count >= 1 && count <= 9)) || die "MLOPS_REPLICAS: $name=$count, expected 1 to 9"
+  if [[ $name == console ]] && ((count != 1)); then die "MLOPS_REPLICAS: the console runs once"; fi
+  echo "$count"
+}
+
+check_replicas() {
+  local entry name
+  for entry in $MLOPS_REPLICAS; do
+    name=${entry%%=*}
+    [[ -n ${SERVICE_PORTS[$name]+x} ]] || die "MLOPS_REPLICAS: unknown service '$name' (known: ${!SERVICE_PORTS[*]})"
+    replicas_of "$name" >/dev/null
+  done
+}
+
+replicated() { (($(replicas_of "$1") > 1)); }
+
+# replica_port NAME INDEX: the port of replica INDEX (1-based) of a replicated service.
+replica_port() {
+  echo $((REPLICA_PORT_BASE + 10 * (SERVICE_PORTS[$1] - 8000) + $2))
+}
+
+# "PROGRAM SERVICE PORT" per process supervisord runs: the service itself on its port,
+# or <name>-1..N on their replica ports.
+service_programs() {
+  local name count i
+  while read -r name; do
+    [[ -n $name ]] || continue
+    count=$(replicas_of "$name")
+    if ((count == 1)); then
+      echo "$name $name $(service_port "$name")"
+    else
+      for ((i = 1; i <= count; i++)); do echo "$name-$i $name $(replica_port "$name" "$i")"; done
+    fi
+  done < <(service_names)
+}
+
 service_marker() { echo "services.$1"; }
 
+# service_healthy NAME [PORT]: /live answers on the service's port (or on PORT, a replica's).
 service_healthy() {
-  http_ok "http://127.0.0.1:$(service_port "$1")/live"
+  http_ok "http://127.0.0.1:${2:-$(service_port "$1")}/live"
 }
 
 # Service processes that run without supervisord: started by a checkout from
@@ -72,7 +117,7 @@ unsupervised_services() {
     [[ -f $f ]] || continue
     name=$(basename "$f" .pid)
     name=${name#svc-}
-    if pid=$(running_pid "svc-$name" "$(service_marker "$name")"); then echo "$name $pid"; fi
+    if pid=$(running_pid "svc-$name" "$(service_marker "${name%-[0-9]}")"); then echo "$name $pid"; fi
   done
 }
 
@@ -82,6 +127,7 @@ services_start() {
   [[ -x $VENV_PYTHON && -x $SUPERVISORD ]] ||
     die "services: $VENV_PYTHON or $SUPERVISORD missing; create the venv (make venv) first"
   warn_unassigned_services
+  check_replicas
   unsupervised=$(unsupervised_services)
   if [[ -n $unsupervised ]]; then
     warn "services running without a supervisor (started by an older checkout?), kept as they are: $(tr '\n' ' ' <<<"$unsupervised")"
@@ -97,14 +143,27 @@ services_start() {
 }
 
 services_wait() {
-  local name count=0 pid
+  local name count=0 pid program service port
+  if supervisor_running; then
+    while read -r program service port; do
+      [[ -n $program ]] || continue
+      supervised_wait_healthy "$program" "$port"
+      pid=$(running_pid "svc-$program" "$(service_marker "$service")") || pid=-
+      log "service $program: healthy on 127.0.0.1:$port (pid $pid)"
+      count=$((count + 1))
+    done < <(service_programs)
+    while read -r name; do
+      if [[ -n $name ]] && replicated "$name"; then
+        supervised_wait_healthy haproxy "$(service_port "$name")" "$LOG_DIR/haproxy.log"
+        log "service $name: $(replicas_of "$name") replicas behind haproxy on 127.0.0.1:$(service_port "$name")"
+      fi
+    done < <(service_names)
+    ((count > 0)) || log "services: none found under services/ (nothing to start)"
+    return 0
+  fi
   while read -r name; do
     [[ -n $name ]] || continue
-    if supervisor_running; then
-      supervised_wait_healthy "$name"
-    else
-      wait_healthy "svc-$name" "$(service_marker "$name")" "$LOG_DIR/svc-$name.log" service_healthy "$name"
-    fi
+    wait_healthy "svc-$name" "$(service_marker "$name")" "$LOG_DIR/svc-$name.log" service_healthy "$name"
     pid=$(running_pid "svc-$name" "$(service_marker "$name")") || pid=-
     log "service $name: healthy on 127.0.0.1:$(service_port "$name") (pid $pid)"
     count=$((count + 1))

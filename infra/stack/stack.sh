@@ -35,6 +35,8 @@ source "$STACK_SCRIPT_DIR/jaeger.sh"
 source "$STACK_SCRIPT_DIR/services.sh"
 # shellcheck source=supervisor.sh
 source "$STACK_SCRIPT_DIR/supervisor.sh"
+# shellcheck source=haproxy.sh
+source "$STACK_SCRIPT_DIR/haproxy.sh"
 
 INFRA_COMPONENTS=(kafka postgres minio jaeger)
 ALL_COMPONENTS=("${INFRA_COMPONENTS[@]}" services)
@@ -103,6 +105,7 @@ MLOPS_JAEGER_QUERY_URL=http://127.0.0.1:$JAEGER_UI_PORT
 MLOPS_REGISTRY_API_KEYS='{"admin":"$REGISTRY_ADMIN_KEY"}'
 MLOPS_CONSOLE_SESSION_SECRET=$CONSOLE_SESSION_SECRET
 EOF
+    if [[ -n $STACK_NAMESPACE ]]; then echo "MLOPS_NAMESPACE=$STACK_NAMESPACE" >>"$STACK_ENV_FILE.tmp"; fi
     mv "$STACK_ENV_FILE.tmp" "$STACK_ENV_FILE"
   )
 }
@@ -122,7 +125,8 @@ cmd_up() {
     if contains "$c" "${comps[@]}"; then "${c}_wait"; fi
   done
   write_stack_env
-  if contains kafka "${comps[@]}"; then kafka_ensure_topics; fi
+  # Services on another namespace (STACK_NAMESPACE) need its topics even when Kafka runs already.
+  if contains kafka "${comps[@]}" || contains services "${comps[@]}"; then kafka_ensure_topics; fi
   if contains services "${comps[@]}"; then
     services_start
     services_wait

@@ -154,6 +154,7 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         replication,
         settings.session_timeout_s,
         settings.commit_interval_s,
+        platform.instance,
     )
     stream = FeatureStream(
         app, source_topic, partitions, pipeline, settings.batch_max_records, settings.batch_within_s

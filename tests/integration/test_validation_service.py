@@ -156,14 +156,16 @@ class Platform:
         for spec in specs:
             registry.register(spec, self.producer)
 
-    def start(self, **extra_env: str) -> subprocess.Popen:
+    def start(self, port: int | None = None, **extra_env: str) -> subprocess.Popen:
+        """A validation process on `port` (default the namespace's); several share the group."""
+        port = port or self.port
         log = (self.logs / f"validation-{len(self.processes)}.log").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", "services.validation"],
             env={
                 **self.env,
                 "MLOPS_NAMESPACE": self.namespace,
-                "MLOPS_VALIDATION_PORT": str(self.port),
+                "MLOPS_VALIDATION_PORT": str(port),
                 "MLOPS_VALIDATION_SQLITE_PATH": str(self.logs / "validation.sqlite"),
                 **extra_env,
             },
@@ -175,13 +177,13 @@ class Platform:
         def ready() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"validation exited: {self.output_of(process)[-3000:]}")
-            response = get(f"{self.base}/ready")
+            response = get(f"http://127.0.0.1:{port}/ready")
             return response is not None and response.status_code == 200
 
         try:
             wait_until(ready, what="validation /ready", timeout_s=60)
         except AssertionError as late:
-            readiness = get(f"{self.base}/ready")
+            readiness = get(f"http://127.0.0.1:{port}/ready")
             raise AssertionError(f"{late}; /ready said {readiness and readiness.text}") from None
         return process
 
@@ -487,6 +489,7 @@ def test_a_mixed_batch_gives_one_typed_or_explained_output_per_raw_message(
 CRASH_ENVELOPES = 8000
 CRASH_BARE = 2000
 PLANTED_DUPLICATES = 50
+REPLICA_RECORDS = 6000
 
 
 @pytest.mark.slow
@@ -557,6 +560,74 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_validates_each_id_onc
     assert rules == {"range": out_of_range, "duplicate_id": PLANTED_DUPLICATES}, (
         "redeliveries after the crash must not be taken for duplicates"
     )
+
+
+def members_with_partitions(admin: AdminClient, group: str) -> int:
+    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return sum(1 for member in described.members if member.assignment.topic_partitions)
+
+
+def test_two_replicas_share_the_stream_and_one_killed_loses_nothing_nor_validates_twice(
+    platform: Platform, admin: AdminClient
+) -> None:
+    """Two validation processes in one consumer group, as `MLOPS_REPLICAS="validation=2"`
+    runs them: duplicates are caught across replicas (their keys put them on partitions the
+    other replica owns), and when one is killed its partitions move to the other."""
+    platform.register(SHOP)
+    envelopes = [
+        (f"c-{n % 97}", envelope(shop_values(f"o-{n}", customer=f"c-{n % 97}", amount=n % 900)))
+        for n in range(REPLICA_RECORDS)
+    ]
+    # Each duplicate under another customer's key, so most land where the other replica reads.
+    lines = [
+        (f"c-{(n + 1) % 97}", bare(shop_values(f"o-{n}", customer=f"c-{(n + 1) % 97}")))
+        for n in range(0, REPLICA_RECORDS, REPLICA_RECORDS // PLANTED_DUPLICATES)
+    ]
+    short_session = {"MLOPS_KAFKA_CLIENT_EXTRA": json.dumps({"session.timeout.ms": "6000"})}
+    first = platform.start(**short_session)
+    second_port = free_port()
+    second = platform.start(port=second_port, **short_session)
+    wait_until(
+        lambda: members_with_partitions(admin, platform.group) == 2,
+        what="both replicas to get partitions of data.raw",
+        timeout_s=60,
+    )
+    platform.publish_envelopes(envelopes[: REPLICA_RECORDS // 2])
+    total = len(envelopes) + len(lines)
+
+    def seen_by(port: int) -> int:
+        response = get(f"http://127.0.0.1:{port}/stats/shop")
+        ok = response is not None and response.status_code == 200
+        return response.json()["records"] if ok else 0
+
+    wait_until(
+        lambda: seen_by(platform.port) > 0 and seen_by(second_port) > 0,
+        what="both replicas to handle records (partitions shared)",
+        timeout_s=120,
+    )
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    # The rest of the stream, with the duplicates of ids the killed replica may have claimed.
+    platform.publish_with_kcat(lines)
+    platform.publish_envelopes(envelopes[REPLICA_RECORDS // 2 :])
+    platform.wait_all_handled(total, timeout_s=180)
+    platform.stop(second)
+
+    raw = read_to_end(platform.bootstrap, platform.topic("data.raw"))
+    outputs = outputs_by_position(platform)
+    assert set(outputs) == {(m.partition, m.offset) for m in raw}, "no raw message lost"
+    validated: dict[str, set[str]] = defaultdict(set)
+    rules: Counter[str] = Counter()
+    for position, events in outputs.items():
+        assert len({e["id"] for e in events}) == 1, f"a redelivery of {position} got a new id"
+        event = events[0]
+        if event["type"] == "mlops.RecordValidated":
+            validated[event["data"]["record_id"]].add(event["id"])
+        else:
+            rules.update({e["rule"] for e in event["data"]["errors"]})
+    assert all(len(ids) == 1 for ids in validated.values()), "a record id validated twice"
+    assert len(validated) == REPLICA_RECORDS
+    assert rules == {"duplicate_id": len(lines)}, "each planted duplicate rejected once"
 
 
 # --- expected ranges: covariate shift is flagged and counted, hard bounds still reject --------

@@ -101,9 +101,11 @@ def streaming_app(
     replication: int,
     session_timeout_s: float = 10.0,
     commit_interval_s: float = 2.8,
+    instance: str = "",
 ) -> StreamingApp:
     """The faust app; a worker that died is out of the group after `session_timeout_s`, so
-    its restart gets the partitions back that soon (faust's default is 60 s)."""
+    its restart gets the partitions back that soon (faust's default is 60 s). Replicas
+    (`instance` names each) share the group and the partitions, each with its own data folder."""
     FAUST_DATA_ROOT.mkdir(parents=True, exist_ok=True)
     return StreamingApp(
         app_id(namespace),
@@ -122,7 +124,9 @@ def streaming_app(
         broker_heartbeat_interval=min(3.0, session_timeout_s / 3),
         autodiscover=False,
         # faust keeps a data folder per app id; without this it lands in the working directory.
-        datadir=str(FAUST_DATA_ROOT.resolve() / "{conf.name}-data"),
+        datadir=str(
+            FAUST_DATA_ROOT.resolve() / ("{conf.name}-data" + (f"-{instance}" if instance else ""))
+        ),
     )
 
 

@@ -7,7 +7,7 @@ makes (PredictionServed on serving.predictions) for monitoring, without waiting 
 
 Which models: every one, found at runtime. At start-up the models.lifecycle consumer is
 positioned at the topic's end, then the registry is asked for every model and its aliases
-(GET /models) and each champion is loaded; later, a promotion or rollback of a model serving
+(GET /models) and each champion is recorded (loaded while memory has room); later, a promotion or rollback of a model serving
 has never seen loads that model, with no restart. MLOPS_SERVING_MODELS (optional) restricts
 the set. /ready is 503 until the registry's list was read and while a champion serving knows
 of is not loaded (loading, retried, refused); a model without champion is not an outage
@@ -24,9 +24,33 @@ and answered per record with the prediction, the class probabilities, model, ver
 request id and record id. With MLOPS_SERVING_SHADOW=true the challenger scores the same
 records behind the answer, logged with shadow=true.
 
+Many models, bounded memory: champions load on demand and the least recently used are
+evicted. A champion loads on its first request, or at its promotion when the model is loaded
+already (a hot swap: load, then swap the reference; zero failed requests) or when it fits
+without evicting anything (start-up and promotions use the free room, never evict for it).
+A promotion of a model that is not loaded is only recorded; its next request loads the new
+version. A request for a model not in memory waits for its load (concurrent requests share
+one load) at most MLOPS_SERVING_MODEL_LOAD_TIMEOUT_S (30 s), then answers 503 with the reason,
+as it does at once when the load fails or the version was refused. Loaded models hold at most
+MLOPS_SERVING_MODEL_MEMORY_MB (2048) and, if set, MLOPS_SERVING_MAX_LOADED_MODELS models;
+before a load, the least recently used models without a request in flight are evicted to make
+room for its estimate, and once loaded its measured size is recorded (more are evicted if the
+estimate fell short). Size is the retained size of the estimator's object graph (sys.getsizeof
+over every reachable object, numpy buffers once, Cython trees through their pickled state:
+domain/sizes.py; within 1% of tracemalloc for a HistGradientBoosting pipeline). Challengers
+(shadow mode) always load and are never evicted; they count against the limit. An evicted
+model keeps its champion version and is loaded again by its next request; ModelDeployed is
+announced once per version and instance, not at every reload. GET /memory and /metrics
+(mlops_serving_models_memory_used_bytes, _limit_bytes, mlops_serving_model_memory_bytes,
+mlops_serving_evictions_total, mlops_serving_cold_loads_total, mlops_serving_cold_load_seconds)
+show what is loaded, its size, the bytes used against the limit, loads and evictions.
+/ready no longer waits for every champion to be in memory: it is 503 while a champion serving
+knows of cannot answer (refused, or failing to load with nothing else to serve).
+
 Layout: domain/ (records, values, samples, served models, slots and their swap rules, jobs,
-answers, tree checks), adapters/ (registry and feature store over HTTP, MinIO, spec registry,
-Kafka prediction log), loading.py (loader, start-up lookup, deferred retries),
+answers, tree checks, eviction policy, retained sizes), adapters/ (registry and feature store over HTTP, MinIO, spec registry,
+Kafka prediction log), loading.py (loader, start-up lookup, deferred retries), memory.py (loaded models' sizes, use
+and evictions), lazy.py (loads on request),
 predictions.py (batcher, shadow scorer, the /predict use case), handlers.py (lifecycle route,
 PredictionServed), http.py, bootstrap.py.
 """

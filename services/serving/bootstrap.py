@@ -23,6 +23,7 @@ from services.serving.adapters.feature_store import FeatureStoreClient
 from services.serving.adapters.kafka import LifecycleFollower, PredictionLog, start_at_end
 from services.serving.adapters.registry import RegistryClient
 from services.serving.adapters.specs import SpecSource
+from services.serving.domain.eviction import MemoryBudget
 from services.serving.domain.slots import CHALLENGER, CHAMPION, Change, ModelSlots
 from services.serving.handlers import (
     CONSUMES,
@@ -34,7 +35,9 @@ from services.serving.handlers import (
     routes,
 )
 from services.serving.http import ServingApi, install
+from services.serving.lazy import LazyChampions
 from services.serving.loading import ChampionLookup, DeferredLoads, ModelLoader
+from services.serving.memory import ModelMemory
 from services.serving.predictions import Predictions, ShadowScorer
 from services.serving.settings import ServingSettings
 from shared.datasets.registry import SpecRegistry
@@ -80,8 +83,13 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         emit = deployed_event(change, group_id)
         producer.publish([OutgoingMessage.for_event(lifecycle, emit.event, emit.key)])
 
+    budget = MemoryBudget(int(settings.model_memory_mb * 1_048_576), settings.max_loaded_models)
+    memory = ModelMemory(slots, budget)
     loader = ModelLoader(
-        slots, registry, ArtifactStore(minio_client(platform)), SpecSource(specs), announce
+        slots, registry, ArtifactStore(minio_client(platform)), SpecSource(specs), announce, memory
+    )
+    champions = LazyChampions(
+        slots, memory, loader, settings.model_load_timeout_s, settings.load_threads
     )
     prediction_log = PredictionLog(
         producer,
@@ -134,6 +142,7 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         shadow,
         threads,
         settings.batch_wait_ms / 1000,
+        champions,
     )
     # One span per request: FastAPI's dependency/endpoint spans and the ASGI send/receive
     # spans cost a third of a single-record prediction's time and tell nothing more.
@@ -143,7 +152,12 @@ def build(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
         exclude_spans=("receive", "send"),
         body_limit=BodyLimit.of(settings),
     )
-    install(app, ServingApi(predictions, slots, settings.max_records))
+    install(app, ServingApi(predictions, slots, settings.max_records, memory))
+    log.info(
+        "models in memory: at most %.0f MB%s, loaded on request",
+        settings.model_memory_mb,
+        f" and {settings.max_loaded_models} models" if settings.max_loaded_models else "",
+    )
     log.info(
         "serving %s (shadow %s), registry %s, feature store %s, lifecycle group %s",
         ", ".join(settings.models) if settings.models else "every model with a champion",

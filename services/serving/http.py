@@ -3,14 +3,19 @@
     POST /predict   {"model": "loans", "records": [{...}, ...]}   inline feature values
                     {"model": "loans", "entities": ["applicant-7"]} features from the online store
     GET  /models    each served model: the versions answering (champion) and shadowing
-                    (challenger), or what it still waits for
+                    (challenger), or what it still waits for; the champion version assigned,
+                    whether it is in memory and its size
+    GET  /memory    loaded models' memory: limit, bytes used, each loaded model's size, use
+                    and requests in flight, loads, reloads and evictions so far
 
 /predict answers one prediction per record (see domain/answers.py), all by one version;
 404 for a model without champion ("no champion for model 'x' yet", whether or not the
 registry knows the model), a model MLOPS_SERVING_MODELS leaves out (each answer lists the
 models answering), or entities the online store does not know; 422 with every field error
 for records or stored features that break the dataset spec; 503 while a model's champion is
-known but not loaded here (loading, retried, refused) or the online store cannot answer. An X-Request-ID
+known but not loaded here (refused, failed to load, not loaded within
+MLOPS_SERVING_MODEL_LOAD_TIMEOUT_S, no room because every loaded model has requests in flight)
+or the online store cannot answer. A model not in memory is loaded by its request (lazy.py). An X-Request-ID
 header, when sent, becomes the request id (otherwise one is made); the answer carries it.
 """
 
@@ -38,6 +43,7 @@ from services.serving.domain.slots import (
     NoChampion,
     NotServed,
 )
+from services.serving.memory import ModelMemory
 from services.serving.predictions import Predictions, UnknownEntities
 from shared.events.models import MODEL_NAME
 from shared.events.records import FieldValue
@@ -89,6 +95,7 @@ class ServingApi:
     predictions: Predictions
     slots: ModelSlots
     max_records: int
+    memory: ModelMemory | None = None
 
 
 def install(app: FastAPI, api: ServingApi) -> None:
@@ -181,12 +188,25 @@ def list_models(api: ApiDep) -> list[dict[str, Any]]:
     models = []
     for slot in api.slots:
         champion = slot.current(CHAMPION)
+        assigned = slot.assigned(CHAMPION)
+        size = api.memory.size_of((slot.name, CHAMPION)) if api.memory else None
         models.append(
             {
                 "model": slot.name,
                 "champion": _describe(champion),
                 "challenger": _describe(slot.current(CHALLENGER)),
                 "waiting_for": slot.waiting_for,
+                "champion_version": assigned.version if assigned else None,
+                "loaded": champion is not None,
+                "size_bytes": size,
             }
         )
     return models
+
+
+@router.get("/memory")
+def memory(api: ApiDep) -> dict[str, Any]:
+    """The loaded models' memory against its limit (MLOPS_SERVING_MODEL_MEMORY_MB)."""
+    if api.memory is None:
+        return {"loaded": []}
+    return api.memory.snapshot()

@@ -7,6 +7,15 @@ reference. Anything refused is logged and counted (mlops_serving_models_refused_
 the version served before keeps serving. Failures worth retrying (registry, MinIO or Kafka
 unreachable) defer the change, retried in the background until it loads or a newer change
 for the same alias replaces it.
+
+Lazy loading within a memory budget (memory.py): a champion loads on its first request
+(`load_on_request`, from lazy.py), or at its promotion when the model is loaded already (a hot
+swap) or fits without evicting anything (start-up and promotions use the free room, never
+evict for it). A promotion of a model that is neither is recorded only (Verdict.RECORDED): its
+next request loads the new version. Challengers (shadow mode) always load, and are never
+evicted. Every load first evicts least-recently-used models to make room, then records the
+model's measured size; ModelDeployed is announced the first time a version answers here, not
+at every reload after an eviction.
 """
 
 from __future__ import annotations
@@ -20,11 +29,22 @@ from opentelemetry import trace
 
 from services.serving import metrics
 from services.serving.adapters.registry import RegistryRefused, RegistryUnavailable
+from services.serving.domain.eviction import MemoryBudget, NoRoom
 from services.serving.domain.records import InputSchema
 from services.serving.domain.samples import sample_rows
 from services.serving.domain.served import ModelCard, ModelUnusable, ServedModel
-from services.serving.domain.slots import CHALLENGER, CHAMPION, Change, ModelSlots, Verdict
+from services.serving.domain.sizes import retained_bytes
+from services.serving.domain.slots import (
+    CHALLENGER,
+    CHAMPION,
+    Assigned,
+    Change,
+    ModelSlot,
+    ModelSlots,
+    Verdict,
+)
 from services.serving.domain.trees import check_tree_predictors
+from services.serving.memory import ModelMemory
 from shared.artifacts import ArtifactRefused
 from shared.datasets.spec import DatasetSpec
 from shared.events.models import ArtifactRef
@@ -47,6 +67,10 @@ class Artifacts(Protocol):
 
 class Specs(Protocol):
     def spec(self, dataset: str, version: int | None) -> DatasetSpec: ...
+
+
+class LoadFailed(Exception):
+    """A champion a request asked for could not load; the message says why."""
 
 
 class Refused(Exception):
@@ -89,8 +113,11 @@ class ModelLoader:
         artifacts: Artifacts,
         specs: Specs,
         on_deployed: Callable[[Change], None] | None = None,
+        memory: ModelMemory | None = None,
     ) -> None:
         self._slots = slots
+        self.memory = memory or ModelMemory(slots, MemoryBudget(max_bytes=2**62))
+        self._announced: set[tuple[str, str, int]] = set()
         self._on_deployed = on_deployed
         self._registry = registry
         self._artifacts = artifacts
@@ -125,7 +152,9 @@ class ModelLoader:
             self._ignored(change, decided)
             slot.handled(change)
             return decided
-        if change.alias == CHAMPION and slot.current() is None:
+        if self._stays_cold(slot, change):
+            return self._record(slot, change)
+        if change.alias == CHAMPION and slot.current() is None and slot.assigned() is None:
             slot.not_loaded = f"version {change.version} is loading"
         attributes = {"mlops.model": change.model, "mlops.alias": change.alias}
         with _tracer.start_as_current_span(
@@ -133,9 +162,47 @@ class ModelLoader:
         ):
             return self._load_and_swap(change, card)
 
+    def _stays_cold(self, slot: ModelSlot, change: Change) -> bool:
+        """A champion not loaded here that does not fit without evicting: not loaded now."""
+        if change.alias != CHAMPION or slot.current() is not None:
+            return False
+        size = self.memory.estimate(change.model, change.version, change.artifact.size_bytes)
+        return not self.memory.has_room(size)
+
+    def _record(self, slot: ModelSlot, change: Change) -> Verdict:
+        recorded = slot.assign(change)
+        log.info(
+            "%s %s is now version %d, not loaded: %s",
+            change.model,
+            change.alias,
+            change.version,
+            "its next request loads it" if recorded == Verdict.RECORDED else recorded.value,
+        )
+        return recorded
+
+    def _make_room(self, change: Change) -> None:
+        """Evicts for a load at promotion; a hot swap or challenger loads even without room."""
+        size = self.memory.estimate(change.model, change.version, change.artifact.size_bytes)
+        try:
+            self.memory.make_room((change.model, change.alias), size)
+        except NoRoom as error:
+            log.warning("loading %s v%d beyond the limit: %s", change.model, change.version, error)
+
+    def _swap_in(self, slot: ModelSlot, change: Change, served: ServedModel) -> Verdict:
+        done: list[Verdict] = []
+
+        def swap() -> bool:
+            done.append(slot.swap(change, served))
+            return done[0] == Verdict.LOAD
+
+        size = retained_bytes(served.estimator)
+        self.memory.admit((change.model, change.alias), served, size, swap)
+        return done[0]
+
     def _load_and_swap(self, change: Change, card: ModelCard | None) -> Verdict | None:
         """The swap span's body: prepare, swap, announce the deployment."""
         slot = self._slots.slot(change.model)
+        self._make_room(change)
         try:
             served = self.prepare(change, card)
         except Refused as error:
@@ -146,7 +213,7 @@ class ModelLoader:
                 raise
             self._defer(change, error)
             return Verdict.DEFERRED
-        done = slot.swap(change, served)
+        done = self._swap_in(slot, change, served)
         if done == Verdict.LOAD:
             self._announce(change)
             metrics.MODELS_LOADED.labels(change.model, change.alias).inc()
@@ -161,6 +228,70 @@ class ModelLoader:
         else:
             self._ignored(change, done)
         return done
+
+    def load_on_request(self, model: str) -> ServedModel:
+        """The model's champion, loaded for a request if it is not (on a load thread);
+        LoadFailed with the reason. Loads again if the champion moved while it loaded."""
+        slot = self._slots.slot(model)
+        for _ in range(3):
+            current = slot.current()
+            if current is not None:
+                return current
+            assigned = slot.assigned()
+            if assigned is None:
+                raise LoadFailed(slot.not_loaded or "no champion")
+            served = self._load_assigned(slot, assigned)
+            if served is not None:
+                return served
+        raise LoadFailed("its champion changed three times while it loaded; try again")
+
+    def _load_assigned(self, slot: ModelSlot, assigned: Assigned) -> ServedModel | None:
+        """Loads the assigned champion; the model answering after (None: it moved meanwhile)."""
+        version = assigned.version
+        try:
+            card = self._registry.version(slot.name, version)
+            change = Change(slot.name, CHAMPION, version, assigned.artifact or card.artifact)
+            self._make_room_or_refuse(change)
+            served = self.prepare(change, card)
+        except Refused as error:
+            self._refused(change, error)
+            metrics.COLD_LOADS.labels(slot.name, "refused").inc()
+            raise LoadFailed(f"version {version} was refused ({error.reason}): {error}") from None
+        except RegistryRefused as error:
+            metrics.COLD_LOADS.labels(slot.name, "refused").inc()
+            raise LoadFailed(f"version {version}: {error}") from None
+        except LoadFailed:
+            raise
+        except Exception as error:
+            metrics.COLD_LOADS.labels(slot.name, "failed").inc()
+            raise LoadFailed(
+                f"version {version} could not load: {type(error).__name__}: {error}"
+            ) from None
+        return self._install(slot, change, served)
+
+    def _make_room_or_refuse(self, change: Change) -> None:
+        size = self.memory.estimate(change.model, change.version, change.artifact.size_bytes)
+        try:
+            self.memory.make_room((change.model, CHAMPION), size)
+        except NoRoom as error:
+            metrics.COLD_LOADS.labels(change.model, "no_room").inc()
+            raise LoadFailed(f"version {change.version} cannot load now: {error}") from None
+
+    def _install(self, slot: ModelSlot, change: Change, served: ServedModel) -> ServedModel | None:
+        answering: list[ServedModel | None] = []
+
+        def install() -> bool:
+            answering.append(slot.install(served))
+            return answering[0] is served
+
+        self.memory.admit((slot.name, CHAMPION), served, retained_bytes(served.estimator), install)
+        if answering[0] is served:
+            metrics.COLD_LOADS.labels(slot.name, "loaded").inc()
+            metrics.MODELS_LOADED.labels(slot.name, CHAMPION).inc()
+            metrics.SERVED_VERSION.labels(slot.name, CHAMPION).set(change.version)
+            self._announce(change)
+            log.info("%s champion version %d loaded on request", slot.name, change.version)
+        return answering[0]
 
     def prepare(self, change: Change, card: ModelCard | None = None) -> ServedModel:
         """The version of a change, loaded and warmed up; raises Refused if it must not serve."""
@@ -199,8 +330,10 @@ class ModelLoader:
     def _announce(self, change: Change) -> None:
         """Tells the platform (ModelDeployed) that this instance serves the version now; a
         failure to announce never undoes the swap."""
-        if self._on_deployed is None:
+        deployed = (change.model, change.alias, change.version)
+        if self._on_deployed is None or (change.event_id is None and deployed in self._announced):
             return
+        self._announced.add(deployed)
         try:
             self._on_deployed(change)
         except Exception as error:
@@ -214,7 +347,7 @@ class ModelLoader:
             change.alias,
             change.version,
             decided.value,
-            self._slots.slot(change.model).version(change.alias),
+            self._slots.slot(change.model).loaded_version(change.alias),
         )
 
     def _defer(self, change: Change, error: Exception) -> None:
@@ -229,14 +362,14 @@ class ModelLoader:
             error,
         )
         slot = self._slots.slot(change.model)
-        if change.alias == CHAMPION and slot.current() is None:
+        if nothing_else_to_serve(slot, change):
             slot.not_loaded = f"version {change.version} could not load, retrying: {error}"
 
     def _refused(self, change: Change, error: Refused) -> None:
         slot = self._slots.slot(change.model)
         slot.handled(change)
         metrics.MODELS_REFUSED.labels(change.model, error.reason).inc()
-        kept = slot.version(change.alias)
+        kept = slot.loaded_version(change.alias)
         log.error(
             "refused %s version %d as %s (%s): %s; %s",
             change.model,
@@ -246,8 +379,18 @@ class ModelLoader:
             error,
             f"version {kept} keeps serving" if kept else "nothing served yet",
         )
-        if change.alias == CHAMPION and kept is None:
+        if nothing_else_to_serve(slot, change):
             slot.not_loaded = f"version {change.version} was refused ({error.reason}): {error}"
+            slot.refused_version = change.version
+
+
+def nothing_else_to_serve(slot: ModelSlot, change: Change) -> bool:
+    """A champion change whose failure leaves the model nothing to answer with (no version
+    loaded, and none other assigned to load on request)."""
+    if change.alias != CHAMPION or slot.current() is not None:
+        return False
+    assigned = slot.assigned()
+    return assigned is None or assigned.version == change.version
 
 
 class DeferredLoads:
@@ -331,8 +474,7 @@ class ChampionLookup:
                 if alias not in aliases:
                     continue
                 pending.add((name, alias))
-                if alias == CHAMPION and slot.current() is None:
-                    slot.not_loaded = f"version {aliases[alias]} is loading"
+                slot.listed(alias, aliases[alias])
         self.discovered.set()
         log.info(
             "the registry lists %d model(s); loading %s",
@@ -346,6 +488,8 @@ class ChampionLookup:
         slot = self._slots.slot(name)
         if slot.current(alias) is not None:
             return True
+        if alias == CHAMPION and not self._loader.memory.has_room(0):
+            return True  # loaded on its first request
         try:
             card = self._registry.alias(name, alias)
         except (RegistryUnavailable, RegistryRefused) as error:
@@ -362,8 +506,11 @@ class ChampionLookup:
             return False  # refused already; ask again in case the alias moves
         change = Change(name, alias, card.version, card.artifact, initial=True)
         try:
-            if self._loader.apply(change, card) is None:
+            applied = self._loader.apply(change, card)
+            if applied is None:
                 self._refused.add(refusal)
+            if applied == Verdict.RECORDED:
+                return True
         except Exception as error:
             log.warning("loading %s version %d failed, will retry: %s", name, card.version, error)
             if alias == CHAMPION:

@@ -65,3 +65,32 @@ BATCH_ROWS = Histogram(
     "Rows per predict call (concurrent requests are scored together).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+COLD_LOADS = Counter(
+    "mlops_serving_cold_loads_total",
+    "Champions loaded because a request asked for a model not in memory (first request, or "
+    "after an eviction), by model and outcome (loaded, refused, failed, no_room).",
+    ["model", "outcome"],
+)
+COLD_LOAD_SECONDS = Histogram(
+    "mlops_serving_cold_load_seconds",
+    "How long a load a request waited for took (registry, MinIO, skops, warm-up).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVICTIONS = Counter(
+    "mlops_serving_evictions_total",
+    "Loaded models dropped to make room for another (least recently used first), by model.",
+    ["model"],
+)
+MODEL_BYTES = Gauge(
+    "mlops_serving_model_memory_bytes",
+    "Retained size of each loaded model (its object graph), by model and alias.",
+    ["model", "alias"],
+)
+MEMORY_USED = Gauge(
+    "mlops_serving_models_memory_used_bytes", "Retained size of every loaded model, summed."
+)
+MEMORY_LIMIT = Gauge(
+    "mlops_serving_models_memory_limit_bytes",
+    "The limit on loaded models' memory (MLOPS_SERVING_MODEL_MEMORY_MB).",
+)
+MODELS_RESIDENT = Gauge("mlops_serving_models_resident", "Models (and challengers) in memory.")

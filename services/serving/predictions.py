@@ -1,5 +1,8 @@
 """The /predict use case: pick the model, get the records' features, score, log.
 
+A model not in memory is loaded first (lazy.py; a request waits for its load, bounded),
+and the model is held while the request is in flight, so it is never evicted under it.
+
 Requests are scored in batches (see Batcher): the requests that arrive while a batch is
 scored make the next one (at most `max_batch_rows` rows), so under load one predict call
 serves many requests, and a lone request waits for nobody. Each request keeps the model
@@ -31,6 +34,7 @@ from services.serving.domain.records import ReadRecord, read_stored
 from services.serving.domain.served import ServedModel
 from services.serving.domain.slots import CHALLENGER, ModelSlots
 from services.serving.handlers import LoggedPrediction
+from services.serving.lazy import ChampionSource, LoadedChampions
 from shared.events.records import FieldError, FieldValue
 
 log = logging.getLogger(__name__)
@@ -263,8 +267,10 @@ class Predictions:
         shadow: ShadowScorer | None = None,
         native_threads: int | None = None,
         max_wait_s: float = 0.002,
+        champions: ChampionSource | None = None,
     ) -> None:
         self._slots = slots
+        self._champions = champions or LoadedChampions(slots)
         self._store = store
         self._recorder = recorder
         self._shadow = shadow
@@ -278,11 +284,15 @@ class Predictions:
         entities: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        served = self._slots.champion(model)
-        job = Job(served, request_id, started, records=records or ())
-        if entities:
-            job.found = await self._online(served, list(entities))
-        outcome = await self.batcher.submit(job)
+        served, held = await self._champions.hold(model)
+        try:
+            job = Job(served, request_id, started, records=records or ())
+            if entities:
+                job.found = await self._online(served, list(entities))
+            outcome = await self.batcher.submit(job)
+        finally:
+            if held:
+                self._champions.release(model)
         return prediction_body(request_id, served, outcome.answers)
 
     async def _online(self, served: ServedModel, entities: list[str]) -> list[ReadRecord]:

@@ -53,6 +53,25 @@ class ServingSettings(ServiceSettings):
         description="How often a model without champion is asked for again, and a version "
         "that could not load (registry, MinIO or Kafka down) is tried again.",
     )
+    model_memory_mb: float = Field(
+        2048.0,
+        gt=0,
+        description="Memory the loaded models may hold, in MB (their retained object graph, "
+        "measured after each load). Champions load on their first request; loading one that "
+        "would exceed it evicts the least recently used models without a request in flight.",
+    )
+    max_loaded_models: int | None = Field(
+        None, ge=1, description="At most this many models in memory at once (unset: no cap)."
+    )
+    model_load_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a request waits for its model to load before a 503 (the load "
+        "goes on; the next request joins it).",
+    )
+    load_threads: int = Field(
+        2, ge=1, description="Models loaded on request at once (different models)."
+    )
     max_records: int = Field(1000, ge=1, description="Largest batch of records or entities.")
     max_batch_rows: int = Field(
         512, ge=1, description="Most rows concurrent requests may share in one predict call."

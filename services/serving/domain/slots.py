@@ -20,6 +20,12 @@ The start-up lookup (the registry's champion when the service starts) never repl
 lifecycle event loaded meanwhile: the topic's order is the truth, the lookup only fills an
 empty slot.
 
+Loaded or not: a slot records which version holds each alias here (`assigned`), whether or not
+that version is in memory. The versions above are compared with the assigned one, so a
+promotion of a model that is not loaded (cold, or evicted) is recorded (`assign`) and loaded
+by its next request (`install`, only if the assignment did not move meanwhile); an evicted
+model (`unload`) keeps its assignment and answers again once reloaded.
+
 A model is known once serving hears of it (the registry's list at start-up, a promotion on
 models.lifecycle); its slot then says which of three states it is in: its champion answers;
 no champion exists yet (NoChampion: /predict 404, not an outage); or a champion exists that
@@ -51,6 +57,16 @@ class Verdict(StrEnum):
     OLDER = "older"
     SUPERSEDED = "superseded"
     DEFERRED = "deferred"
+    RECORDED = "recorded"
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """The version holding an alias here, loaded or not; `artifact` is None while only the
+    registry's list named it."""
+
+    version: int
+    artifact: ArtifactRef | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,17 @@ def verdict(current: int | None, change: Change) -> Verdict:
     if change.version < current and not change.rollback:
         return Verdict.OLDER
     return Verdict.LOAD
+
+
+def initial_verdict(assigned: Assigned | None, loaded: int | None, change: Change) -> Verdict:
+    """What the start-up lookup's change does: it fills an empty slot, unless a lifecycle
+    change assigned another version meanwhile (a version only the registry's list named may
+    be replaced by the registry's fresher answer)."""
+    if loaded is not None:
+        return Verdict.SUPERSEDED
+    if assigned is None or assigned.artifact is None or assigned.version == change.version:
+        return Verdict.LOAD
+    return Verdict.SUPERSEDED
 
 
 NO_CHAMPION_YET: Final = "no version holds the champion alias in the registry"
@@ -116,6 +143,9 @@ class ModelSlot:
     def __init__(self, name: str) -> None:
         self.name = name
         self._served: dict[str, ServedModel] = {}
+        self._assigned: dict[str, Assigned] = {}
+        self.refused_version: int | None = None
+        """The champion version refused here; its requests are answered 503 without a retry."""
         self._lock = threading.Lock()
         self._handled: OrderedDict[str, None] = OrderedDict()
         self.not_loaded: str | None = None
@@ -133,10 +163,21 @@ class ModelSlot:
             raise ChampionNotLoaded(self.name, self.not_loaded)
         raise NoChampion(self.name)
 
+    def assigned(self, alias: str = CHAMPION) -> Assigned | None:
+        """The version holding the alias here, loaded or not."""
+        return self._assigned.get(alias)
+
+    @property
+    def answers(self) -> bool:
+        """Its champion answers: loaded, or known and loaded on request."""
+        if self._served.get(CHAMPION) is not None:
+            return True
+        return CHAMPION in self._assigned and self.not_loaded is None
+
     @property
     def waiting_for(self) -> str | None:
         """What the slot waits for before it can answer (None: its champion answers)."""
-        if self._served.get(CHAMPION) is not None:
+        if self.answers:
             return None
         return self.not_loaded or f"a champion: {NO_CHAMPION_YET}"
 
@@ -146,6 +187,11 @@ class ModelSlot:
         return self.not_loaded if self._served.get(CHAMPION) is None else None
 
     def version(self, alias: str) -> int | None:
+        """The version assigned to the alias here (loaded or not)."""
+        assigned = self._assigned.get(alias)
+        return None if assigned is None else assigned.version
+
+    def loaded_version(self, alias: str) -> int | None:
         served = self._served.get(alias)
         return None if served is None else served.version
 
@@ -153,17 +199,60 @@ class ModelSlot:
         with self._lock:
             if change.event_id is not None and change.event_id in self._handled:
                 return Verdict.DUPLICATE
-            return verdict(self.version(change.alias), change)
+            return self._verdict(change)
+
+    def _verdict(self, change: Change) -> Verdict:
+        if change.initial:
+            return initial_verdict(
+                self._assigned.get(change.alias), self.loaded_version(change.alias), change
+            )
+        return verdict(self.version(change.alias), change)
+
+    def listed(self, alias: str, version: int) -> None:
+        """The registry's list names this version: assigned, unless a change came first."""
+        with self._lock:
+            self._assigned.setdefault(alias, Assigned(version))
+
+    def assign(self, change: Change) -> Verdict:
+        """Records a change's version without loading it (the model is not loaded here); the
+        version loaded before, if any, is dropped."""
+        with self._lock:
+            decided = self._verdict(change)
+            if decided == Verdict.LOAD:
+                self._assigned[change.alias] = Assigned(change.version, change.artifact)
+                self._served.pop(change.alias, None)
+                if change.alias == CHAMPION:
+                    self.not_loaded, self.refused_version = None, None
+                decided = Verdict.RECORDED
+            self._remember(change.event_id)
+            return decided
+
+    def install(self, served: ServedModel, alias: str = CHAMPION) -> ServedModel | None:
+        """Puts a model loaded on request in place if its version is still the assigned one;
+        the model answering then (None: the assignment moved while it loaded)."""
+        with self._lock:
+            if self.version(alias) != served.version:
+                return None
+            current = self._served.setdefault(alias, served)
+            if alias == CHAMPION:
+                self.not_loaded = None
+            return current
+
+    def unload(self, alias: str = CHAMPION) -> ServedModel | None:
+        """Drops the loaded model (evicted); the assignment stays."""
+        with self._lock:
+            return self._served.pop(alias, None)
 
     def swap(self, change: Change, served: ServedModel) -> Verdict:
         """Puts a loaded model in place if the change still applies (another may have been
         swapped in while it loaded); returns what was done."""
         with self._lock:
-            decided = verdict(self.version(change.alias), change)
+            decided = self._verdict(change)
             if decided == Verdict.LOAD:
                 self._served[change.alias] = served
+                self._assigned[change.alias] = Assigned(change.version, change.artifact)
                 if change.alias == CHAMPION:
-                    self.not_loaded = None
+                    self.not_loaded, self.refused_version = None, None
             self._remember(change.event_id)
             return decided
 
@@ -226,8 +315,8 @@ class ModelSlots:
         return self.get(name).champion()
 
     def answering(self) -> list[str]:
-        """The models whose champion answers here."""
-        return [slot.name for slot in self if slot.current() is not None]
+        """The models whose champion answers here (loaded, or loaded on request)."""
+        return [slot.name for slot in self if slot.answers]
 
     def blocked(self) -> dict[str, str]:
         """Models whose known champion cannot answer yet, and why (what /ready reports)."""

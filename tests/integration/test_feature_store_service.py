@@ -69,9 +69,11 @@ class Namespace:
     def topic(self, short_name: str) -> str:
         return f"{self.name}.{short_name}"
 
-    def start(self, **settings: str) -> RunningService:
+    def start(self, instance: str = "", **settings: str) -> RunningService:
+        """A feature store worker; several (each its `instance` name) share the partitions."""
         env = {
             **self.env,
+            "MLOPS_INSTANCE": instance,
             "MLOPS_FEATURE_STORE_OFFLINE_FLUSH_S": "1",
             **{f"MLOPS_FEATURE_STORE_{key.upper()}": value for key, value in settings.items()},
         }
@@ -520,3 +522,62 @@ def test_sigkill_mid_stream_and_restart_recover_the_windowed_aggregates_from_the
     replayed = counts["mlops_feature_store_records_replayed_total"]
     assert 0 < committed < total
     assert computed <= total - committed <= computed + replayed, (computed, replayed, committed)
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_partitions_and_one_killed_changes_no_vector(
+    namespace: Namespace, bootstrap: str, admin: AdminClient
+) -> None:
+    """Two faust workers in one group, as `MLOPS_REPLICAS="feature_store=2"` runs them: each
+    computes the entities of its partitions; when one is killed, the other takes its
+    partitions and their entity state from the changelog, and every vector is the one an
+    uninterrupted single worker computes."""
+    ns = namespace
+    total, entities = 2400, 30
+    events = [
+        record(ns, f"r{n}", f"e{n % entities}", minutes=n * 0.7, loan=float(1 + n % 97))
+        for n in range(total)
+    ]
+    validated, features_topic = ns.topic("data.validated"), ns.topic("data.features")
+    tuning = {"batch_max_records": "10", "commit_interval_s": "0.5"}
+    first = ns.start(instance="feature_store-1", **tuning)
+    second = ns.start(instance="feature_store-2", **tuning)
+    wait_until(
+        lambda: group_members(admin, app_id(ns.name)) == 2,
+        what="both workers in the group",
+        timeout_s=90,
+    )
+    publish(ns, validated, events[: total // 2])
+
+    def computed(service: RunningService) -> float:
+        return metric_values(get(f"{service.url}/metrics").text).get(
+            "mlops_feature_store_features_computed_total", 0.0
+        )
+
+    wait_until(
+        lambda: computed(first) > 0 and computed(second) > 0,
+        what="both workers to compute features (partitions shared)",
+        timeout_s=120,
+    )
+    first.kill()
+    publish(ns, validated, events[total // 2 :])
+    emitted = read_features_until(bootstrap, features_topic, {f"r{n}" for n in range(total)})
+    expected = expected_features(events)
+    for event in emitted:
+        assert event["data"]["features"] == expected[event["data"]["record_id"]], (
+            "a vector differs from an uninterrupted single worker's"
+        )
+    for n in range(entities):
+        last = [e for e in events if e.data.entity == f"e{n}"][-1].data
+        answer = wait_until(
+            lambda e=f"e{n}", r=last.record_id: (
+                (a := get(f"{second.url}/features/loans/{e}")).json().get("record_id") == r and a
+            ),
+            what=f"the online store to hold the last vector of e{n}",
+        )
+        assert answer.json()["features"] == expected[last.record_id]
+
+
+def group_members(admin: AdminClient, group: str) -> int:
+    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return len(described.members) if str(described.state).endswith("STABLE") else 0

@@ -5,6 +5,15 @@ event (`publish`, which waits for Kafka's confirmation) before the transaction c
 change Kafka did not confirm is rolled back. Registration returns its events instead: the
 consumer runner publishes them, and a redelivered ModelTrained gets the very same events back
 from the audit trail.
+
+Several registries may share the database (replicas, a rebalance that hands a ModelTrained to
+two of them). Every change to a model locks its row first (SELECT ... FOR UPDATE; on SQLite
+every writer takes the database lock), so changes to one model apply one after the other:
+version numbers are taken under the lock, promotions are audited and the alias set in the
+order they commit, and registration looks for its event again once it holds the lock. The
+first version of a new model is the one race the lock cannot cover (there is no row to lock
+yet): the unique model name refuses the second insert, and registration starts over
+(`REGISTRATION_ATTEMPTS`), finding the model, or the version, the other registry committed.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from services.registry.adapters.database import ping, reader
@@ -52,6 +62,8 @@ from shared.events.models import (
 )
 
 POLICY = "policy"
+REGISTRATION_ATTEMPTS = 3
+"""Tries of a registration that lost a race on a unique constraint (see the docstring)."""
 Publish = Callable[[Sequence[Event[Any]]], None]
 """Writes lifecycle events and returns once Kafka confirmed them; raises PublishFailed."""
 
@@ -109,15 +121,35 @@ class Registry:
 
     def register_trained(self, event: Event[ModelTrained]) -> list[Event[Any]]:
         """Registers the next version and applies the policy, once per event id; a redelivered
-        event registers nothing and gets the events of its first delivery again."""
+        event registers nothing and gets the events of its first delivery again, whichever
+        registry handled it first."""
+        for attempt in range(1, REGISTRATION_ATTEMPTS + 1):
+            try:
+                return self._register_once(event)
+            except IntegrityError:
+                if attempt == REGISTRATION_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _register_once(self, event: Event[ModelTrained]) -> list[Event[Any]]:
         with self.unit() as repo:
             if repo.version_by_source_event(event.id) is not None:
-                return [stored_event(document) for document in repo.emitted_for(event.id)]
-            return self._register(repo, event)
+                return self._emitted_for(repo, event)
+            model = repo.model(event.data.model_name, lock=True)
+            if model is None:
+                model = repo.add_model(event.data.model_name, self._clock())
+            elif repo.version_by_source_event(event.id) is not None:
+                return self._emitted_for(repo, event)  # registered while this one waited
+            return self._register(repo, model, event)
 
-    def _register(self, repo: Repository, event: Event[ModelTrained]) -> list[Event[Any]]:
+    @staticmethod
+    def _emitted_for(repo: Repository, event: Event[ModelTrained]) -> list[Event[Any]]:
+        return [stored_event(document) for document in repo.emitted_for(event.id)]
+
+    def _register(
+        self, repo: Repository, model: RegisteredModel, event: Event[ModelTrained]
+    ) -> list[Event[Any]]:
         trained, now = event.data, self._clock()
-        model = repo.model(trained.model_name, lock=True) or repo.add_model(trained.model_name, now)
         version = repo.add_version(
             _version_row(model, repo.latest_version_number(model) + 1, event, now)
         )
@@ -185,7 +217,14 @@ class Registry:
     # --- what lineage keeps beside the versions ----------------------------------------------
 
     def record_drift(self, event: Event[DriftDetected]) -> bool:
-        """Keeps a DriftDetected and the trace it came in; False when it was kept already."""
+        """Keeps a DriftDetected and the trace it came in; False when it was kept already (by
+        this registry or another)."""
+        try:
+            return self._record_drift(event)
+        except IntegrityError:
+            return False
+
+    def _record_drift(self, event: Event[DriftDetected]) -> bool:
         with self.unit() as repo:
             if repo.drift(event.id) is not None:
                 return False
@@ -201,7 +240,14 @@ class Registry:
             return True
 
     def record_deployment(self, event: Event[ModelDeployed]) -> bool:
-        """Keeps a serving instance's ModelDeployed; False when it was kept already."""
+        """Keeps a serving instance's ModelDeployed; False when it was kept already (by this
+        registry or another)."""
+        try:
+            return self._record_deployment(event)
+        except IntegrityError:
+            return False
+
+    def _record_deployment(self, event: Event[ModelDeployed]) -> bool:
         deployed = event.data
         with self.unit() as repo:
             if repo.deployment(event.id) is not None:

@@ -7,18 +7,21 @@ import logging
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from services.training.adapters.code_version import code_version
 from services.training.adapters.database import create_training_engine, ping
 from services.training.adapters.feature_store import FeatureStoreClient
 from services.training.adapters.kafka import CommandPublisher
 from services.training.adapters.labels import SqlLabelCounter
+from services.training.adapters.leases import SqlLeases
 from services.training.adapters.objects import ObjectStore
 from services.training.adapters.positions import KafkaPositions, Upstream
 from services.training.adapters.registry import RegistryClient
+from services.training.adapters.reproductions import SqlReproductions
 from services.training.adapters.runs import SqlRuns
-from services.training.domain.reproductions import Reproductions
 from services.training.domain.waiting import Waiting
+from services.training.exclusive import ExclusionConfig, ModelExclusion
 from services.training.handlers import COMMANDS, Deps, command_routes, label_routes
 from services.training.http import reproductions_router, training_router
 from services.training.reproducer import (
@@ -74,6 +77,7 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
         trainer=trainer,
         runs=runs,
         labels=SqlLabelCounter(engine, namespace),
+        exclusion=model_exclusion(engine, namespace, settings),
         retrain_every_labels=settings.retrain_every_labels,
         model_name_for=settings.model_name_for,
         attempts=settings.handler_attempts,
@@ -97,7 +101,13 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
     )
     router = training_router(publisher, _known_dataset(specs), runs, deps.running)
     worker = ReproductionWorker(
-        Reproductions(settings.reproductions_kept, settings.reproduction_timeout_s),
+        SqlReproductions(
+            engine,
+            namespace,
+            settings.reproductions_kept,
+            settings.reproduction_timeout_s,
+            settings.reproduction_lease_s,
+        ),
         Reproducer(
             ReproducerConfig(
                 holdout_fraction=settings.holdout_fraction,
@@ -116,6 +126,14 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
     worker.start()
     reproductions = reproductions_router(worker, registry, feature_store.ping)
     return create_app(runtime, [router, reproductions], body_limit=BodyLimit.of(settings))
+
+
+def model_exclusion(engine: Engine, namespace: str, settings: TrainingSettings) -> ModelExclusion:
+    """One run of a model at a time across replicas: a lease per model in training's database."""
+    return ModelExclusion(
+        SqlLeases(engine, namespace, settings.lease_ttl_s),
+        ExclusionConfig(ttl_s=settings.lease_ttl_s, wait_s=settings.lease_wait_s),
+    )
 
 
 def trainer_config(namespace: str, settings: TrainingSettings) -> TrainerConfig:
@@ -138,15 +156,17 @@ def _runners(
     producer: EventProducer,
     deps: Deps,
 ) -> list[ConsumerRunner]:
-    """Commands one at a time (a run may take minutes: Kafka is told to wait that long), and
-    labels in batches, each in a consumer group of its own."""
+    """Commands one at a time (a run may take minutes, after waiting for its model's lease:
+    Kafka is told to wait that long), and labels in batches, each in a consumer group of its
+    own."""
     namespace = platform.namespace
     dead_letters = catalog.name("bus.dead-letter", namespace)
     max_bytes = platform.max_payload_bytes
     retry = RetryPolicy(max_attempts=settings.handler_attempts, initial_backoff_s=0.5)
     commands_group = settings.group_id or f"{namespace}.{NAME}"
     labels_group = settings.labels_group_id or f"{namespace}.{NAME}-labels"
-    poll_interval_ms = max(DEFAULT_MAX_POLL_INTERVAL_MS, int(settings.max_training_seconds * 1000))
+    longest_s = settings.max_training_seconds + settings.lease_wait_s
+    poll_interval_ms = max(DEFAULT_MAX_POLL_INTERVAL_MS, int(longest_s * 1000))
     commands = ConsumerRunner(
         group_id=commands_group,
         subscriptions=bind(command_routes(deps), namespace, max_bytes, catalog),

@@ -5,8 +5,10 @@
     data.labels (LabelRecorded)     -> training.requests (TrainModel, data_volume) after every
                                        MLOPS_TRAINING_RETRAIN_EVERY_LABELS labels of a dataset
 
-Commands are keyed by model name, so one model trains at a time and its commands queue in
-order. A command is handled once: its outcome is kept in SQL by command id, and a redelivery
+Commands are keyed by model name, so a model's commands queue in order on one partition; and a
+run holds its model's lease in SQL while it fits (services.training.exclusive), so one model
+trains at a time across replicas, also while a partition moves between them. A command is
+handled once: its outcome is kept in SQL by command id, and a redelivery
 re-emits that same event (same event id). A command that cannot be trained as asked (bad
 estimator, unknown dataset, nothing labelled) ends at once in TrainingFailed "refused"; one
 whose dependencies keep failing (feature store, MinIO down) ends after its attempts, and one
@@ -24,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
@@ -31,6 +34,7 @@ from typing import Any, Final, Literal, Protocol
 from services.training import metrics
 from services.training.adapters.errors import DependencyRefused
 from services.training.domain.errors import DataNotArrived, TrainingRefused
+from services.training.exclusive import Held, LeaseLost, ModelBusy
 from shared.events.envelope import Event
 from shared.events.models import (
     MODEL_NAME,
@@ -73,6 +77,10 @@ class LabelCounter(Protocol):
     ) -> Event[TrainModel] | None: ...
 
 
+class Exclusion(Protocol):
+    def hold(self, model_name: str, command_id: str) -> AbstractContextManager[Held]: ...
+
+
 class RunningCommands:
     """The commands being handled now, and since when: GET /runs answers 202 for them."""
 
@@ -98,6 +106,8 @@ class Deps:
     trainer: Train
     runs: Runs
     labels: LabelCounter
+    exclusion: Exclusion
+    """One run of a model at a time, across replicas."""
     retrain_every_labels: int = 5000
     model_name_for: Callable[[str], str] = lambda dataset: dataset
     attempts: int = 5
@@ -183,6 +193,25 @@ def run_command(deps: Deps, command: Event[TrainModel]) -> Outcome:
     raise AssertionError("unreachable: the last attempt returns")
 
 
+def run_exclusively(deps: Deps, command: Event[TrainModel]) -> Outcome:
+    """Runs a command holding its model's lease. Once the lease is held, a command another
+    replica finished meanwhile (the partition moved while it ran) gets that outcome back
+    instead of a second fit; a command that waited in vain, or lost the lease, fails."""
+    model = command.data.model_name
+    try:
+        with deps.exclusion.hold(model, command.id) as held:
+            done = deps.runs.finished(command.id)
+            if done is not None:
+                log.info("command %s was finished by another replica meanwhile", command.id)
+                return done
+            outcome = run_command(deps, command)
+            held.check()
+            return outcome
+    except (ModelBusy, LeaseLost) as error:
+        log.error("command %s for %s failed: %s", command.id, model, error)
+        return failed_event(command, "failed", error)
+
+
 def train_model(deps: Deps) -> Handler:
     def handle(event: Event[Any], info: MessageInfo) -> list[Emit]:
         command: TrainModel = event.data
@@ -193,8 +222,7 @@ def train_model(deps: Deps) -> Handler:
             return [Emit(TRAINED, done, key=done.data.model_name)]
         deps.running.start(event.id)
         try:
-            outcome = run_command(deps, event)
-            kept = deps.runs.record(event.id, outcome)
+            kept = deps.runs.record(event.id, run_exclusively(deps, event))
         finally:
             deps.running.finish(event.id)
         if isinstance(kept.data, TrainingFailed):

@@ -13,7 +13,8 @@ GET  /runs/{command_id} the outcome of a finished command as it went to models.t
 
 Reproductions: rebuild a registered version from the Kafka offsets of its lineage (the
 feature store rebuilds the training set), retrain it with its recorded estimator, params
-and seed, and compare. Asynchronous: one runs at a time, in a worker of its own.
+and seed, and compare. Asynchronous: one runs at a time, in a worker of the replica asked;
+kept in SQL, so every replica answers for every one.
 POST /reproductions    {"model": "loans", "version": 3} or {"model": "loans", "latest": true}
                        (+ "lineage": {...}: rebuild from this lineage instead, compared with
                        the version) -> 202 {"id", "model", "version", "status": "running",
@@ -24,7 +25,7 @@ GET  /reproductions/{id}  {"id", "model", "version", "status": running|identical
                        failed, "checks": [{"name", "recorded", "reproduced", "same",
                        "difference"}], "reason", "notes", "summary", "started_at",
                        "finished_at"}; 404 unknown id (or forgotten: the newest are kept)
-GET  /reproductions?model=&limit=  the newest first (in memory: a restart forgets them)
+GET  /reproductions?model=&limit=  the newest first (in SQL: kept across restarts)
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def reproductions_router(
         model: Annotated[str | None, Query(max_length=100)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
     ) -> list[dict[str, Any]]:
-        """The newest reproductions first (kept in memory: a restart forgets them)."""
+        """The newest reproductions first, whichever replica ran them."""
         return [item.as_json() for item in reproductions.recent(model, limit)]
 
     return router

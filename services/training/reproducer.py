@@ -7,7 +7,10 @@
        (MinIO, sha256 checked) -> the comparison
 
 They run in one worker thread of their own, one at a time, with a bounded queue: never in
-the consumer loops, so a reproduction neither blocks nor interleaves with training runs.
+the consumer loops, so a reproduction neither blocks nor interleaves with training runs. Each
+replica runs those it was asked for; they are kept in SQL, so any replica answers for them,
+and a heartbeat thread says this replica still has them (one that dies has its reproductions
+failed once their lease passes).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from opentelemetry import trace
 
 from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
 from services.training.adapters.feature_store import RebuiltSet
+from services.training.adapters.reproductions import SqlReproductions
 from services.training.domain.errors import TrainingRefused
 from services.training.domain.lineage import library_versions
 from services.training.domain.reproduction import (
@@ -37,7 +41,6 @@ from services.training.domain.reproduction import (
     environment_notes,
     retrain,
 )
-from services.training.domain.reproductions import Reproductions
 from shared.artifacts import ArtifactRefused
 from shared.datasets.registry import SpecRegistry
 from shared.datasets.spec import VersionedSpec
@@ -209,21 +212,38 @@ class Runs(Protocol):
 
 
 class ReproductionWorker:
-    """Runs reproductions one at a time in a thread of its own; at most `queue_limit` wait."""
+    """Runs reproductions one at a time in a thread of its own; at most `queue_limit` wait.
+    Another thread renews their heartbeat every third of the lease."""
 
-    def __init__(self, reproductions: Reproductions, reproducer: Runs, queue_limit: int) -> None:
+    def __init__(self, reproductions: SqlReproductions, reproducer: Runs, queue_limit: int) -> None:
         self.reproductions = reproductions
         self._reproducer = reproducer
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_limit)
         self._thread = threading.Thread(target=self._loop, name="reproductions", daemon=True)
+        self._stopping = threading.Event()
+        self._beating = threading.Thread(
+            target=self._beat, name="reproduction-heartbeat", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
+        self._beating.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping.set()
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
         self._thread.join(timeout_s)
+        if self._beating.is_alive():
+            self._beating.join(timeout_s)
+
+    def _beat(self) -> None:
+        every = self.reproductions.lease.total_seconds() / 3
+        while not self._stopping.wait(every):
+            try:
+                self.reproductions.beat()
+            except Exception as error:  # the database down: the next beat may get through
+                log.warning("reproduction heartbeat: %s: %s", type(error).__name__, error)
 
     @property
     def waiting(self) -> int:

@@ -93,6 +93,19 @@ class TrainingSettings(ServiceSettings):
     max_training_seconds: float = Field(
         1800.0, gt=0, description="The longest a run may take before Kafka reassigns its command."
     )
+    lease_ttl_s: float = Field(
+        60.0,
+        ge=3,
+        description="A run holds its model's lease in SQL (one run of a model at a time across "
+        "replicas) and renews it every third of this; a lease not renewed this long (its "
+        "replica died) is free.",
+    )
+    lease_wait_s: float = Field(
+        1800.0,
+        ge=0,
+        description="How long a command waits for its model's lease held by another run; then "
+        "it ends in TrainingFailed (failed) naming the holder.",
+    )
     publish_timeout_s: float = Field(
         10.0, gt=0, description="How long POST /train waits for Kafka to confirm the command."
     )
@@ -109,7 +122,13 @@ class TrainingSettings(ServiceSettings):
         description="Reproductions that may wait while one runs; more are refused with 429.",
     )
     reproductions_kept: int = Field(
-        200, ge=1, description="Reproductions GET /reproductions remembers (in memory)."
+        200, ge=1, description="Reproductions kept per namespace (in SQL, for every replica)."
+    )
+    reproduction_lease_s: float = Field(
+        30.0,
+        ge=3,
+        description="A replica renews the heartbeat of its reproductions every third of this; "
+        "one whose heartbeat is older (its replica died) ends failed.",
     )
 
     @field_validator("model_names")

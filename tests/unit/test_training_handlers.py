@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine
+
 from services.training.adapters.database import create_training_engine
 from services.training.adapters.errors import DependencyUnavailable
 from services.training.adapters.labels import SqlLabelCounter
+from services.training.adapters.leases import SqlLeases
 from services.training.adapters.runs import SqlRuns
 from services.training.domain.errors import DataNotArrived, EstimatorRefused
+from services.training.exclusive import ExclusionConfig, ModelExclusion
 from services.training.handlers import (
     COMMANDS,
     TRAINED,
@@ -80,6 +84,11 @@ class CountingTrainer:
         return trained(command.id)
 
 
+def exclusion(engine: Engine, namespace: str) -> ModelExclusion:
+    """The service's own leases, in the same SQLite database."""
+    return ModelExclusion(SqlLeases(engine, namespace, ttl_s=60), ExclusionConfig(wait_s=0))
+
+
 def deps(
     trainer: CountingTrainer, namespace: str = "ns", every: int = 3, attempts: int = 3
 ) -> Deps:
@@ -88,6 +97,7 @@ def deps(
         trainer=trainer,
         runs=SqlRuns(engine, namespace),
         labels=SqlLabelCounter(engine, namespace),
+        exclusion=exclusion(engine, namespace),
         retrain_every_labels=every,
         model_name_for=lambda dataset: {"loans": "loans-hgb"}.get(dataset, dataset),
         attempts=attempts,
@@ -135,7 +145,8 @@ def test_runs_are_kept_per_namespace() -> None:
     command = train_command()
     for namespace in ("prod", "replay"):
         runs = SqlRuns(engine, namespace)
-        handle = train_model(Deps(trainer, runs, SqlLabelCounter(engine, namespace)))
+        labels = SqlLabelCounter(engine, namespace)
+        handle = train_model(Deps(trainer, runs, labels, exclusion(engine, namespace)))
         handle(command, info())
     assert trainer.calls == 2
 

@@ -1,11 +1,14 @@
 """Reproductions in the training service: what is compared and how a difference is said
-(domain.reproduction), the in-memory book of reproductions and its deadline
-(domain.reproductions), the worker's bounds and the HTTP contract (with fakes)."""
+(domain.reproduction), the book of reproductions (in SQLite here), its deadline and its
+heartbeat lease (domain.reproductions, adapters.reproductions), the worker's bounds and the
+HTTP contract (with fakes)."""
 
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +17,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from services.training.adapters.database import create_training_engine
 from services.training.adapters.errors import DependencyUnavailable
 from services.training.adapters.registry import UnknownVersion
+from services.training.adapters.reproductions import SqlReproductions
 from services.training.domain.reproduction import (
     IDENTICAL,
     Check,
@@ -26,7 +31,6 @@ from services.training.domain.reproduction import (
     environment_notes,
     verdict,
 )
-from services.training.domain.reproductions import Reproductions
 from services.training.http import lineage_of, reproductions_router
 from services.training.reproducer import (
     Compared,
@@ -141,6 +145,17 @@ def test_environment_notes_name_changed_libraries_and_records_left_out() -> None
 # -- the book of reproductions ---------------------------------------------------------------
 
 
+def reproductions(
+    kept: int, timeout_s: float, clock: Callable[[], datetime] | None = None
+) -> SqlReproductions:
+    """The SQL book on a SQLite file of its own (the worker's thread writes beside the test's,
+    which one shared in-memory connection would not allow)."""
+    engine = create_training_engine(f"sqlite:///{tempfile.mkdtemp()}/training.sqlite")
+    if clock is None:
+        return SqlReproductions(engine, "ns", kept, timeout_s)
+    return SqlReproductions(engine, "ns", kept, timeout_s, lease_s=3600, clock=clock)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 12, 6, 3, tzinfo=UTC)
@@ -150,7 +165,7 @@ class Clock:
 
 
 def test_a_reproduction_runs_until_its_outcome_and_keeps_the_first_one() -> None:
-    book = Reproductions(kept=10, timeout_s=60)
+    book = reproductions(kept=10, timeout_s=60)
     item = book.start("loans", 3)
     assert (item.status, item.finished_at) == ("running", None)
     book.compared(item.id, [compare_value("rows", 1, 1)], ["a note"], {"rows": 1})
@@ -162,7 +177,7 @@ def test_a_reproduction_runs_until_its_outcome_and_keeps_the_first_one() -> None
 
 
 def test_a_difference_is_the_reason_of_differs() -> None:
-    book = Reproductions(kept=10, timeout_s=60)
+    book = reproductions(kept=10, timeout_s=60)
     item = book.start("loans", 3)
     book.compared(item.id, [compare_value("rows", 10, 8)], [], {})
     answer = book.get(item.id)
@@ -175,7 +190,7 @@ def test_a_difference_is_the_reason_of_differs() -> None:
 
 def test_nothing_stays_running_past_its_deadline() -> None:
     clock = Clock()
-    book = Reproductions(kept=10, timeout_s=30, clock=clock)
+    book = reproductions(kept=10, timeout_s=30, clock=clock)
     item = book.start("loans", 3)
     clock.now += timedelta(seconds=29)
     assert book.get(item.id).status == "running"  # type: ignore[union-attr]
@@ -190,7 +205,7 @@ def test_nothing_stays_running_past_its_deadline() -> None:
 
 
 def test_the_book_keeps_the_newest_and_lists_them_first() -> None:
-    book = Reproductions(kept=3, timeout_s=60)
+    book = reproductions(kept=3, timeout_s=60)
     items = [book.start("loans" if i % 2 else "friedman", i + 1) for i in range(5)]
     assert book.get(items[0].id) is None and book.get(items[1].id) is None
     assert [r.version for r in book.recent()] == [5, 4, 3]
@@ -217,13 +232,13 @@ class Gate:
         return self.answer
 
 
-def job(book: Reproductions, version: int = 1) -> Job:
+def job(book: SqlReproductions, version: int = 1) -> Job:
     item = book.start("loans", version)
     return Job(item.id, "loans", version, {}, lineage_of(LINEAGE))
 
 
 def test_a_failure_of_the_run_is_the_reason_and_an_unexpected_one_too() -> None:
-    book = Reproductions(kept=10, timeout_s=60)
+    book = reproductions(kept=10, timeout_s=60)
     failing = ReproductionWorker(book, Gate(ReproductionFailed("no longer in Kafka: x")), 1)
     first = job(book)
     failing._reproducer.release.set()  # type: ignore[attr-defined]
@@ -239,7 +254,7 @@ def test_a_failure_of_the_run_is_the_reason_and_an_unexpected_one_too() -> None:
 
 
 def test_the_worker_runs_one_at_a_time_and_refuses_more_than_its_queue() -> None:
-    book = Reproductions(kept=10, timeout_s=60)
+    book = reproductions(kept=10, timeout_s=60)
     gate = Gate(Compared([compare_value("rows", 1, 1)], [], {}))
     worker = ReproductionWorker(book, gate, queue_limit=1)
     worker.start()
@@ -300,7 +315,9 @@ def client_of(
         if not feature_store_up:
             raise ConnectionError("connection refused")
 
-    worker = Recording(Reproductions(10, 60), Gate(ReproductionFailed("unused")), queue_limit)
+    worker = Recording(
+        reproductions(kept=10, timeout_s=60), Gate(ReproductionFailed("unused")), queue_limit
+    )
     app = FastAPI()
     app.include_router(reproductions_router(worker, registry or FakeRegistry(), ping))
     return TestClient(app), submitted

@@ -1,10 +1,11 @@
-"""Wires monitoring together: settings, the SQL history, the monitor and policy, one consumer
-loop over predictions, labels and validated records, the background fetch of lineages from
-the registry, and the HTTP API."""
+"""Wires monitoring together: settings, the SQL history, the monitor and policy, three consumer
+loops (the inputs forwarded by dataset, the dataset-keyed inputs, the models' events), the
+background fetch of lineages from the registry, and the HTTP API."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import RetrainPolicy
 from services.monitoring.domain.reference import TrainingReferences
 from services.monitoring.domain.series import PerformanceSeries
-from services.monitoring.handlers import Deps, routes
+from services.monitoring.handlers import Deps, forwarding_routes, model_routes, routes
 from services.monitoring.http import monitoring_router
 from services.monitoring.settings import MonitoringSettings
 from shared.datasets.registry import SpecRegistry
@@ -26,7 +27,7 @@ from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.producer import EventProducer
-from shared.kafka.routes import bind
+from shared.kafka.routes import Route, bind
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
 from shared.settings import PlatformSettings
@@ -65,19 +66,30 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         series=PerformanceSeries(settings.history_points),
     )
     group = settings.group_id or f"{namespace}.{NAME}"
-    runner = ConsumerRunner(
-        group_id=group,
-        subscriptions=bind(routes(deps), namespace, platform.max_payload_bytes, catalog),
-        consumer_config=consumer_config(platform, NAME, group),
-        producer=producer,
-        dead_letter_topic=catalog.name("bus.dead-letter", namespace),
-        max_message_bytes=platform.max_payload_bytes,
-    )
+    # Every replica reads the models' events: a group per replica (its name in the stack).
+    models_group = f"{group}-models.{platform.instance or uuid.uuid4().hex[:12]}"
+    dead_letters = catalog.name("bus.dead-letter", namespace)
+
+    def runner(group_id: str, bound: list[Route]) -> ConsumerRunner:
+        return ConsumerRunner(
+            group_id=group_id,
+            subscriptions=bind(bound, namespace, platform.max_payload_bytes, catalog),
+            consumer_config=consumer_config(platform, NAME, group_id),
+            producer=producer,
+            dead_letter_topic=dead_letters,
+            max_message_bytes=platform.max_payload_bytes,
+        )
+
+    runners = [
+        runner(f"{group}-router", forwarding_routes()),
+        runner(group, routes(deps)),
+        runner(models_group, model_routes(deps)),
+    ]
     runtime = ServiceRuntime(
         name=NAME,
         settings=platform,
         producer=producer,
-        runners=[runner, lineages],
+        runners=[*runners, lineages],
         readiness_checks={"kafka": kafka_reachable(platform), "database": history.ping},
     )
     router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s)

@@ -28,8 +28,14 @@ TrainModel is published under it, so one trace runs DriftDetected -> training ->
 serving's swap. When a later message (a label completing the episode) decides the retrain,
 the span links to that message's trace.
 
-Detector, join and policy state live in memory (one consumer thread; HTTP reads under the
-lock); a restart starts them afresh from the group's committed offsets. A message is computed
+Two stages, so that several replicas give the results of one: the inputs above are read in
+the group <namespace>.monitoring-router and published again on monitoring.inputs keyed by
+dataset; that topic is read in the group <namespace>.monitoring, so one replica at a time owns
+a dataset's detectors, label join and its models' policies, and a drift episode yields one
+decision. models.trained and models.lifecycle are read by every replica in a group of its own.
+
+Detector, join and policy state live in memory (the consumer threads compute under one lock;
+HTTP reads under it too); a restart starts them afresh from the group's committed offsets. A message is computed
 once: what it produced (drifts, decisions, commands) is kept until the SQL writes succeeded,
 so the runner's retries after a database error write the same rows (ids derived from the
 message's position, written once) and never feed the detectors twice.
@@ -168,12 +174,49 @@ class Outcome:
         return out
 
 
-def routes(deps: Deps) -> list[Route]:
+INPUTS: Final = "monitoring.inputs"
+FORWARDED: Final[tuple[tuple[str, type[Any]], ...]] = (
+    ("data.validated", RecordValidated),
+    ("serving.predictions", PredictionServed),
+    ("data.labels", LabelRecorded),
+    ("data.rejected", RecordRejected),
+)
+
+
+def forwarding_routes() -> list[Route]:
+    """The first stage: every input again on monitoring.inputs, keyed by its dataset, so that
+    one replica (the owner of that partition) holds all of a dataset's state."""
     return [
-        Route("data.validated", (RecordValidated,), observe_record(deps), emits=EMITS),
-        Route("serving.predictions", (PredictionServed,), observe_prediction(deps), emits=EMITS),
-        Route("data.labels", (LabelRecorded,), observe_label(deps), emits=EMITS),
-        Route("data.rejected", (RecordRejected,), observe_rejected(deps), emits=EMITS),
+        Route(topic, (payload,), forward_by_dataset, emits=(INPUTS,))
+        for topic, payload in FORWARDED
+    ]
+
+
+def forward_by_dataset(event: Event[Any], info: MessageInfo) -> list[Emit]:
+    dataset = event.data.dataset
+    return [] if dataset is None else [Emit(INPUTS, event, key=dataset)]
+
+
+def routes(deps: Deps) -> list[Route]:
+    """The second stage: a dataset's records, rejections, predictions and labels, in the
+    order of their partition of monitoring.inputs."""
+    observers: dict[type[Any], Handler] = {
+        RecordValidated: observe_record(deps),
+        PredictionServed: observe_prediction(deps),
+        LabelRecorded: observe_label(deps),
+        RecordRejected: observe_rejected(deps),
+    }
+
+    def observe(event: Event[Any], info: MessageInfo) -> Any:
+        return observers[type(event.data)](event, info)
+
+    return [Route(INPUTS, tuple(observers), observe, emits=EMITS)]
+
+
+def model_routes(deps: Deps) -> list[Route]:
+    """Retrain outcomes and lifecycle events, read by every replica (a group of its own):
+    only the one that decided a retrain knows it, and every one learns which models serve."""
+    return [
         Route(
             "models.trained", (ModelTrained, TrainingFailed), observe_training(deps), emits=EMITS
         ),
@@ -223,10 +266,13 @@ def observe_prediction(deps: Deps) -> Handler:
             shadow=served.shadow,
             served_at=served.served_at,
         )
-        found = deps.monitor.observe_prediction(kept, deps.clock())
+        now = deps.clock()
+        found, labelled = deps.monitor.observe_prediction_labelled(kept, now)
         if deps.references is not None:
             deps.references.observe(served.model_name, served.version, served.features)
-        return _on_drifts(deps, found, event, info, Outcome())
+        outcome = _on_drifts(deps, found, event, info, Outcome())
+        _count_labelled(deps, outcome, labelled, info, now)
+        return outcome
 
     return _once(deps, compute)
 
@@ -255,6 +301,14 @@ def _label(
     now = deps.clock()
     found, labelled = deps.monitor.observe_label(dataset, record_id, label, now)
     _on_drifts(deps, found, event, info, outcome)
+    _count_labelled(deps, outcome, labelled, info, now)
+
+
+def _count_labelled(
+    deps: Deps, outcome: Outcome, labelled: list[Served], info: MessageInfo, now: float
+) -> None:
+    """Predictions that just got their label, whichever of the two came last: the policy's
+    minimum labels after a drift and the performance snapshots count them."""
     for served in labelled:
         decision = deps.policy.on_label(served.model_name, now)
         if decision is not None:

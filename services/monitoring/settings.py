@@ -83,7 +83,9 @@ class MonitoringSettings(ServiceSettings):
 
     port: int = Field(8007, ge=1, le=65535)
     group_id: str | None = Field(
-        None, description="Consumer group; default <namespace>.monitoring."
+        None,
+        description="Consumer group of monitoring.inputs; default <namespace>.monitoring "
+        "(the forwarding stage: <group>-router; the models' events: <group>-models.<instance>).",
     )
     label_wait_s: float = Field(
         3600.0, gt=0, description="How long a prediction waits for its label before it expires."

@@ -612,3 +612,80 @@ def test_stationary_streams_of_every_shipped_dataset_raise_no_drift(
         (d["data"]["model_name"], d["data"]["signal"], d["data"]["position"]) for _, d in drifts
     ]
     assert alarms == [] and commands == [] and view["decisions"] == []
+
+
+def renamed(events: list[Event[Any]], dataset: str) -> list[Event[Any]]:
+    """The same stream under another dataset and model name (and record ids of its own)."""
+    changes: dict[str, Any] = {"dataset": dataset}
+    renamed_events = []
+    for event in events:
+        data = event.data.model_copy(
+            update={
+                **changes,
+                "record_id": f"{dataset}-{event.data.record_id}",
+                **({"model_name": dataset} if isinstance(event.data, PredictionServed) else {}),
+            }
+        )
+        renamed_events.append(Event.create(data, source=event.source))
+    return renamed_events
+
+
+def members(admin: AdminClient, group: str) -> int:
+    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return len(described.members) if str(described.state).endswith("STABLE") else 0
+
+
+def test_two_replicas_own_a_dataset_each_at_most_and_a_drift_episode_yields_one_retrain(
+    model, namespace, producer, subprocess_env, bootstrap, tmp_path, admin
+) -> None:
+    """Two monitoring processes, as `MLOPS_REPLICAS="monitoring=2"` runs them, with the inputs
+    keyed by record id as serving and ingestion publish them (spread over the partitions, so
+    each replica's first stage reads part of every stream): the second stage gives each
+    dataset to one replica, so each model is monitored by one, and each drift episode
+    decides one retrain."""
+    replicas = [
+        monitoring(namespace, subprocess_env, tmp_path, **{"MLOPS_INSTANCE": f"monitoring-{n}"})
+        for n in (1, 2)
+    ]
+    group = f"{namespace}.monitoring"
+    try:
+        for stage in (group, f"{group}-router"):
+            wait_until(lambda g=stage: members(admin, g) == 2, what=f"two members in {stage}")
+        predictions, labels = stream(model, DRIFT_AT)
+        streams = {
+            "loans": (predictions, labels),
+            "loans_b": (renamed(predictions, "loans_b"), renamed(labels, "loans_b")),
+        }
+        for served, labelled_events in streams.values():
+            for name, events in (("serving.predictions", served), ("data.labels", labelled_events)):
+                topic = CATALOG.name(name, namespace)
+                producer.publish_confirmed(
+                    [OutgoingMessage.for_event(topic, e, key=e.data.record_id) for e in events],
+                    timeout=60,
+                )
+        wait_until(
+            lambda: sum(labelled(r) for r in replicas) == 2 * LENGTH,
+            what="every label joined, by one replica or the other",
+            timeout_s=180,
+        )
+        owners = {
+            row["model_name"]: n
+            for n, replica in enumerate(replicas)
+            for row in performance(replica)["models"]
+        }
+        monitored = [
+            (n, row["model_name"])
+            for n, replica in enumerate(replicas)
+            for row in performance(replica)["models"]
+        ]
+        commands = read_to_end(bootstrap, CATALOG.name("training.requests", namespace))
+        view = drift_view(replicas[0])
+    finally:
+        for replica in replicas:
+            replica.stop()
+    assert sorted(owners) == ["loans", "loans_b"]
+    assert len(monitored) == 2, f"a model monitored by both replicas: {monitored}"
+    retrained = sorted(command["data"]["model_name"] for _, command in commands)
+    assert retrained == ["loans", "loans_b"], f"one retrain per model's drift episode: {retrained}"
+    triggers = [d["model_name"] for d in view["decisions"] if d["action"] == "trigger"]
+    assert sorted(triggers) == ["loans", "loans_b"], "the shared history holds both decisions"

@@ -18,8 +18,16 @@ from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
 
 REPO = Path(__file__).resolve().parents[2]
-SCALED = {"validation", "feature-store", "training", "registry"}
-SHARED_WORK = {"ingestion", "validation", "feature-store", "training", "registry", "serving"}
+SCALED = {"validation", "feature-store", "training", "registry", "monitoring"}
+SHARED_WORK = {
+    "ingestion",
+    "validation",
+    "feature-store",
+    "training",
+    "registry",
+    "serving",
+    "monitoring",
+}
 
 Objects = list[dict[str, Any]]
 

@@ -15,11 +15,24 @@ from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import Decision, PolicyConfig, RetrainPolicy
 from services.monitoring.domain.reference import TrainingReferences
 from services.monitoring.domain.retrains import RetrainResult
-from services.monitoring.handlers import Deps, routes
+from services.monitoring.handlers import (
+    FORWARDED,
+    INPUTS,
+    Deps,
+    forward_by_dataset,
+    model_routes,
+    routes,
+)
 from services.monitoring.settings import MonitoringSettings
 from shared.events.envelope import Event
 from shared.events.models import DriftDetected, PredictionServed
-from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
+from shared.events.records import (
+    FieldError,
+    LabelRecorded,
+    RecordRejected,
+    RecordValidated,
+    SourcePosition,
+)
 from shared.kafka.consumer import Emit, MessageInfo
 from tests.waiting import wait_until
 
@@ -89,7 +102,13 @@ def make(min_labels: int = 0, **settings: Any) -> tuple[Deps, InMemoryHistory, C
 
 
 def handler(deps: Deps, topic: str) -> Any:
-    return next(route.handler for route in routes(deps) if route.consumes == topic)
+    """What monitoring does with a message of `topic`: the models' events directly, the
+    inputs through monitoring.inputs, where the forwarding stage puts them."""
+    if topic in dict(FORWARDED):
+        [route] = routes(deps)
+        assert route.consumes == INPUTS
+        return route.handler
+    return next(route.handler for route in model_routes(deps) if route.consumes == topic)
 
 
 def info(topic: str, offset: int) -> MessageInfo:
@@ -177,6 +196,21 @@ def label(index: int, value: int) -> Event[LabelRecorded]:
         LabelRecorded(dataset="loans", record_id=f"r{index}", label=value, labelled_at=START),
         source="test",
     )
+
+
+def test_a_label_that_came_before_its_prediction_counts_toward_the_episode() -> None:
+    """Labels and predictions join in either order (several replicas forward them at their
+    own pace): the prediction completing a pair counts as a label after the drift."""
+    deps, history, _ = make(min_labels=3)
+    feed_shift(deps)
+    assert history.decisions[0][0].action == "wait"
+    serve, labels = handler(deps, "serving.predictions"), handler(deps, "data.labels")
+    emitted: list[Emit] = []
+    for i in range(3):
+        emitted += labels(label(i, 1), info("l", i))
+        emitted += serve(prediction(i, 1), info("p", i))
+    commands = [e for e in emitted if e.topic == "training.requests"]
+    assert len(commands) == 1 and commands[0].event.data.trigger.kind == "drift"
 
 
 def test_a_waiting_episode_triggers_on_the_label_that_completes_it() -> None:
@@ -293,3 +327,18 @@ def test_a_hanging_registry_holds_up_no_prediction_and_the_reference_comes_later
         released.set()
         stop.set()
         loop.join(10)
+
+
+def test_the_forwarding_stage_keys_every_input_by_its_dataset_and_drops_none() -> None:
+    validated = record(1, 1000.0)
+    forwarded = forward_by_dataset(validated, info("v", 1))
+    assert [(e.topic, e.key, e.event) for e in forwarded] == [(INPUTS, "loans", validated)]
+    unattributed = Event[RecordRejected].create(
+        RecordRejected(
+            dataset=None,
+            errors=[FieldError(field=None, rule="malformed", message="not JSON")],
+            source=validated.data.source,
+        ),
+        source="test",
+    )
+    assert forward_by_dataset(unattributed, info("r", 1)) == []

@@ -240,6 +240,13 @@ class Monitor:
         return [Found(drift, dataset, model_name, None, event_time)] if drift else []
 
     def observe_prediction(self, served: Served, now: float) -> list[Found]:
+        return self.observe_prediction_labelled(served, now)[0]
+
+    def observe_prediction_labelled(
+        self, served: Served, now: float
+    ) -> tuple[list[Found], list[Served]]:
+        """Drifts found, and the prediction itself if its label was already there (labels and
+        predictions join in either order)."""
         key = (served.model_name, served.version)
         self.served[key] = self.served.get(key, 0) + 1
         self._served_datasets.add(served.dataset)
@@ -255,11 +262,12 @@ class Monitor:
                 )
         self._count_expired(now)
         if served.record_id is None:
-            return found
+            return found, []
         joined = self.join.add_prediction(self._join_key(served), served, now)
-        if joined is not None:
-            found.extend(self._score(joined.prediction, joined.label))
-        return found
+        if joined is None:
+            return found, []
+        found.extend(self._score(joined.prediction, joined.label))
+        return found, [] if served.shadow else [served]
 
     def _task(self, key: tuple[str, int], dataset: str) -> str:
         """The dataset's task, asked each time: until its spec can be read, the answer is a

@@ -56,17 +56,31 @@ def start_platform(
     namespace: str,
     monitoring: Mapping[str, str],
     serve_only: str | None = None,
+    replicas: Mapping[str, int] | None = None,
 ) -> dict[str, RunningService]:
     """Starts the closed loop's services with `start`, each after those it calls, with what a
     short loop needs: SQL schemas of the namespace's own, offline files flushed every second
     (a drift retrain reads the latest rows), no data-volume retraining. Serving serves every
-    model that gets a champion (only `serve_only` when given); it is ready before any has one."""
-    registry = start("registry", MLOPS_REGISTRY_DATABASE_SCHEMA=f"reg_{namespace}")
-    features = start("feature_store", MLOPS_FEATURE_STORE_OFFLINE_FLUSH_S="1")
+    model that gets a champion (only `serve_only` when given); it is ready before any has one.
+    `replicas` runs a service as that many processes (each its MLOPS_INSTANCE, as the stack
+    names them); the first one's is the service returned and called."""
+    counts = replicas or {}
+
+    def start_all(name: str, **extra: str) -> RunningService:
+        count = counts.get(name, 1)
+        if count == 1:
+            return start(name, **extra)
+        first, *_ = [
+            start(name, MLOPS_INSTANCE=f"{name}-{n}", **extra) for n in range(1, count + 1)
+        ]
+        return first
+
+    registry = start_all("registry", MLOPS_REGISTRY_DATABASE_SCHEMA=f"reg_{namespace}")
+    features = start_all("feature_store", MLOPS_FEATURE_STORE_OFFLINE_FLUSH_S="1")
     started = {"registry": registry, "feature_store": features}
-    started["ingestion"] = start("ingestion")
-    started["validation"] = start("validation")
-    started["training"] = start(
+    started["ingestion"] = start_all("ingestion")
+    started["validation"] = start_all("validation")
+    started["training"] = start_all(
         "training",
         MLOPS_TRAINING_FEATURE_STORE_URL=features.url,
         MLOPS_TRAINING_REGISTRY_URL=registry.url,
@@ -74,13 +88,13 @@ def start_platform(
         MLOPS_TRAINING_RETRAIN_EVERY_LABELS="1000000",
     )
     restriction = {"MLOPS_SERVING_MODELS": json.dumps([serve_only])} if serve_only else {}
-    started["serving"] = start(
+    started["serving"] = start_all(
         "serving",
         MLOPS_SERVING_REGISTRY_URL=registry.url,
         MLOPS_SERVING_FEATURE_STORE_URL=features.url,
         **restriction,
     )
-    started["monitoring"] = start(
+    started["monitoring"] = start_all(
         "monitoring", MLOPS_MONITORING_REGISTRY_URL=registry.url, **monitoring
     )
     return started

@@ -29,6 +29,12 @@ from tests.integration.kafka_helpers import unique_name
 from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
 
+# The closed loop runs as `MLOPS_REPLICAS` would run it: two processes of each consumer
+# service and of serving, sharing their groups (the tests call the first of each). Monitoring
+# runs once here: its HTTP answers (/performance) come from the replica that owns the
+# dataset, and the tests read them from one; its replicas are tested on their own.
+REPLICAS = {name: 2 for name in ("validation", "feature_store", "training", "registry", "serving")}
+
 
 @pytest.fixture(scope="session")
 def loop(
@@ -39,24 +45,26 @@ def loop(
     env = {**os.environ, "MLOPS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
     env["PYTHONUNBUFFERED"] = "1"
     services: dict[str, RunningService] = {}
+    processes: list[RunningService] = []
     with namespace_topics(admin, namespace):
         watcher = EventWatcher(settings.kafka_bootstrap_servers, namespace, f"{namespace}.test")
         try:
 
             def start(name: str, wait_ready: bool = True, **extra: str) -> RunningService:
-                services[name] = start_service(
+                service = start_service(
                     name, namespace, env, logs, extra_env=extra, wait_ready=wait_ready
                 )
-                return services[name]
+                processes.append(service)
+                return services.setdefault(name, service)
 
-            start_platform(start, namespace, MONITORING)
+            start_platform(start, namespace, MONITORING, replicas=REPLICAS)
             urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
             watcher.start()
             version, next_index = train_first_model(urls, MODEL, FIRST_MODEL_RECORDS, SEED)
             yield Loop(services, urls, watcher, version, next_index)
         finally:
             watcher.stop()
-            for service in reversed(list(services.values())):
+            for service in reversed(processes):
                 service.stop()
             if settings.database_url is not None:
                 drop_namespace_state(settings.database_url.get_secret_value(), namespace)

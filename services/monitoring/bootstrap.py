@@ -9,9 +9,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
 from services.monitoring.adapters.history import History
+from services.monitoring.adapters.peers import Peers, client_id_for, group_members
 from services.monitoring.adapters.registry import BackgroundLineages, LineageClient
 from services.monitoring.adapters.specs import DatasetTasks
 from services.monitoring.domain.join import LabelJoin
@@ -70,11 +72,13 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     models_group = f"{group}-models.{platform.instance or uuid.uuid4().hex[:12]}"
     dead_letters = catalog.name("bus.dead-letter", namespace)
 
-    def runner(group_id: str, bound: list[Route]) -> ConsumerRunner:
+    own_url = settings.advertised_url or f"http://127.0.0.1:{settings.port}"
+
+    def runner(group_id: str, bound: list[Route], client_id: str = NAME) -> ConsumerRunner:
         return ConsumerRunner(
             group_id=group_id,
             subscriptions=bind(bound, namespace, platform.max_payload_bytes, catalog),
-            consumer_config=consumer_config(platform, NAME, group_id),
+            consumer_config=consumer_config(platform, client_id, group_id),
             producer=producer,
             dead_letter_topic=dead_letters,
             max_message_bytes=platform.max_payload_bytes,
@@ -82,7 +86,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
 
     runners = [
         runner(f"{group}-router", forwarding_routes()),
-        runner(group, routes(deps)),
+        runner(group, routes(deps), client_id_for(own_url)),
         runner(models_group, model_routes(deps)),
     ]
     runtime = ServiceRuntime(
@@ -92,7 +96,9 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         runners=[*runners, lineages],
         readiness_checks={"kafka": kafka_reachable(platform), "database": history.ping},
     )
-    router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s)
+    admin = AdminClient(client_config(platform, f"{NAME}-peers"))
+    peers = Peers(group_members(admin, group), own_url)
+    router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s, peers)
     return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
 
 

@@ -14,50 +14,80 @@ GET /performance/{model}/history
 GET /performance  live accuracy (classification) or MAE and RMSE (regression) per model
                   version (overall, last 100, last 1000), served,
                   joined and expired counts, and the SQL history of snapshots (for plots)
+
+With several replicas each owns some datasets' state in memory: /drift and /performance
+gather the other replicas' own answers (`?scope=local`, found through the consumer group) with
+theirs, and name any replica that did not answer in `unreachable`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
+from services.monitoring.adapters.peers import Peers
 from services.monitoring.handlers import Deps
 from shared.events.models import MODEL_NAME
 
+Scope = Annotated[Literal["all", "local"], Query(description="local: this replica's own state")]
 
-def monitoring_router(deps: Deps, limit: int, label_wait_s: float) -> APIRouter:
+
+def monitoring_router(
+    deps: Deps, limit: int, label_wait_s: float, peers: Peers | None = None
+) -> APIRouter:
     router = APIRouter(tags=["monitoring"])
 
+    def gathered(path: str, scope: str, own: dict[str, Any]) -> list[dict[str, Any]]:
+        if scope == "local" or peers is None:
+            return [own]
+        answers, missing = peers.gather(path)
+        if missing:
+            own["unreachable"] = missing
+        return [own, *answers]
+
     @router.get("/drift")
-    def drift() -> dict[str, Any]:
+    def drift(scope: Scope = "all") -> dict[str, Any]:
         with deps.lock:
             now = deps.clock()
-            detectors = deps.monitor.detector_states()
-            breakers = {m: deps.policy.breaker(m, now) for m in deps.policy.models()}
-            reference = deps.references.report() if deps.references is not None else {}
+            own: dict[str, Any] = {
+                "detectors": deps.monitor.detector_states(),
+                "breakers": {m: deps.policy.breaker(m, now) for m in deps.policy.models()},
+                "training_reference": (
+                    deps.references.report() if deps.references is not None else {}
+                ),
+            }
+        parts = gathered("/drift", scope, own)
         return {
             "drifts": deps.history.recent_drifts(limit),
-            "detectors": detectors,
-            "breakers": breakers,
+            "detectors": [d for part in parts for d in part["detectors"]],
+            "breakers": {m: b for part in parts for m, b in part["breakers"].items()},
             "policy": asdict(deps.policy.config),
             "decisions": deps.history.recent_decisions(limit),
             "outcomes": deps.history.recent_results(limit),
-            "training_reference": reference,
+            "training_reference": {
+                m: r for part in parts for m, r in part["training_reference"].items()
+            },
+            **({"unreachable": own["unreachable"]} if "unreachable" in own else {}),
         }
 
     @router.get("/performance")
-    def performance() -> dict[str, Any]:
+    def performance(scope: Scope = "all") -> dict[str, Any]:
         with deps.lock:
             deps.monitor.expire(deps.clock())
-            models = deps.monitor.performance()
-            join = deps.monitor.join.counts()
+            own: dict[str, Any] = {
+                "models": deps.monitor.performance(),
+                "join": deps.monitor.join.counts(),
+            }
+        parts = gathered("/performance", scope, own)
+        join = {k: sum(part["join"].get(k, 0) for part in parts) for k in own["join"]}
         return {
-            "models": models,
+            "models": [m for part in parts for m in part["models"]],
             "join": {**join, "label_wait_s": label_wait_s},
             "history": deps.history.performance_history(limit),
+            **({"unreachable": own["unreachable"]} if "unreachable" in own else {}),
         }
 
     @router.get("/performance/{model}/history")

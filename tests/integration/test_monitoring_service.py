@@ -630,6 +630,11 @@ def renamed(events: list[Event[Any]], dataset: str) -> list[Event[Any]]:
     return renamed_events
 
 
+def local_performance(service: RunningService) -> dict[str, Any]:
+    """What this replica owns, without the others' (`scope=local`)."""
+    return httpx.get(f"{service.url}/performance", params={"scope": "local"}, timeout=10).json()
+
+
 def members(admin: AdminClient, group: str) -> int:
     described = admin.describe_consumer_groups([group])[group].result(timeout=10)
     return len(described.members) if str(described.state).endswith("STABLE") else 0
@@ -641,8 +646,8 @@ def test_two_replicas_own_a_dataset_each_at_most_and_a_drift_episode_yields_one_
     """Two monitoring processes, as `MLOPS_REPLICAS="monitoring=2"` runs them, with the inputs
     keyed by record id as serving and ingestion publish them (spread over the partitions, so
     each replica's first stage reads part of every stream): the second stage gives each
-    dataset to one replica, so each model is monitored by one, and each drift episode
-    decides one retrain."""
+    dataset to one replica, so each model is monitored by one, each drift episode decides one
+    retrain, and either replica answers /performance for both."""
     replicas = [
         monitoring(namespace, subprocess_env, tmp_path, **{"MLOPS_INSTANCE": f"monitoring-{n}"})
         for n in (1, 2)
@@ -664,27 +669,26 @@ def test_two_replicas_own_a_dataset_each_at_most_and_a_drift_episode_yields_one_
                     timeout=60,
                 )
         wait_until(
-            lambda: sum(labelled(r) for r in replicas) == 2 * LENGTH,
+            lambda: (
+                sum(row["labelled"] for r in replicas for row in local_performance(r)["models"])
+                == 2 * LENGTH
+            ),
             what="every label joined, by one replica or the other",
             timeout_s=180,
         )
-        owners = {
-            row["model_name"]: n
-            for n, replica in enumerate(replicas)
-            for row in performance(replica)["models"]
-        }
         monitored = [
             (n, row["model_name"])
             for n, replica in enumerate(replicas)
-            for row in performance(replica)["models"]
+            for row in local_performance(replica)["models"]
         ]
+        gathered = [sorted(m["model_name"] for m in performance(r)["models"]) for r in replicas]
         commands = read_to_end(bootstrap, CATALOG.name("training.requests", namespace))
         view = drift_view(replicas[0])
     finally:
         for replica in replicas:
             replica.stop()
-    assert sorted(owners) == ["loans", "loans_b"]
-    assert len(monitored) == 2, f"a model monitored by both replicas: {monitored}"
+    assert sorted(model for _, model in monitored) == ["loans", "loans_b"], monitored
+    assert gathered == [["loans", "loans_b"]] * 2, "each replica answers for both (gathered)"
     retrained = sorted(command["data"]["model_name"] for _, command in commands)
     assert retrained == ["loans", "loans_b"], f"one retrain per model's drift episode: {retrained}"
     triggers = [d["model_name"] for d in view["decisions"] if d["action"] == "trigger"]

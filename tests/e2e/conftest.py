@@ -30,10 +30,12 @@ from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
 
 # The closed loop runs as `MLOPS_REPLICAS` would run it: two processes of each consumer
-# service and of serving, sharing their groups (the tests call the first of each). Monitoring
-# runs once here: its HTTP answers (/performance) come from the replica that owns the
-# dataset, and the tests read them from one; its replicas are tested on their own.
-REPLICAS = {name: 2 for name in ("validation", "feature_store", "training", "registry", "serving")}
+# service and of serving, sharing their groups (the tests call the first of each; a
+# monitoring replica answers for the other).
+REPLICAS = {
+    name: 2
+    for name in ("validation", "feature_store", "training", "registry", "serving", "monitoring")
+}
 
 
 @pytest.fixture(scope="session")

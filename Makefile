@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up demo down status test test-unit test-browser test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console compose-env k8s-check k8s-credentials clean
+.PHONY: help install venv up demo down status test test-unit test-browser test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console bench-scale compose-env k8s-check k8s-credentials clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench-console: up ## console render time p50/p99 per page (100 models x 20 versi
 
 bench-replay: up ## events/s of `mlops replay` next to a raw confluent-kafka consume of the same range
 	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_replay
+
+bench-scale: up ## registry p99 (1,000 models), serving memory (200 champions), monitoring CPU (1 vs 200 models), 1 vs 2 data-plane replicas
+	@$(WITH_STACK_ENV) $(PY) -m tests.bench.bench_scale
 
 clean: ## stop the stack and delete its data and credentials
 	@$(STACK) clean

@@ -63,6 +63,8 @@ REPLICA_PORT_BASE=${REPLICA_PORT_BASE:-$((SERVICE_PORT_BASE + 10000))}
 # The Kafka topic namespace the services use (MLOPS_NAMESPACE); a second set of
 # services beside the first on the same infrastructure takes another one.
 STACK_NAMESPACE=${STACK_NAMESPACE:-}
+# Only these services (space-separated names), e.g. beside a running stack; default all.
+STACK_SERVICES=${STACK_SERVICES:-}
 # supervisord's restart policy for the services (supervisor.sh): a service
 # must stay up SERVICE_STARTSECS seconds to count as started; one that dies
 # sooner is retried after 1, 2, 3... seconds, SERVICE_STARTRETRIES times,

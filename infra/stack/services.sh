@@ -30,10 +30,12 @@ service_port() {
   fi
 }
 
-# Services present in the tree that have a port, in port order.
+# Services present in the tree that have a port, in port order (only those STACK_SERVICES
+# names, when set: a partial set beside a running stack, as the replica tests start).
 service_names() {
   local name
   for name in ingestion validation feature_store training registry serving monitoring console; do
+    [[ -z $STACK_SERVICES || " $STACK_SERVICES " == *" $name "* ]] || continue
     if [[ -f $REPO_ROOT/services/$name/__main__.py ]]; then echo "$name"; fi
   done
 }

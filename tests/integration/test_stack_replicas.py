@@ -1,6 +1,7 @@
-"""`MLOPS_REPLICAS` in the local stack: a second set of the services, on the running
-Kafka, PostgreSQL and MinIO but in a namespace and on ports of its own, with two
-replicas of ingestion, validation and serving under supervisord behind HAProxy."""
+"""`MLOPS_REPLICAS` in the local stack: a second set of services (`STACK_SERVICES`: the ones
+these tests need), on the running Kafka, PostgreSQL and MinIO but in a namespace and on
+ports of its own, with two replicas of ingestion, validation and serving under supervisord
+behind HAProxy."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def replicated(settings: PlatformSettings, admin: AdminClient) -> Iterator[Repli
         "CONSOLE_PORT": str(PORT_BASE - 1),
         "STACK_NAMESPACE": namespace,
         "MLOPS_REPLICAS": REPLICAS,
+        "STACK_SERVICES": "ingestion validation registry serving",
     }
     stack = ReplicatedStack(home, namespace, env)
     try:

@@ -97,3 +97,12 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, gt=0, description="Largest request body; larger ones are refused with 413."
     )
+    advertised_url: str | None = Field(
+        None,
+        description="This replica's HTTP address for its other replicas, which gather each "
+        "other's in-memory state; default http://127.0.0.1:<port>.",
+    )
+
+    @property
+    def own_url(self) -> str:
+        return self.advertised_url or f"http://127.0.0.1:{self.port}"

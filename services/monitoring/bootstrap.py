@@ -13,7 +13,6 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
 from services.monitoring.adapters.history import History
-from services.monitoring.adapters.peers import Peers, client_id_for, group_members
 from services.monitoring.adapters.registry import BackgroundLineages, LineageClient
 from services.monitoring.adapters.specs import DatasetTasks
 from services.monitoring.domain.join import LabelJoin
@@ -28,6 +27,7 @@ from shared.datasets.registry import SpecRegistry
 from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.peers import Peers, client_id_for, group_members
 from shared.kafka.producer import EventProducer
 from shared.kafka.routes import Route, bind
 from shared.kafka.topics import TopicCatalog
@@ -72,7 +72,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     models_group = f"{group}-models.{platform.instance or uuid.uuid4().hex[:12]}"
     dead_letters = catalog.name("bus.dead-letter", namespace)
 
-    own_url = settings.advertised_url or f"http://127.0.0.1:{settings.port}"
+    own_url = settings.own_url
 
     def runner(group_id: str, bound: list[Route], client_id: str = NAME) -> ConsumerRunner:
         return ConsumerRunner(
@@ -86,7 +86,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
 
     runners = [
         runner(f"{group}-router", forwarding_routes()),
-        runner(group, routes(deps), client_id_for(own_url)),
+        runner(group, routes(deps), client_id_for(NAME, own_url)),
         runner(models_group, model_routes(deps)),
     ]
     runtime = ServiceRuntime(
@@ -97,7 +97,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         readiness_checks={"kafka": kafka_reachable(platform), "database": history.ping},
     )
     admin = AdminClient(client_config(platform, f"{NAME}-peers"))
-    peers = Peers(group_members(admin, group), own_url)
+    peers = Peers(NAME, group_members(admin, group), own_url)
     router = monitoring_router(deps, settings.recent_limit, settings.label_wait_s, peers)
     return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
 

@@ -28,9 +28,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
-from services.monitoring.adapters.peers import Peers
 from services.monitoring.handlers import Deps
 from shared.events.models import MODEL_NAME
+from shared.kafka.peers import Peers
 
 Scope = Annotated[Literal["all", "local"], Query(description="local: this replica's own state")]
 

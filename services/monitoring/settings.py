@@ -87,11 +87,6 @@ class MonitoringSettings(ServiceSettings):
         description="Consumer group of monitoring.inputs; default <namespace>.monitoring "
         "(the forwarding stage: <group>-router; the models' events: <group>-models.<instance>).",
     )
-    advertised_url: str | None = Field(
-        None,
-        description="This replica's HTTP address for the other replicas (they gather each "
-        "other's state for /drift and /performance); default http://127.0.0.1:<port>.",
-    )
     label_wait_s: float = Field(
         3600.0, gt=0, description="How long a prediction waits for its label before it expires."
     )

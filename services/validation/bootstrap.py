@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
 from services.validation import metrics
@@ -24,6 +25,7 @@ from shared.datasets.registry import SpecRegistry
 from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, RetryPolicy
+from shared.kafka.peers import Peers, client_id_for, group_members
 from shared.kafka.producer import EventProducer
 from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
@@ -66,10 +68,11 @@ def build(platform: PlatformSettings, settings: ValidationSettings) -> FastAPI:
         else s
         for s in bind(routes(deps), namespace, platform.max_payload_bytes, catalog)
     ]
+    own_url = settings.own_url
     runner = ConsumerRunner(
         group_id=group_id,
         subscriptions=subscriptions,
-        consumer_config=consumer_config(platform, NAME, group_id),
+        consumer_config=consumer_config(platform, client_id_for(NAME, own_url), group_id),
         producer=producer,
         dead_letter_topic=catalog.name("bus.dead-letter", namespace),
         retry=RetryPolicy(max_attempts=settings.handler_attempts),
@@ -82,7 +85,14 @@ def build(platform: PlatformSettings, settings: ValidationSettings) -> FastAPI:
         runners=[runner],
         readiness_checks={"kafka": kafka_reachable(platform), "database": record_ids.ping},
     )
-    router = stats_router(stats, specs.names, lambda name: declared_spec(specs, name), deps.recent)
+    peers = Peers(
+        NAME,
+        group_members(AdminClient(client_config(platform, f"{NAME}-peers")), group_id),
+        own_url,
+    )
+    router = stats_router(
+        stats, specs.names, lambda name: declared_spec(specs, name), deps.recent, peers
+    )
     return create_app(runtime, [router], body_limit=BodyLimit.of(settings))
 
 

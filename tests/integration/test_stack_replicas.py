@@ -171,6 +171,17 @@ def test_records_posted_to_replicated_ingestion_are_validated_once(
     ids = [message.json()["data"]["record_id"] for message in messages]
     assert sorted(set(ids)) == sorted(ids), "a record validated twice"
     assert len(ids) == sent
+    # Each replica counted the partitions it read; any of them answers for all.
+    replicas = [VALIDATION_1, VALIDATION_1 + 1]
+    local = [
+        httpx.get(f"http://127.0.0.1:{port}/stats/shop", params={"scope": "local"}).json()
+        for port in replicas
+    ]
+    assert all(part["records"] > 0 for part in local), "both replicas read part of the stream"
+    assert sum(part["records"] for part in local) == sent
+    for _ in range(4):  # haproxy alternates between the replicas
+        merged = httpx.get(f"{replicated.url(1)}/stats/shop", timeout=10).json()
+        assert merged["records"] == sent and merged["replicas"] == 2
 
 
 def answers(url: str) -> bool:

@@ -108,3 +108,22 @@ def test_after_a_restart_the_history_comes_from_sql_bounded_per_version(tmp_path
     assert kept == [(1, 2), (1, 3), (1, 4), (1, 5), (2, 2), (2, 3), (2, 4), (2, 5)]
     again = client_for(deps).get("/performance/m/history").json()
     assert again["source"] == "memory" and again["points"] == body["points"]
+
+
+def test_a_snapshot_of_classification_and_regression_models_together_is_saved(
+    tmp_path: Path,
+) -> None:
+    """Rows of different shapes (accuracy for one task, mae and rmse for the other) in one
+    snapshot: the insert takes every column of every row."""
+    history = History(create_engine(f"sqlite:///{tmp_path / 'h.sqlite'}"), "ns")
+    common = {"model_version": 1, "labelled": 10, "served": 10, "expired": 0}
+    history.record_performance(
+        1.0,
+        [
+            {**common, "model_name": "loans", "task": "classification", "accuracy": 0.9},
+            {**common, "model_name": "homes", "task": "regression", "mae": 2.0, "rmse": 3.0},
+        ],
+    )
+    saved = {row["model_name"]: row for row in history.performance_history(10)}
+    assert saved["loans"]["accuracy"] == 0.9 and saved["loans"]["mae"] is None
+    assert saved["homes"]["mae"] == 2.0 and saved["homes"]["accuracy"] is None

@@ -196,7 +196,9 @@ class History:
         with self._engine.begin() as connection:
             connection.execute(
                 insert(self.performance),
-                [{"at": at, **{k: v for k, v in row.items() if k in columns}} for row in rows],
+                # Every column in every row: an executemany needs one shape, and a
+                # classification row (accuracy) and a regression row (mae) differ.
+                [{"at": at, **{c: row.get(c) for c in columns}} for row in rows],
             )
 
     def recent_drifts(self, limit: int) -> list[dict[str, Any]]:

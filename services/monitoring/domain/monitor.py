@@ -179,7 +179,8 @@ class Monitor:
         holdout_metrics: HoldoutMetrics = lambda model, version: None,
         holdout_rule: HoldoutRule | None = None,
     ) -> None:
-        self._detectors_for = detectors_for
+        self._configured = detectors_for
+        self._detectors: dict[str, DatasetDetectors] = {}
         self._model_name_for = model_name_for
         self._task_for = task_for
         self._holdout_metrics = holdout_metrics
@@ -194,6 +195,14 @@ class Monitor:
         self._tasks: dict[tuple[str, int], str] = {}
         self._served_datasets: set[str] = set()
         self._champions: set[str] = set()
+
+    def _detectors_for(self, dataset: str) -> DatasetDetectors:
+        """The dataset's detector configuration, read once: building it parses and checks
+        every detector spec, which per event cost more than the detectors themselves."""
+        config = self._detectors.get(dataset)
+        if config is None:
+            config = self._detectors[dataset] = self._configured(dataset)
+        return config
 
     def has_served(self, dataset: str) -> bool:
         """Whether a model of the dataset served a prediction or was promoted: before that, a

@@ -101,6 +101,7 @@ class FeatureStats:
             summary["expected_min"] = self.expected_min
             summary["expected_max"] = self.expected_max
             summary["out_of_range"] = self.out_of_range
+            summary["validated"] = self.validated
             summary["out_of_range_rate"] = (
                 self.out_of_range / self.validated if self.validated else 0.0
             )

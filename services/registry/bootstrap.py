@@ -3,6 +3,7 @@ promotion policy, the models.trained consumer and the HTTP API, on the shared sk
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from fastapi import FastAPI
@@ -74,4 +75,9 @@ def main() -> None:
     platform = PlatformSettings()
     settings = RegistrySettings()
     configure_tracing(NAME, platform)
-    serve(build(platform, settings), settings.host, settings.port)
+    app = build(platform, settings)
+    # What start-up built (modules, app, engine) lives as long as the process: frozen, the
+    # oldest generation's collections stop scanning it, which kept GET /models' slowest
+    # answers (1,000 models' objects per request) several times its median.
+    gc.freeze()
+    serve(app, settings.host, settings.port)

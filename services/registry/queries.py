@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import Row
+
 from services.registry.adapters.orm import AuditEntry, Deployment, ModelVersion, RegisteredModel
 from services.registry.adapters.repository import Repository
 from services.registry.domain.compare import better_of, differences, metrics_side_by_side
@@ -32,18 +34,19 @@ class RegistryQueries:
         self._registry = registry
 
     def models(self) -> list[ModelSummary]:
+        """Every model by name; two queries however many models there are (no query per model)."""
         with self._registry.reading() as repo:
-            counts = repo.version_counts()
-            return [
-                ModelSummary(**_model_fields(repo, model, counts.get(model.id, 0)))
-                for model in repo.models()
-            ]
+            rows = repo.model_rows()
+            held = repo.aliases_by_model()
+            return [ModelSummary(**_model_fields(row, held.get(row.id, {}))) for row in rows]
 
     def model(self, name: str) -> ModelDetail:
         with self._registry.reading() as repo:
             model = existing_model(repo, name)
-            count = repo.version_counts().get(model.id, 0)
-            return ModelDetail(**_model_fields(repo, model, count), tags=repo.model_tags(model))
+            (row,) = repo.model_rows(model.id)
+            return ModelDetail(
+                **_model_fields(row, repo.aliases(model)), tags=repo.model_tags(model)
+            )
 
     def versions(self, name: str) -> list[VersionSummary]:
         with self._registry.reading() as repo:
@@ -126,13 +129,13 @@ class RegistryQueries:
             return [_audit_view(entry) for entry in repo.audit(model, after, limit)]
 
 
-def _model_fields(repo: Repository, model: RegisteredModel, count: int) -> dict[str, Any]:
+def _model_fields(row: Row[Any], aliases: dict[str, int]) -> dict[str, Any]:
     return {
-        "name": model.name,
-        "created_at": model.created_at,
-        "versions": count,
-        "latest_version": repo.latest_version_number(model) or None,
-        "aliases": repo.aliases(model),
+        "name": row.name,
+        "created_at": row.created_at,
+        "versions": row.versions,
+        "latest_version": row.latest_version or None,
+        "aliases": aliases,
     }
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.orm import Session
 
 from services.registry.adapters.orm import (
@@ -48,9 +49,29 @@ class Repository:
         query = select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
         return self.session.scalar(query) or 0
 
-    def version_counts(self) -> dict[int, int]:
-        query = select(ModelVersion.model_id, func.count()).group_by(ModelVersion.model_id)
-        return {model_id: count for model_id, count in self.session.execute(query)}
+    def model_rows(self, model_id: int | None = None) -> Sequence[Row[Any]]:
+        """Every model (or the one with `model_id`) by name: its id, name, created_at, versions
+        (how many) and latest_version (None without versions), in one query however many
+        models there are (Core rows: no ORM objects to build)."""
+        counted = select(
+            ModelVersion.model_id,
+            func.count().label("versions"),
+            func.max(ModelVersion.version).label("latest_version"),
+        ).group_by(ModelVersion.model_id)
+        models = select(RegisteredModel.id, RegisteredModel.name, RegisteredModel.created_at)
+        if model_id is not None:
+            counted = counted.where(ModelVersion.model_id == model_id)
+            models = models.where(RegisteredModel.id == model_id)
+        per_model = counted.subquery()
+        query = (
+            models.add_columns(
+                func.coalesce(per_model.c.versions, 0).label("versions"),
+                per_model.c.latest_version,
+            )
+            .outerjoin(per_model, per_model.c.model_id == RegisteredModel.id)
+            .order_by(RegisteredModel.name)
+        )
+        return self.session.connection().execute(query).all()
 
     def version_by_source_event(self, event_id: str) -> ModelVersion | None:
         query = select(ModelVersion).where(ModelVersion.source_event_id == event_id)
@@ -94,6 +115,19 @@ class Repository:
             .order_by(Alias.alias)
         )
         return dict(self.session.execute(query).all())
+
+    def aliases_by_model(self) -> dict[int, dict[str, int]]:
+        """Model id -> (alias -> version number), for every model that has aliases, in one
+        query; each model's aliases in name order, as `aliases` gives them."""
+        query = (
+            select(Alias.model_id, Alias.alias, ModelVersion.version)
+            .join(ModelVersion, Alias.version_id == ModelVersion.id)
+            .order_by(Alias.model_id, Alias.alias)
+        )
+        held: dict[int, dict[str, int]] = {}
+        for model_id, alias, number in self.session.connection().execute(query):
+            held.setdefault(model_id, {})[alias] = number
+        return held
 
     def set_alias(
         self, model: RegisteredModel, alias: str, version: ModelVersion, now: datetime

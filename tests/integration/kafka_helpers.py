@@ -63,6 +63,17 @@ def committed_total(bootstrap: str, group_id: str, topic: str, partitions: int) 
     return sum(max(tp.offset, 0) for tp in offsets)
 
 
+def stable_members(admin: AdminClient, group: str, with_partitions: bool = False) -> int:
+    """How many members a consumer group has once stable (0 while it rebalances), or how many
+    of them hold partitions."""
+    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    if not str(described.state).endswith("STABLE"):
+        return 0
+    if with_partitions:
+        return sum(1 for m in described.members if m.assignment.topic_partitions)
+    return len(described.members)
+
+
 @contextmanager
 def topics(admin: AdminClient, *names: str, partitions: int = 1) -> Iterator[list[str]]:
     """Creates uniquely named topics for one test and deletes them afterwards."""

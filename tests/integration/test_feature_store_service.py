@@ -41,6 +41,7 @@ from shared.storage import minio_client
 from tests.integration.kafka_helpers import (
     committed_total,
     read_all,
+    stable_members,
     unique_name,
 )
 from tests.services import RunningService, namespace_topics, start_service
@@ -504,15 +505,7 @@ def test_sigkill_mid_stream_and_restart_recover_the_windowed_aggregates_from_the
         assert event["data"]["features"] == expected[event["data"]["record_id"]], (
             "a replayed or resumed record's vector differs from an uninterrupted run"
         )
-    for n in range(entities):
-        last = [e for e in events if e.data.entity == f"e{n}"][-1].data
-        answer = wait_until(
-            lambda e=f"e{n}", r=last.record_id: (
-                (a := get(f"{second.url}/features/loans/{e}")).json().get("record_id") == r and a
-            ),
-            what=f"the online store to hold the last vector of e{n}",
-        )
-        assert answer.json()["features"] == expected[last.record_id]
+    assert_online_store_holds_last_vectors(second, events, expected, entities)
     # The restart read only what came after the committed offsets (faust may hand a message
     # over twice around its recovery: a replay either way): each record there was computed
     # once or recognised as already counted. Those before were never read again, so their
@@ -543,7 +536,7 @@ def test_two_workers_share_the_partitions_and_one_killed_changes_no_vector(
     first = ns.start(instance="feature_store-1", **tuning)
     second = ns.start(instance="feature_store-2", **tuning)
     wait_until(
-        lambda: group_members(admin, app_id(ns.name)) == 2,
+        lambda: stable_members(admin, app_id(ns.name)) == 2,
         what="both workers in the group",
         timeout_s=90,
     )
@@ -567,17 +560,21 @@ def test_two_workers_share_the_partitions_and_one_killed_changes_no_vector(
         assert event["data"]["features"] == expected[event["data"]["record_id"]], (
             "a vector differs from an uninterrupted single worker's"
         )
+    assert_online_store_holds_last_vectors(second, events, expected, entities)
+
+
+def assert_online_store_holds_last_vectors(
+    service: RunningService,
+    events: list[Event[RecordValidated]],
+    expected: dict[str, dict[str, Any]],
+    entities: int,
+) -> None:
     for n in range(entities):
         last = [e for e in events if e.data.entity == f"e{n}"][-1].data
         answer = wait_until(
             lambda e=f"e{n}", r=last.record_id: (
-                (a := get(f"{second.url}/features/loans/{e}")).json().get("record_id") == r and a
+                (a := get(f"{service.url}/features/loans/{e}")).json().get("record_id") == r and a
             ),
             what=f"the online store to hold the last vector of e{n}",
         )
         assert answer.json()["features"] == expected[last.record_id]
-
-
-def group_members(admin: AdminClient, group: str) -> int:
-    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return len(described.members) if str(described.state).endswith("STABLE") else 0

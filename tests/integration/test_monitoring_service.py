@@ -36,7 +36,7 @@ from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
 from shared.sql import create_database_engine
-from tests.integration.kafka_helpers import unique_name
+from tests.integration.kafka_helpers import stable_members, unique_name
 from tests.services import RunningService, namespace_topics, start_service
 from tests.shipped_streams import stationary_stream
 from tests.waiting import wait_until
@@ -635,11 +635,6 @@ def local_performance(service: RunningService) -> dict[str, Any]:
     return httpx.get(f"{service.url}/performance", params={"scope": "local"}, timeout=10).json()
 
 
-def members(admin: AdminClient, group: str) -> int:
-    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return len(described.members) if str(described.state).endswith("STABLE") else 0
-
-
 def test_two_replicas_own_a_dataset_each_at_most_and_a_drift_episode_yields_one_retrain(
     model, namespace, producer, subprocess_env, bootstrap, tmp_path, admin
 ) -> None:
@@ -655,7 +650,9 @@ def test_two_replicas_own_a_dataset_each_at_most_and_a_drift_episode_yields_one_
     group = f"{namespace}.monitoring"
     try:
         for stage in (group, f"{group}-router"):
-            wait_until(lambda g=stage: members(admin, g) == 2, what=f"two members in {stage}")
+            wait_until(
+                lambda g=stage: stable_members(admin, g) == 2, what=f"two members in {stage}"
+            )
         predictions, labels = stream(model, DRIFT_AT)
         streams = {
             "loans": (predictions, labels),

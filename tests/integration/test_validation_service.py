@@ -42,7 +42,7 @@ from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog, ensure_topics
 from shared.settings import PlatformSettings
-from tests.integration.kafka_helpers import committed_total, unique_name
+from tests.integration.kafka_helpers import committed_total, stable_members, unique_name
 from tests.waiting import wait_until
 
 KCAT = shutil.which("kcat") or "kcat"
@@ -562,11 +562,6 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_validates_each_id_onc
     )
 
 
-def members_with_partitions(admin: AdminClient, group: str) -> int:
-    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return sum(1 for member in described.members if member.assignment.topic_partitions)
-
-
 def test_two_replicas_share_the_stream_and_one_killed_loses_nothing_nor_validates_twice(
     platform: Platform, admin: AdminClient
 ) -> None:
@@ -588,7 +583,7 @@ def test_two_replicas_share_the_stream_and_one_killed_loses_nothing_nor_validate
     second_port = free_port()
     second = platform.start(port=second_port, **short_session)
     wait_until(
-        lambda: members_with_partitions(admin, platform.group) == 2,
+        lambda: stable_members(admin, platform.group, with_partitions=True) == 2,
         what="both replicas to get partitions of data.raw",
         timeout_s=60,
     )

@@ -267,7 +267,7 @@ def observe_prediction(deps: Deps) -> Handler:
             served_at=served.served_at,
         )
         now = deps.clock()
-        found, labelled = deps.monitor.observe_prediction_labelled(kept, now)
+        found, labelled = deps.monitor.observe_prediction(kept, now)
         if deps.references is not None:
             deps.references.observe(served.model_name, served.version, served.features)
         outcome = _on_drifts(deps, found, event, info, Outcome())

@@ -110,7 +110,7 @@ def _watch_platform_once(name: str, stream: DriftStream, config: dict[str, Any])
     for n, record_id in enumerate(record_ids):
         found = monitor.observe_record(DATASET, stream.rows[n], at)
         served = Served(DATASET, DATASET, 1, record_id, stream.predictions[n], False, at)
-        found += monitor.observe_prediction(served, float(n))
+        found += monitor.observe_prediction(served, float(n))[0]
         found += monitor.observe_label(DATASET, record_id, stream.labels[n], float(n))[0]
         if found:
             detections.append(n)

@@ -78,7 +78,7 @@ def served(index: int, value: Any, dataset: str = "houses", version: int = 1) ->
 def feed(m: Monitor, predictions: list[Any], labels: list[Any]) -> list[Any]:
     found = []
     for i, (p, y) in enumerate(zip(predictions, labels, strict=True)):
-        found += m.observe_prediction(served(i, p), now=i)
+        found += m.observe_prediction(served(i, p), now=i)[0]
         found += m.observe_label("houses", f"r{i}", y, now=i)[0]
     return found
 
@@ -376,7 +376,7 @@ def test_the_regression_prediction_signal_is_the_predicted_value() -> None:
     values = list(rng.normal(10, 1, 1200)) + list(rng.normal(13, 1, 300))
     found = []
     for i, value in enumerate(values):
-        found += m.observe_prediction(served(i, float(value)), now=i)
+        found += m.observe_prediction(served(i, float(value)), now=i)[0]
     assert [f.drift.signal for f in found][:1] == ["prediction"]
     assert found[0].drift.position > 1200
 
@@ -388,7 +388,7 @@ def test_a_multi_class_prediction_signal_is_the_rate_of_the_usual_class() -> Non
     after = rng.choice(["a", "b", "c"], 500, p=[0.2, 0.3, 0.5])
     found = []
     for i, value in enumerate([*before, *after]):
-        found += m.observe_prediction(served(i, str(value)), now=i)
+        found += m.observe_prediction(served(i, str(value)), now=i)[0]
     assert found and all(f.drift.signal == "prediction" for f in found)
     assert found[0].drift.position > 1500
 

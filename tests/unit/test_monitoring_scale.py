@@ -90,7 +90,7 @@ def test_a_datasets_detector_configuration_is_built_once_not_per_event() -> None
         model = index % 200
         dataset = datasets[model % 3]
         served = Served(dataset, f"m{model}", 1, f"r{index}", 1, False, at)
-        monitor.observe_prediction_labelled(served, now=float(index))
+        monitor.observe_prediction(served, now=float(index))
         monitor.observe_label(dataset, f"r{index}", 1, now=float(index))
         monitor.observe_record(dataset, {"x": float(index)}, at)
         monitor.observe_rejected(dataset, at)

@@ -248,12 +248,7 @@ class Monitor:
         drift = self._signal(dataset, model_name, None, signal, "feature", spec).update(value)
         return [Found(drift, dataset, model_name, None, event_time)] if drift else []
 
-    def observe_prediction(self, served: Served, now: float) -> list[Found]:
-        return self.observe_prediction_labelled(served, now)[0]
-
-    def observe_prediction_labelled(
-        self, served: Served, now: float
-    ) -> tuple[list[Found], list[Served]]:
+    def observe_prediction(self, served: Served, now: float) -> tuple[list[Found], list[Served]]:
         """Drifts found, and the prediction itself if its label was already there (labels and
         predictions join in either order)."""
         key = (served.model_name, served.version)

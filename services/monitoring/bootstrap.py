@@ -42,9 +42,7 @@ NAME = "monitoring"
 def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     catalog = TopicCatalog.load()
     namespace = platform.namespace
-    for dataset in settings.detectors:
-        settings.detectors_for(dataset)  # a bad detector configuration fails at start-up
-    settings.detectors_for("")
+    settings.detectors_for("")  # builds every dataset's detectors: a bad one fails at start-up
     producer = EventProducer(producer_config(platform, NAME))
     history = History(create_database_engine(settings.database_url_for(platform)), namespace)
     lineages = BackgroundLineages(LineageClient(settings.registry_url).lineage)

@@ -264,6 +264,15 @@ def test_bad_detector_settings_are_refused() -> None:
         MonitoringSettings(_env_file=None, model_names={"loans": "Bad Name"})  # type: ignore[call-arg]
 
 
+def test_a_bad_detector_parameter_fails_on_the_first_ask_whichever_the_dataset() -> None:
+    settings = MonitoringSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        detectors={"loans": {"error": {"params": {"no_such_parameter": 1}}}},
+    )
+    with pytest.raises(TypeError, match="no_such_parameter"):
+        settings.detectors_for("")  # what bootstrap asks at start-up
+
+
 def test_a_retry_after_a_database_error_writes_the_same_outcome_without_refeeding() -> None:
     deps, history, _ = make()
     serve_once(deps)

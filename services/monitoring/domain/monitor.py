@@ -170,6 +170,9 @@ HoldoutMetrics = Callable[[str, int], Mapping[str, Any] | None]
 
 
 class Monitor:
+    """`detectors_for` is asked on every event: it answers from a configuration built once
+    (MonitoringSettings.detectors_for)."""
+
     def __init__(
         self,
         detectors_for: Callable[[str], DatasetDetectors],
@@ -179,8 +182,7 @@ class Monitor:
         holdout_metrics: HoldoutMetrics = lambda model, version: None,
         holdout_rule: HoldoutRule | None = None,
     ) -> None:
-        self._configured = detectors_for
-        self._detectors: dict[str, DatasetDetectors] = {}
+        self._detectors_for = detectors_for
         self._model_name_for = model_name_for
         self._task_for = task_for
         self._holdout_metrics = holdout_metrics
@@ -195,14 +197,6 @@ class Monitor:
         self._tasks: dict[tuple[str, int], str] = {}
         self._served_datasets: set[str] = set()
         self._champions: set[str] = set()
-
-    def _detectors_for(self, dataset: str) -> DatasetDetectors:
-        """The dataset's detector configuration, read once: building it parses and checks
-        every detector spec, which per event cost more than the detectors themselves."""
-        config = self._detectors.get(dataset)
-        if config is None:
-            config = self._detectors[dataset] = self._configured(dataset)
-        return config
 
     def has_served(self, dataset: str) -> bool:
         """Whether a model of the dataset served a prediction or was promoted: before that, a

@@ -5,6 +5,8 @@ replica stops beating."""
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +15,7 @@ from sqlalchemy import Engine
 
 from services.training.adapters.database import create_training_engine
 from services.training.adapters.labels import SqlLabelCounter
-from services.training.adapters.leases import SqlLeases
+from services.training.adapters.leases import SqlLeases, new_token
 from services.training.adapters.reproductions import SqlReproductions
 from services.training.adapters.runs import SqlRuns
 from services.training.domain.reproduction import compare_value
@@ -75,6 +77,13 @@ def test_namespaces_have_leases_of_their_own(engine: Engine) -> None:
     SqlLeases(engine, "prod", ttl_s=60, clock=clock).acquire("loans", "a", "c1")
     replay = SqlLeases(engine, "replay", ttl_s=60, clock=clock)
     assert replay.acquire("loans", "b", "c2").holder == "b"  # type: ignore[union-attr]
+
+
+def test_a_holder_token_is_this_process_and_one_random_part_new_for_each_acquisition() -> None:
+    tokens = {new_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    host_and_pid = {token.rsplit(":", 1)[0] for token in tokens}
+    assert host_and_pid == {f"{socket.gethostname()}:{os.getpid()}"}
 
 
 # -- one run of a model at a time ------------------------------------------------------------

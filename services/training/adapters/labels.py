@@ -16,7 +16,6 @@ from sqlalchemy import (
     Column,
     Engine,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -26,11 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from services.training.adapters.database import create_tables, metadata
 from shared.events.envelope import Event
 from shared.events.models import TrainModel
 from shared.events.records import SourcePosition
-
-metadata = MetaData()
 
 label_positions = Table(
     "training_label_positions",
@@ -65,7 +63,7 @@ class SqlLabelCounter:
     def __init__(self, engine: Engine, namespace: str) -> None:
         self.engine = engine
         self.namespace = namespace
-        metadata.create_all(engine, checkfirst=True)
+        create_tables(engine, label_positions, label_counts, label_triggers)
 
     def count(
         self, dataset: str, position: SourcePosition, decide: Decide

@@ -20,27 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    MetaData,
-    String,
-    Table,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Column, DateTime, Engine, String, Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from services.training.adapters.database import as_utc
+from services.training.adapters.database import as_utc, create_tables, database_now, metadata
 
 Clock = Callable[[], datetime]
-
-metadata = MetaData()
 
 training_leases = Table(
     "training_leases",
@@ -56,12 +42,17 @@ training_leases = Table(
 
 def replica_id() -> str:
     """This process, as other replicas see it: host, pid and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_this_process()}:{uuid.uuid4().hex[:8]}"
 
 
 def new_token() -> str:
-    """A holder token: this replica and one acquisition of it."""
-    return f"{replica_id()}:{uuid.uuid4().hex[:8]}"
+    """A holder token, unique to one acquisition: this process (host and pid) and a random
+    part drawn for the acquisition."""
+    return f"{_this_process()}:{uuid.uuid4().hex[:12]}"
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,7 @@ class SqlLeases:
         self.namespace = namespace
         self.ttl = timedelta(seconds=ttl_s)
         self._clock = clock
-        metadata.create_all(engine, tables=[training_leases], checkfirst=True)
+        create_tables(engine, training_leases)
 
     def acquire(self, model_name: str, token: str, command_id: str) -> Lease | None:
         """The lease, now held by `token`; or None when it could not be read (a race with
@@ -165,6 +156,4 @@ class SqlLeases:
         return (t.namespace == self.namespace) & (t.model_name == model_name)
 
     def _now(self, connection: Connection) -> datetime:
-        if self._clock is not None:
-            return self._clock()
-        return as_utc(connection.execute(select(func.current_timestamp())).scalar_one())
+        return self._clock() if self._clock is not None else database_now(connection)

@@ -22,7 +22,6 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
-    MetaData,
     Row,
     String,
     Table,
@@ -33,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 
-from services.training.adapters.database import as_utc
+from services.training.adapters.database import as_utc, create_tables, metadata
 from services.training.adapters.leases import replica_id
 from services.training.domain.reproduction import Check
 from services.training.domain.reproductions import (
@@ -43,8 +42,6 @@ from services.training.domain.reproductions import (
     settled,
     utc_now,
 )
-
-metadata = MetaData()
 
 training_reproductions = Table(
     "training_reproductions",
@@ -88,7 +85,7 @@ class SqlReproductions:
         self._kept = kept
         self._timeout = timedelta(seconds=timeout_s)
         self._clock = clock
-        metadata.create_all(engine, tables=[training_reproductions], checkfirst=True)
+        create_tables(engine, training_reproductions)
 
     def start(self, model: str, version: int) -> Reproduction:
         now = self._clock()

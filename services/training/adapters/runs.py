@@ -11,26 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import Column, DateTime, Engine, String, Table, Text, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from services.training.adapters.database import create_tables, metadata
 from shared.events.envelope import Event
 from shared.events.models import ModelTrained, TrainingFailed
 
 Outcome = Event[ModelTrained] | Event[TrainingFailed]
-
-metadata = MetaData()
 
 training_runs = Table(
     "training_runs",
@@ -50,7 +38,7 @@ class SqlRuns:
     def __init__(self, engine: Engine, namespace: str) -> None:
         self.engine = engine
         self.namespace = namespace
-        metadata.create_all(engine, tables=[training_runs], checkfirst=True)
+        create_tables(engine, training_runs)
 
     def finished(self, command_id: str) -> Outcome | None:
         """The event a command's run emitted, or None when it never finished."""

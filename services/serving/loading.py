@@ -14,8 +14,8 @@ swap) or fits without evicting anything (start-up and promotions use the free ro
 evict for it). A promotion of a model that is neither is recorded only (Verdict.RECORDED): its
 next request loads the new version. Challengers (shadow mode) always load, and are never
 evicted. Every load first evicts least-recently-used models to make room, then records the
-model's measured size; ModelDeployed is announced the first time a version answers here, not
-at every reload after an eviction.
+model's size (measured at a version's first load, remembered for its reloads); ModelDeployed
+is announced the first time a version answers here, not at every reload after an eviction.
 """
 
 from __future__ import annotations
@@ -195,9 +195,15 @@ class ModelLoader:
             done.append(slot.swap(change, served))
             return done[0] == Verdict.LOAD
 
-        size = retained_bytes(served.estimator)
+        size = self._retained_bytes(change.model, served)
         self.memory.admit((change.model, change.alias), served, size, swap)
         return done[0]
+
+    def _retained_bytes(self, model: str, served: ServedModel) -> int:
+        """The version's size: walked at its first load (a walk of its whole object graph),
+        the memory's figure for it at every reload after (the same artifact, the same size)."""
+        known = self.memory.measured(model, served.version)
+        return known if known is not None else retained_bytes(served.estimator)
 
     def _load_and_swap(self, change: Change, card: ModelCard | None) -> Verdict | None:
         """The swap span's body: prepare, swap, announce the deployment."""
@@ -284,7 +290,8 @@ class ModelLoader:
             answering.append(slot.install(served))
             return answering[0] is served
 
-        self.memory.admit((slot.name, CHAMPION), served, retained_bytes(served.estimator), install)
+        size = self._retained_bytes(slot.name, served)
+        self.memory.admit((slot.name, CHAMPION), served, size, install)
         if answering[0] is served:
             metrics.COLD_LOADS.labels(slot.name, "loaded").inc()
             metrics.MODELS_LOADED.labels(slot.name, CHAMPION).inc()

@@ -7,7 +7,9 @@ domain/eviction.py) so that the estimate fits: the size measured for that versio
 its artifact's byte size times the largest retained/artifact ratio measured so far (1 before
 any load; for the skops pipelines tried the artifact is 1.1 to 2.5 times the retained size).
 Once loaded, `admit` puts the
-model in place and records its measured size, evicting more if the estimate was short. During
+model in place and records its measured size, evicting more if the estimate was short. A
+version is measured at its first load only (`measured`): the walk of its object graph is slow,
+and a reload of the same artifact holds the same bytes. During
 a hot swap both versions count, as both are in memory until the old one's requests finish.
 
 Requests `hold` a champion while they are scored (and while their features are looked up);
@@ -101,9 +103,13 @@ class ModelMemory:
             if entry is not None and entry.in_flight > 0:
                 entry.in_flight -= 1
 
+    def measured(self, model: str, version: int) -> int | None:
+        """The version's size as measured when it first loaded here; None before that."""
+        return self._measured.get((model, version))
+
     def estimate(self, model: str, version: int, artifact_bytes: int | None) -> int:
         """A version's size before it loads: as measured before, else its artifact's size."""
-        known = self._measured.get((model, version))
+        known = self.measured(model, version)
         if known is not None:
             return known
         return round((artifact_bytes or 0) * (self._ratio or 1.0))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
+from services.serving import loading
 from services.serving.domain.eviction import MemoryBudget, NoRoom, Resident, choose_evictions
 from services.serving.domain.served import ModelCard
 from services.serving.domain.sizes import retained_bytes
@@ -198,6 +199,27 @@ def test_models_load_on_request_and_the_least_recently_used_are_evicted_and_relo
     assert snapshot["used_bytes"] <= snapshot["limit_bytes"]
     assert (snapshot["loads"], snapshot["evictions"], snapshot["reloads"]) == (4, 2, 1)
     assert serving.artifacts.loaded.count(ref("b", 1).uri) == 2
+    assert all(entry["size_bytes"] >= WEIGHTS for entry in snapshot["loaded"])
+
+
+def test_a_version_is_measured_at_its_first_load_only_not_at_its_reloads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    measured: list[int] = []
+
+    def counted(root: Any) -> int:
+        measured.append(id(root))
+        return retained_bytes(root)
+
+    monkeypatch.setattr(loading, "retained_bytes", counted)
+    serving = Serving(["a", "b", "c"], fitting=2)
+
+    for model in ["a", "b", "c", "a", "b", "c"]:  # each evicted, then reloaded
+        assert serving.predict(model) == 1
+
+    snapshot = serving.memory.snapshot()
+    assert (snapshot["loads"], snapshot["reloads"], snapshot["evictions"]) == (6, 3, 4)
+    assert len(measured) == 3, "one walk per version"
     assert all(entry["size_bytes"] >= WEIGHTS for entry in snapshot["loaded"])
 
 

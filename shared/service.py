@@ -65,6 +65,8 @@ class ServiceRuntime:
     producer: EventProducer | None = None
     runners: Sequence[BackgroundLoop] = ()
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    closing: Sequence[Callable[[], None]] = ()
+    """Closes what the service opened (HTTP clients, ...), called once its loops stopped."""
     stop: threading.Event = field(default_factory=threading.Event)
     crashed: list[str] = field(default_factory=list)
     on_crash: Callable[[ServiceRuntime], None] = field(default=lambda r: exit_after_crash(r))
@@ -83,6 +85,11 @@ class ServiceRuntime:
         self.stop.set()
         for thread in self._threads:
             thread.join(timeout_s)
+        for close in self.closing:
+            try:
+                close()
+            except Exception:
+                log.exception("closing %r at shutdown failed", close)
         if self.producer is not None:
             self.producer.close()
         shutdown_tracing()

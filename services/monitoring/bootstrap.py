@@ -45,7 +45,8 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     settings.detectors_for("")  # builds every dataset's detectors: a bad one fails at start-up
     producer = EventProducer(producer_config(platform, NAME))
     history = History(create_database_engine(settings.database_url_for(platform)), namespace)
-    lineages = BackgroundLineages(LineageClient(settings.registry_url).lineage)
+    registry = LineageClient(settings.registry_url)
+    lineages = BackgroundLineages(registry.lineage)
     specs = SpecRegistry(
         client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
     )
@@ -93,6 +94,7 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
         producer=producer,
         runners=[*runners, lineages],
         readiness_checks={"kafka": kafka_reachable(platform), "database": history.ping},
+        closing=[registry.close],
     )
     admin = AdminClient(client_config(platform, f"{NAME}-peers"))
     peers = Peers(NAME, group_members(admin, group), own_url)

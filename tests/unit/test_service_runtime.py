@@ -1,5 +1,6 @@
 """A loop that stops on its own is a crash: the runtime says so and ends the process (here a
-recorder stands in for the exit, which tests/integration/test_runner_resilience.py checks)."""
+recorder stands in for the exit, which tests/integration/test_runner_resilience.py checks).
+What the service opened is closed at shutdown, once its loops stopped."""
 
 from __future__ import annotations
 
@@ -58,3 +59,25 @@ def test_a_task_that_ends_by_itself_is_no_crash_but_its_error_is() -> None:
     assert runtime.crashed == [] and calls == []
     runtime, calls = run_until_settled(StartupTask("lookup", "raises"))
     assert runtime.crashed == ["lookup"] and calls == [["lookup"]]
+
+
+def test_what_the_service_opened_is_closed_once_its_loops_stopped() -> None:
+    events: list[str] = []
+
+    class Fetching(Loop):
+        def run(self, stop: threading.Event) -> None:
+            stop.wait()
+            events.append("loop stopped")
+
+    def broken() -> None:
+        raise OSError("already gone")
+
+    runtime = ServiceRuntime(
+        name="t",
+        settings=PlatformSettings(),
+        runners=[Fetching("lineage-fetch", "waits")],
+        closing=[broken, lambda: events.append("client closed")],
+    )
+    runtime.start_consumers()
+    runtime.stop_consumers(timeout_s=5)
+    assert events == ["loop stopped", "client closed"], "a failing close stops no other"

@@ -23,7 +23,6 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import create_engine, text
 
 from shared.events import Event
 from shared.events.catalog import payload_type
@@ -40,6 +39,7 @@ from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
+from tests.integration.conftest import Database
 from tests.integration.kafka_helpers import committed_total, read_all, unique_name
 from tests.services import RunningService, free_port, namespace_topics, start_service
 from tests.waiting import wait_until
@@ -172,23 +172,13 @@ def decode(value: bytes) -> Event[Any]:
     return Event[kind].model_validate_json(value)  # type: ignore[valid-type]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_env(
-    request: pytest.FixtureRequest, settings: PlatformSettings, tmp_path: Path
-) -> Iterator[dict[str, str]]:
+@pytest.fixture
+def database_env(sql_database: Database) -> dict[str, str]:
     """The registry's database settings: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield {"MLOPS_REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.sqlite'}"}
-        return
-    if settings.database_url is None:
-        pytest.fail("MLOPS_DATABASE_URL is not set: start the stack (make up) and load its env")
-    url = settings.database_url.get_secret_value()
-    schema = f"registry_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield {"MLOPS_REGISTRY_DATABASE_URL": url, "MLOPS_REGISTRY_DATABASE_SCHEMA": schema}
-    finally:
-        with create_engine(url).begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    env = {"MLOPS_REGISTRY_DATABASE_URL": sql_database.url}
+    if sql_database.schema is not None:
+        env["MLOPS_REGISTRY_DATABASE_SCHEMA"] = sql_database.schema
+    return env
 
 
 @pytest.fixture

@@ -43,7 +43,6 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 from minio import Minio
-from sqlalchemy import create_engine, text
 
 from services.training.domain.frames import prepare
 from services.training.domain.metrics import score
@@ -73,6 +72,7 @@ from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.kafka.topics import TopicCatalog
 from shared.settings import PlatformSettings
+from tests.integration.conftest import Database
 from tests.integration.kafka_helpers import (
     committed_total,
     read_all,
@@ -571,23 +571,13 @@ def test_post_train_goes_through_kafka(stack: Stack) -> None:
     assert stack.end_offsets("training.requests") == 1
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(
-    request: pytest.FixtureRequest, settings: PlatformSettings, tmp_path: Path
-) -> Iterator[dict[str, str]]:
+@pytest.fixture
+def database_url(sql_database: Database) -> dict[str, str]:
     """Training's database: a SQLite file, or a PostgreSQL schema of the test's own."""
-    if request.param == "sqlite":
-        yield {"database_url": f"sqlite:///{tmp_path / 'runs.sqlite'}"}
-        return
-    if settings.database_url is None:
-        pytest.fail("MLOPS_DATABASE_URL is not set: start the stack (make up) and load its env")
-    url = settings.database_url.get_secret_value()
-    schema = f"training_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield {"database_url": url, "database_schema": schema}
-    finally:
-        with create_engine(url).begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    settings = {"database_url": sql_database.url}
+    if sql_database.schema is not None:
+        settings["database_schema"] = sql_database.schema
+    return settings
 
 
 def test_a_redelivered_command_trains_once_and_re_emits_the_same_event(

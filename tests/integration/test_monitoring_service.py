@@ -10,6 +10,8 @@ shipped with it) is declared by registering its spec in the test's own namespace
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -635,58 +637,126 @@ def local_performance(service: RunningService) -> dict[str, Any]:
     return httpx.get(f"{service.url}/performance", params={"scope": "local"}, timeout=10).json()
 
 
-def test_two_replicas_own_a_dataset_each_at_most_and_a_drift_episode_yields_one_retrain(
+def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        committed = consumer.committed(wanted, timeout=10)
+        return all(
+            max(c.offset, 0) == consumer.get_watermark_offsets(w, timeout=10)[1]
+            for c, w in zip(committed, wanted, strict=True)
+        )
+    finally:
+        consumer.close()
+
+
+def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retrain_per_drift(
     model, namespace, producer, subprocess_env, bootstrap, tmp_path, admin
 ) -> None:
-    """Two monitoring processes, as `MLOPS_REPLICAS="monitoring=2"` runs them, with the inputs
-    keyed by record id as serving and ingestion publish them (spread over the partitions, so
-    each replica's first stage reads part of every stream): the second stage gives each
-    dataset to one replica, so each model is monitored by one, each drift episode decides one
-    retrain, and either replica answers /performance for both."""
+    """Two monitoring processes, as `MLOPS_REPLICAS="monitoring=2"` runs them, share two
+    drifting streams keyed by record id as serving and ingestion publish them (so each
+    replica's first stage reads part of every stream): the second stage gives each dataset to
+    one replica, and either answers /performance for both. Then the owner of one dataset is
+    SIGKILLed a third of the way in. Both of its stages' partitions move to the survivor,
+    which reads every input to the end, owns both datasets, and decides one retrain per
+    drift episode: nothing lost (the drift after the kill is caught), nothing decided twice."""
+    short_session = {"MLOPS_KAFKA_CLIENT_EXTRA": json.dumps({"session.timeout.ms": "6000"})}
     replicas = [
-        monitoring(namespace, subprocess_env, tmp_path, **{"MLOPS_INSTANCE": f"monitoring-{n}"})
+        monitoring(
+            namespace,
+            subprocess_env,
+            tmp_path,
+            **{"MLOPS_INSTANCE": f"monitoring-{n}"},
+            **short_session,
+        )
         for n in (1, 2)
     ]
     group = f"{namespace}.monitoring"
+    predictions, labels = stream(model, DRIFT_AT)
+    streams = [
+        (predictions, labels),
+        (renamed(predictions, "loans_b"), renamed(labels, "loans_b")),
+    ]
+
+    def publish_part(start: int, end: int) -> None:
+        for served, labelled_events in streams:
+            for name, events in (("serving.predictions", served), ("data.labels", labelled_events)):
+                topic = CATALOG.name(name, namespace)
+                producer.publish_confirmed(
+                    [
+                        OutgoingMessage.for_event(topic, e, key=e.data.record_id)
+                        for e in events[start:end]
+                    ],
+                    timeout=60,
+                )
+
+    def owner_of(dataset: str) -> RunningService | None:
+        return next(
+            (
+                r
+                for r in replicas
+                if r.process.poll() is None
+                and any(row["model_name"] == dataset for row in local_performance(r)["models"])
+            ),
+            None,
+        )
+
     try:
         for stage in (group, f"{group}-router"):
             wait_until(
                 lambda g=stage: stable_members(admin, g) == 2, what=f"two members in {stage}"
             )
-        predictions, labels = stream(model, DRIFT_AT)
-        streams = {
-            "loans": (predictions, labels),
-            "loans_b": (renamed(predictions, "loans_b"), renamed(labels, "loans_b")),
-        }
-        for served, labelled_events in streams.values():
-            for name, events in (("serving.predictions", served), ("data.labels", labelled_events)):
-                topic = CATALOG.name(name, namespace)
-                producer.publish_confirmed(
-                    [OutgoingMessage.for_event(topic, e, key=e.data.record_id) for e in events],
-                    timeout=60,
-                )
+        third = LENGTH // 3
+        publish_part(0, third)
         wait_until(
             lambda: (
                 sum(row["labelled"] for r in replicas for row in local_performance(r)["models"])
-                == 2 * LENGTH
+                >= third
             ),
-            what="every label joined, by one replica or the other",
-            timeout_s=180,
+            what="a third of a stream joined",
+            timeout_s=120,
         )
-        monitored = [
+        owners = [
             (n, row["model_name"])
             for n, replica in enumerate(replicas)
             for row in local_performance(replica)["models"]
         ]
         gathered = [sorted(m["model_name"] for m in performance(r)["models"]) for r in replicas]
+        victim = owner_of("loans")
+        assert victim is not None
+        survivor = next(r for r in replicas if r is not victim)
+        os.kill(victim.process.pid, signal.SIGKILL)
+        victim.process.wait(10)
+        publish_part(third, LENGTH)
+        wait_until(
+            lambda: all(
+                committed_everything(bootstrap, g, CATALOG.name(t, namespace))
+                for g, t in (
+                    (f"{group}-router", "serving.predictions"),
+                    (f"{group}-router", "data.labels"),
+                    (group, "monitoring.inputs"),
+                )
+            ),
+            what="the survivor to read every input to its end",
+            timeout_s=240,
+            interval_s=1,
+        )
+        owned = sorted(row["model_name"] for row in local_performance(survivor)["models"])
         commands = read_to_end(bootstrap, CATALOG.name("training.requests", namespace))
-        view = drift_view(replicas[0])
+        drifts = read_to_end(bootstrap, CATALOG.name("monitoring.drift", namespace))
+        view = drift_view(survivor)
     finally:
         for replica in replicas:
             replica.stop()
-    assert sorted(model for _, model in monitored) == ["loans", "loans_b"], monitored
+    assert sorted(model for _, model in owners) == ["loans", "loans_b"], "one owner each"
     assert gathered == [["loans", "loans_b"]] * 2, "each replica answers for both (gathered)"
+    assert owned == ["loans", "loans_b"], "the survivor owns both datasets"
     retrained = sorted(command["data"]["model_name"] for _, command in commands)
-    assert retrained == ["loans", "loans_b"], f"one retrain per model's drift episode: {retrained}"
-    triggers = [d["model_name"] for d in view["decisions"] if d["action"] == "trigger"]
-    assert sorted(triggers) == ["loans", "loans_b"], "the shared history holds both decisions"
+    assert retrained == ["loans", "loans_b"], f"one retrain per drift episode: {retrained}"
+    triggers = sorted(d["model_name"] for d in view["decisions"] if d["action"] == "trigger")
+    assert triggers == ["loans", "loans_b"]
+    caught = {
+        d["data"]["model_name"] for _, d in drifts if d["data"]["position"] > DRIFT_AT - third
+    }
+    assert caught == {"loans", "loans_b"}, "the drift after the kill is caught for both"

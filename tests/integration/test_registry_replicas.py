@@ -7,28 +7,32 @@ whose consumer groups both deliver every ModelTrained (the worst a rebalance can
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine
 
 from services.registry.adapters.database import create_registry_engine, migrate
 from services.registry.domain.policy import PromotionPolicy
 from services.registry.lifecycle import Registry
 from shared.events import Event
 from shared.events.models import ModelTrained
-from shared.settings import PlatformSettings
+from shared.kafka.topics import TopicCatalog
+from tests.integration.conftest import Database
+from tests.integration.kafka_helpers import committed_total, read_all, stable_members
 from tests.integration.test_registry_service import (
     ALICE,
     MODEL,
     Platform,
-    database_env,  # noqa: F401 (fixture)
+    decode,
     get_json,
     platform,  # noqa: F401 (fixture)
     trained,
@@ -39,23 +43,19 @@ REPLICAS = 2
 T = TypeVar("T")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(
-    request: pytest.FixtureRequest, settings: PlatformSettings, tmp_path: Path
-) -> Iterator[tuple[str, str]]:
+@pytest.fixture
+def database(sql_database: Database) -> tuple[str, str]:
     """(url, schema) of one test's registry database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.sqlite'}", "registry"
-        return
-    if settings.database_url is None:
-        pytest.fail("MLOPS_DATABASE_URL is not set: start the stack (make up) and load its env")
-    url = settings.database_url.get_secret_value()
-    schema = f"registry_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield url, schema
-    finally:
-        with create_engine(url).begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    return sql_database.url, sql_database.schema or "registry"
+
+
+@pytest.fixture
+def database_env(postgresql_database: Database) -> dict[str, str]:
+    """Registry processes as replicas: on one PostgreSQL schema, as on several hosts."""
+    return {
+        "MLOPS_REGISTRY_DATABASE_URL": postgresql_database.url,
+        "MLOPS_REGISTRY_DATABASE_SCHEMA": postgresql_database.schema or "registry",
+    }
 
 
 @pytest.fixture
@@ -189,3 +189,67 @@ def test_two_registry_processes_both_handed_every_model_trained_register_each_on
         lambda: get_json(platform.services[1], f"/models/{MODEL}")["aliases"]["champion"] == 2,
         what="the other registry to answer the promotion made through the first",
     )
+
+
+KILL_MODELS = [f"credit-{n}" for n in range(12)]
+KILL_VERSIONS = 5
+
+
+def test_a_registry_replica_killed_mid_stream_hands_over_and_registers_each_version_once(
+    platform: Platform,  # noqa: F811
+    admin: AdminClient,
+) -> None:
+    """Two registry processes in one consumer group on one PostgreSQL, ModelTrained for twelve
+    models keyed by model, each better than the last; one replica SIGKILLed mid-stream. Its
+    partitions go to the other: every version registered once and in order, every lifecycle
+    event once (a re-emission keeps its id), every promotion audited, the last one champion."""
+    platform.env["MLOPS_KAFKA_CLIENT_EXTRA"] = json.dumps({"session.timeout.ms": "6000"})
+    replicas = [platform.start(), platform.start()]
+    group = f"{platform.namespace}.registry"
+    wait_until(
+        lambda: stable_members(admin, group, with_partitions=True) == 2,
+        what="both registry replicas to get partitions of models.trained",
+        timeout_s=60,
+    )
+    events = {
+        model: [
+            trained(
+                0.5 + v / 20,
+                baseline=(v, 0.5 + (v - 1) / 20) if v else None,  # scored against v's champion
+                run=f"{model}-{v}",
+                namespace=platform.namespace,
+                model=model,
+            )
+            for v in range(KILL_VERSIONS)
+        ]
+        for model in KILL_MODELS
+    }
+    in_order = [events[model][v] for v in range(KILL_VERSIONS) for model in KILL_MODELS]
+    half = len(in_order) // 2
+    platform.publish(*in_order[:half])
+    topic = platform.topic("models.trained")
+    partitions = TopicCatalog.load()["models.trained"].partitions
+    wait_until(
+        lambda: committed_total(platform.bootstrap, group, topic, partitions) >= half // 3,
+        what="the replicas to register part of the stream",
+        interval_s=0.05,
+    )
+    os.kill(replicas[0].process.pid, signal.SIGKILL)
+    platform.publish(*in_order[half:])
+    platform.wait_handled(len(in_order))
+
+    survivor = replicas[1]
+    for model, published in events.items():
+        versions = get_json(survivor, f"/models/{model}/versions")
+        assert [(v["version"], v["run_id"]) for v in versions] == [
+            (n + 1, event.data.run_id) for n, event in enumerate(published)
+        ], f"{model}: a version lost, twice or out of order"
+        assert get_json(survivor, f"/models/{model}")["aliases"]["champion"] == KILL_VERSIONS
+        audit = get_json(survivor, f"/models/{model}/audit")
+        promoted = [e["to_version"] for e in audit if e["action"] == "promoted"]
+        assert promoted == list(range(1, KILL_VERSIONS + 1)), f"{model}: {promoted}"
+    lifecycle = read_all(
+        platform.bootstrap, platform.topic("models.lifecycle"), platform.lifecycle_end()
+    )
+    ids = [decode(message.value()).id for message in lifecycle]
+    assert len(set(ids)) == 2 * len(in_order), "a lifecycle event lost or re-emitted anew"

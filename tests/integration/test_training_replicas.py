@@ -13,21 +13,24 @@ one whose replica stopped beating ends failed.
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import signal
 import threading
 import time
-import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine, select
 
 from services.training.adapters.database import create_training_engine
 from services.training.adapters.labels import SqlLabelCounter
-from services.training.adapters.leases import SqlLeases
+from services.training.adapters.leases import SqlLeases, training_leases
 from services.training.adapters.reproductions import SqlReproductions
 from services.training.adapters.runs import SqlRuns
 from services.training.exclusive import ExclusionConfig, ModelExclusion
@@ -35,39 +38,36 @@ from services.training.handlers import Deps, train_model
 from shared.events import Event
 from shared.events.models import ModelTrained, TrainModel
 from shared.kafka.consumer import MessageInfo
-from shared.settings import PlatformSettings
+from tests.integration.conftest import Database
+from tests.integration.kafka_helpers import stable_members
 from tests.integration.test_registry_replicas import all_at_once
 from tests.integration.test_registry_service import trained as model_trained
 from tests.integration.test_training_service import (  # noqa: F401 (fixtures)
     Stack,
-    database_url,
     minio,
     stack,
     train_command,
 )
+from tests.services import RunningService
 from tests.unit.test_training_handlers import trained
 from tests.waiting import wait_until
 
 FIT_S = 0.4
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(
-    request: pytest.FixtureRequest, settings: PlatformSettings, tmp_path: Path
-) -> Iterator[tuple[str, str]]:
-    """(url, schema) of training's database for one test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'training.sqlite'}", "training"
-        return
-    if settings.database_url is None:
-        pytest.fail("MLOPS_DATABASE_URL is not set: start the stack (make up) and load its env")
-    url = settings.database_url.get_secret_value()
-    schema = f"training_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield url, schema
-    finally:
-        with create_engine(url).begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+@pytest.fixture
+def database(sql_database: Database) -> tuple[str, str]:
+    """(url, schema) of one test's training database."""
+    return sql_database.url, sql_database.schema or "training"
+
+
+@pytest.fixture
+def database_url(postgresql_database: Database) -> dict[str, str]:
+    """Training processes as replicas: on one PostgreSQL schema, as on several hosts."""
+    return {
+        "database_url": postgresql_database.url,
+        "database_schema": postgresql_database.schema or "training",
+    }
 
 
 @dataclass
@@ -222,3 +222,88 @@ def test_a_reproduction_asked_of_one_training_process_is_read_through_another(
     assert finished_on(first) == finished_on(second)
     listed = httpx.get(f"{second.url}/reproductions", params={"model": "loans"}, timeout=10)
     assert [item["id"] for item in listed.json()] == [reproduction_id]
+
+
+SHORT_SESSION = {"MLOPS_KAFKA_CLIENT_EXTRA": json.dumps({"session.timeout.ms": "6000"})}
+KILL_MODELS = [f"credit-{n}" for n in range(4)]
+
+
+def command_for(model: str, seed: int) -> Event[TrainModel]:
+    payload = train_command(seed=seed).data.model_copy(update={"model_name": model})
+    return Event.create(payload, source="test", subject=model)
+
+
+def lease_holders(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(training_leases.c.holder)).scalars())
+
+
+def test_a_training_replica_killed_mid_fit_hands_its_commands_over_and_fits_none_twice(
+    stack: Stack, database_url: dict[str, str], admin: AdminClient
+) -> None:
+    """Two training processes in one consumer group on one PostgreSQL: commands for four
+    models keyed by model, one replica SIGKILLed while it holds a model's lease (mid-run).
+    Its partitions and, once expired, its lease go to the other: every command ends in one
+    ModelTrained (a re-emission keeps its id), none fails, the registry holds each once."""
+    registry = stack.start_registry()
+    settings = {
+        "feature_store_url": stack.feature_store.url,
+        "registry_url": registry.url,
+        "models_bucket": stack.models_bucket,
+        "lease_ttl_s": "3",
+        **database_url,
+    }
+    replicas = [stack.start("training", extra_env=SHORT_SESSION, **settings) for _ in range(2)]
+    wait_until(
+        lambda: stable_members(admin, f"{stack.namespace}.training", with_partitions=True) == 2,
+        what="both training replicas to get partitions of training.requests",
+        timeout_s=60,
+    )
+    commands = [command_for(model, seed) for seed in range(2) for model in KILL_MODELS]
+    for command in commands:
+        stack.publish("training.requests", command, key=command.data.model_name)
+
+    engine = create_training_engine(database_url["database_url"], database_url["database_schema"])
+    try:
+
+        def holding_a_lease() -> tuple[RunningService, RunningService] | None:
+            if stack.end_offsets("models.trained") < 2:
+                return None
+            holders = lease_holders(engine)
+            for replica, other in (replicas, replicas[::-1]):
+                if any(f":{replica.process.pid}:" in holder for holder in holders):
+                    return replica, other
+            return None
+
+        victim, survivor = wait_until(
+            holding_a_lease,
+            what="a replica holding a model's lease after two models were trained",
+            timeout_s=120,
+            interval_s=0.02,
+        )
+        os.kill(victim.process.pid, signal.SIGKILL)
+        trained_at_kill = stack.end_offsets("models.trained")
+        emitted = wait_until(
+            lambda: (
+                (events := stack.read("models.trained", stack.end_offsets("models.trained")))
+                and {e.causationid for e in events} >= {c.id for c in commands}
+                and events
+            ),
+            what="a ModelTrained for every command",
+            timeout_s=180,
+            interval_s=1,
+        )
+    finally:
+        engine.dispose()
+    assert trained_at_kill < len(commands), "the replica must be killed mid-stream"
+    ids_by_command: dict[str, set[str]] = defaultdict(set)
+    for event in emitted:
+        assert isinstance(event.data, ModelTrained), f"a command failed: {event.data}"
+        ids_by_command[event.causationid].add(event.id)
+    assert all(len(ids) == 1 for ids in ids_by_command.values()), "a command trained twice"
+    for model in KILL_MODELS:
+        wait_until(
+            lambda m=model: len(httpx.get(f"{registry.url}/models/{m}/versions").json()) == 2,
+            what=f"two versions of {model}",
+        )
+    assert survivor.process.poll() is None

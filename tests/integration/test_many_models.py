@@ -444,6 +444,8 @@ def test_210_models_over_three_datasets_are_registered_served_within_the_memory_
         assert memory["evictions"] >= len(names) - len(warm["loaded"])
         assert memory["reloads"] > 0, "no model was loaded again after its eviction"
         assert metric_sum(platform, "mlops_serving_evictions_total") == memory["evictions"]
+        cold_loads = metric_sum(platform, "mlops_serving_cold_loads_total", outcome="loaded")
+        assert cold_loads >= len(names) - len(warm["loaded"])
 
         platform.producer.publish_confirmed(feedback_labels(platform, later), timeout=60)
         expected = expected_rows(jobs, requests.predictions)

@@ -1,18 +1,15 @@
-"""Many champions within a memory limit, against the real broker, MinIO and registry.
+"""Many champions within a memory limit, against the real broker, MinIO and registry: a
+promotion of a loaded model while requests flow over many models fails no request.
 
-`count` models (a parameter: 30 here, faster than the 200 of the scale acceptance test) are
-stored in MinIO as skops artifacts and registered through models.trained; the registry makes
-each v1 champion. Serving runs with MLOPS_SERVING_MODEL_MEMORY_MB set so that only `FITTING`
-of them fit (from the retained size of the largest), requests are spread over every model,
-and the test checks that every request succeeds, that the bytes used never exceed the limit,
-and that models were evicted and loaded again on request. A promotion of a loaded model while
-requests flow fails no request.
+Models are stored in MinIO as skops artifacts and registered through models.trained; the
+registry makes each v1 champion. Serving runs with MLOPS_SERVING_MODEL_MEMORY_MB set so that
+only `FITTING` of them fit (from the retained size of the largest). The helpers here also serve
+test_many_models.py (210 models over three datasets, served and monitored).
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 
 from services.serving.domain.sizes import retained_bytes
 from shared.artifacts import deserialize, serialize, store_model
@@ -171,56 +167,6 @@ def wait_for_champions(platform: Platform, names: list[str]) -> None:
         return sum(m["champion_version"] == 1 for m in served if m["model"] in names) == len(names)
 
     wait_until(all_known, what=f"serving to know the {len(names)} champions", timeout_s=120)
-
-
-@pytest.mark.parametrize("count", [30])
-def test_many_champions_are_served_within_the_memory_limit_evicted_and_reloaded_on_request(
-    platform: Platform,
-    count: int,
-) -> None:
-    platform.start_registry()
-    fitted = [train(seed=seed, max_iter=10 + 5 * seed) for seed in range(DISTINCT_MODELS)]
-    limit = FITTING * largest_retained_size(fitted) + largest_retained_size(fitted) // 2
-    platform.start_serving(model_memory_mb=f"{limit / 1_048_576:.6f}")
-    register_many(platform, count)
-    names = [model_name(index) for index in range(count)]
-    wait_for_champions(platform, names)
-    warm = get_json(platform, "/memory")
-    assert 0 < len(warm["loaded"]) < count, "promotions load what fits, and only that"
-    assert warm["used_bytes"] <= limit and warm["evictions"] == 0
-    traffic = Traffic(platform.serving.url, loans_records(50, seed=60))  # type: ignore[union-attr]
-    watch = MemoryWatch(platform)
-    watcher = threading.Thread(target=watch.run)
-    watcher.start()
-    orders = [random.Random(worker).sample(names, count) * 3 for worker in range(WORKERS)]
-    try:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            runs = [
-                pool.submit(traffic.run, orders[worker].__getitem__, len(orders[worker]), worker)
-                for worker in range(WORKERS)
-            ]
-            for run in runs:
-                run.result()
-    finally:
-        watch.stop.set()
-        watcher.join()
-
-    assert traffic.failures == []
-    assert len(traffic.answered) == WORKERS * count * 3
-    assert {model for model, _, _ in traffic.answered} == set(names)
-    assert watch.samples, "no /memory sample"
-    over = [s for s in watch.samples if s["used_bytes"] > s["limit_bytes"]]
-    assert over == [], f"above the limit: {over[:2]}"
-    assert max(len(s["loaded"]) for s in watch.samples) < count
-    memory = get_json(platform, "/memory")
-    print(
-        f"\n{count} models, limit {limit} bytes: {memory['loads']} loads, "
-        f"{memory['reloads']} reloads, {memory['evictions']} evictions"
-    )
-    assert memory["evictions"] >= count - len(warm["loaded"])
-    assert memory["reloads"] > 0, "no model was loaded again after its eviction"
-    assert metric_sum(platform, "mlops_serving_evictions_total") == memory["evictions"]
-    assert metric_sum(platform, "mlops_serving_cold_loads_total", outcome="loaded") >= count
 
 
 def test_promoting_a_loaded_model_while_requests_flow_over_many_models_fails_none(

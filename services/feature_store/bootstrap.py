@@ -59,7 +59,7 @@ from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, server_config
 from shared.settings import PlatformSettings
 from shared.sql import create_database_engine
-from shared.storage import minio_client
+from shared.storage import minio_client, minio_probe
 from shared.telemetry import configure_tracing
 
 NAME = "feature-store"
@@ -131,7 +131,7 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
     specs = SpecRegistry(
         client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
     )
-    store = ObjectStore(minio_client(platform), settings.bucket)
+    store = ObjectStore(minio_client(platform), settings.bucket, probe=minio_probe(platform))
     store.ensure_bucket()
     online = OnlineStore(
         create_database_engine(platform.database_url_or_sqlite(settings.sqlite_path)),

@@ -15,8 +15,9 @@ from minio.error import S3Error
 class ObjectStore:
     """One bucket, created if missing."""
 
-    def __init__(self, client: Minio, bucket: str) -> None:
+    def __init__(self, client: Minio, bucket: str, probe: Minio | None = None) -> None:
         self._client = client
+        self._probe = probe or client
         self.bucket = bucket
 
     def ensure_bucket(self) -> None:
@@ -70,4 +71,4 @@ class ObjectStore:
         return sorted(item.object_name for item in objects if item.object_name)
 
     def ping(self) -> None:
-        self._client.bucket_exists(self.bucket)
+        self._probe.bucket_exists(self.bucket)

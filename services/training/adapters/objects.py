@@ -17,8 +17,9 @@ from shared.events.models import ArtifactRef
 
 
 class ObjectStore:
-    def __init__(self, client: Minio) -> None:
+    def __init__(self, client: Minio, probe: Minio | None = None) -> None:
         self._client = client
+        self._probe = probe or client
 
     def read_parquet(self, uri: str) -> pd.DataFrame:
         try:
@@ -53,4 +54,4 @@ class ObjectStore:
         return load_model(self._client, ref)
 
     def ping(self) -> None:
-        self._client.list_buckets()
+        self._probe.list_buckets()

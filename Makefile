@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
 
-.PHONY: help install venv up demo down status test test-unit test-browser test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console bench-scale compose-env k8s-check k8s-credentials clean
+.PHONY: help install venv up demo down status test test-unit test-browser test-faults test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console bench-scale compose-env k8s-check k8s-credentials clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,7 +36,8 @@ test: install ## everything: lint, unit, integration, e2e and browser tests agai
 	@$(STACK) install-browser
 	@was_up=0; $(STACK) status >/dev/null 2>&1 && was_up=1; \
 	if $(STACK) up; then \
-	  $(WITH_STACK_ENV) $(PY) -m pytest tests -p no:cacheprovider; rc=$$?; \
+	  $(WITH_STACK_ENV) $(PY) -m pytest tests --ignore=tests/faults -p no:cacheprovider; rc=$$?; \
+	  $(MAKE) --no-print-directory test-faults || rc=1; \
 	else rc=1; echo "make test: the stack did not start, no test was run" >&2; fi; \
 	if [ $$was_up = 0 ]; then $(STACK) down; fi; \
 	exit $$rc
@@ -48,8 +49,11 @@ test-browser: venv ## the console in Debian's headless Chromium, after a closed-
 	@$(STACK) install-browser
 	@$(WITH_STACK_ENV) $(PY) -m pytest tests/e2e -m browser -p no:cacheprovider
 
+test-faults: venv ## the fault matrix under load (stops and restarts the stack's Jaeger, PostgreSQL, MinIO; stack up)
+	@$(WITH_STACK_ENV) $(PY) -m pytest tests/faults -p no:cacheprovider
+
 test-integration: venv ## integration tests against an already running stack (`make up`)
-	@$(WITH_STACK_ENV) $(PY) -m pytest tests/integration
+	@$(WITH_STACK_ENV) $(PY) -m pytest tests/integration -p no:cacheprovider
 
 lint: venv ## ruff lint and format check, and the event schemas are up to date
 	@$(VENV)/bin/ruff check .

@@ -1,0 +1,100 @@
+"""The fault suite: one platform (the seven services as processes in a namespace of their own,
+with a first model served) under a steady load while a dependency or a service fails. It runs
+last (`make test-faults`, called by `make test`), since it stops the stack's own components
+and starts them again. Each scenario adds a row to the fault matrix, printed at the end of the
+run and written to .local/fault-matrix.md (the README's table comes from there)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from infra.demo.loop import Urls, start_platform, train_first_model
+from infra.processes import drop_namespace_state
+from shared.settings import PlatformSettings
+from tests.faults.harness import HEADER, Row
+from tests.integration.kafka_helpers import unique_name
+from tests.services import RunningService, namespace_topics, start_service
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "fault_loans"
+ROWS: list[Row] = []
+
+
+class FaultPlatform:
+    def __init__(
+        self, namespace: str, services: dict[str, RunningService], urls: Urls, bootstrap: str
+    ) -> None:
+        self.namespace = namespace
+        self.services = services
+        self.urls = urls
+        self.bootstrap = bootstrap
+
+
+def stack(*args: str) -> None:
+    """infra/stack/stack.sh with the stack's own settings (its state under .local)."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "infra/stack/stack.sh"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (
+        f"stack.sh {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    )
+
+
+@pytest.fixture(scope="session")
+def platform(
+    admin: AdminClient, settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultPlatform]:
+    namespace = unique_name("fault").replace("-", "")
+    logs = tmp_path_factory.mktemp("faults")
+    env = {**os.environ, "MLOPS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    env["PYTHONUNBUFFERED"] = "1"
+    services: dict[str, RunningService] = {}
+
+    def start(name: str, wait_ready: bool = True, **extra: str) -> RunningService:
+        services[name] = start_service(
+            name, namespace, env, logs, extra_env=extra, wait_ready=wait_ready
+        )
+        return services[name]
+
+    with namespace_topics(admin, namespace):
+        try:
+            start_platform(start, namespace, {}, serve_only=MODEL)
+            urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
+            train_first_model(urls, MODEL, 600, seed=91)
+            yield FaultPlatform(namespace, services, urls, settings.kafka_bootstrap_servers)
+        finally:
+            for service in reversed(list(services.values())):
+                service.stop()
+            if settings.database_url is not None:
+                drop_namespace_state(settings.database_url.get_secret_value(), namespace)
+
+
+@pytest.fixture(scope="session")
+def matrix() -> list[Row]:
+    return ROWS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not ROWS:
+        return
+    lines = [
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+        *("| " + " | ".join(row.cells()) + " |" for row in ROWS),
+    ]
+    terminalreporter.section("fault matrix")
+    for line in lines:
+        terminalreporter.write_line(line)
+    out = ROOT / ".local" / "fault-matrix.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,296 @@
+"""A steady load on a running platform while a fault happens, and what it must leave behind.
+
+The load: loans applications through ingestion's HTTP API (batches of ten, acknowledged by a
+202) and published straight to data.raw (acknowledged by the broker, acks=all), and
+single-record `/predict` calls, each from a thread of its own until stopped. Afterwards every
+acknowledged record must end exactly once in data.validated or data.rejected (one event id
+per record id), none dead-lettered; what it measures becomes one row of the fault matrix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+
+from infra.demo.loop import DATASET, ENTITIES
+from shared.datasets.sources import agrawal_records
+from shared.events import Event, RecordIngested
+from shared.kafka.config import producer_config
+from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.settings import PlatformSettings
+from tests.integration.kafka_helpers import unique_name
+from tests.waiting import wait_until
+
+BATCH = 10
+PAUSE_S = 0.2
+
+
+@dataclass
+class Row:
+    """One scenario of the fault matrix."""
+
+    scenario: str
+    records_in: int
+    records_out: int
+    lost: int
+    twice: int
+    dead_lettered: int
+    predict_ok: int
+    predict_failed: int
+    recovery_s: float
+
+    def cells(self) -> list[str]:
+        return [
+            self.scenario,
+            f"{self.records_in:,}",
+            f"{self.records_out:,}",
+            str(self.lost),
+            str(self.twice),
+            str(self.dead_lettered),
+            f"{self.predict_ok:,}",
+            str(self.predict_failed),
+            f"{self.recovery_s:.1f}",
+        ]
+
+
+HEADER = [
+    "scenario",
+    "records in (acknowledged)",
+    "out (validated + rejected)",
+    "lost",
+    "applied twice",
+    "dead-lettered",
+    "/predict answered",
+    "/predict failed",
+    "recovery s",
+]
+
+
+def records(seed: int, count: int) -> list[dict[str, Any]]:
+    start = datetime.now(UTC)
+    rows = agrawal_records(count, seed=seed, start=start, entities=ENTITIES)
+    return [record for record, _ in rows]
+
+
+@dataclass
+class SteadyLoad:
+    """Records in by HTTP and by Kafka, and /predict calls, until `stop`."""
+
+    settings: PlatformSettings
+    namespace: str
+    ingestion_url: str
+    serving_url: str
+    model: str
+    seed: int
+    acked: set[str] = field(default_factory=set)
+    refused: list[str] = field(default_factory=list)
+    predict_ok: int = 0
+    predict_failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> SteadyLoad:
+        pool = records(self.seed, 20_000)
+        by_http, by_kafka = pool[0::2], pool[1::2]
+        for target, args in (
+            (self._post, (by_http,)),
+            (self._publish, (by_kafka,)),
+            (self._predict, (pool[:200],)),
+        ):
+            thread = threading.Thread(target=target, args=args, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(120)
+
+    def _post(self, pool: list[dict[str, Any]]) -> None:
+        with httpx.Client(timeout=30) as client:
+            for first in range(0, len(pool), BATCH):
+                if self._stop.is_set():
+                    return
+                batch = pool[first : first + BATCH]
+                try:
+                    answer = client.post(
+                        f"{self.ingestion_url}/datasets/{DATASET}/records",
+                        json={"records": batch},
+                    )
+                    ok = answer.status_code == 202
+                    reason = f"{answer.status_code} {answer.text[:200]}"
+                except httpx.HTTPError as error:
+                    ok, reason = False, repr(error)
+                with self._lock:
+                    if ok:
+                        self.acked.update(r["application_id"] for r in batch)
+                    else:
+                        self.refused.append(reason)
+                self._stop.wait(PAUSE_S)
+
+    def _publish(self, pool: list[dict[str, Any]]) -> None:
+        producer = EventProducer(producer_config(self.settings, "fault-load"))
+        topic = f"{self.namespace}.data.raw"
+        try:
+            for first in range(0, len(pool), BATCH):
+                if self._stop.is_set():
+                    return
+                batch = pool[first : first + BATCH]
+                messages = [
+                    OutgoingMessage.for_event(
+                        topic,
+                        Event.create(
+                            RecordIngested(
+                                dataset=DATASET,
+                                entity=r["applicant_id"],
+                                values=r,
+                                ingested_at=datetime.now(UTC),
+                            ),
+                            source="fault-load",
+                        ),
+                        r["applicant_id"],
+                    )
+                    for r in batch
+                ]
+                try:
+                    producer.publish_confirmed(messages, timeout=30)
+                    ok, reason = True, ""
+                except Exception as error:
+                    ok, reason = False, repr(error)
+                with self._lock:
+                    if ok:
+                        self.acked.update(r["application_id"] for r in batch)
+                    else:
+                        self.refused.append(reason)
+                self._stop.wait(PAUSE_S)
+        finally:
+            producer.close()
+
+    def _predict(self, pool: list[dict[str, Any]]) -> None:
+        with httpx.Client(timeout=30) as client:
+            sent = 0
+            while not self._stop.is_set():
+                record = pool[sent % len(pool)]
+                sent += 1
+                try:
+                    answer = client.post(
+                        f"{self.serving_url}/predict",
+                        json={"model": self.model, "records": [record]},
+                    )
+                    failure = None if answer.status_code == 200 else answer.text[:200]
+                except httpx.HTTPError as error:
+                    failure = repr(error)
+                with self._lock:
+                    if failure is None:
+                        self.predict_ok += 1
+                    else:
+                        self.predict_failures.append(failure)
+                self._stop.wait(0.05)
+
+
+def partition_ends(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("fault-ends")})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every message of a topic, from its start to its end now."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("fault-read"),
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        wanted = {p: end for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in wanted])
+        seen = dict.fromkeys(wanted, 0)
+        out: list[Any] = []
+        deadline = time.monotonic() + 60
+        while any(seen[p] < wanted[p] for p in wanted):
+            assert time.monotonic() < deadline, f"{topic} not read to its end"
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is None:
+                    out.append(message)
+                    seen[message.partition()] = message.offset() + 1
+        return out
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class Outputs:
+    event_ids_by_record: dict[str, set[str]]
+    dead_lettered_raw: int
+
+
+def outputs(bootstrap: str, namespace: str) -> Outputs:
+    by_record: dict[str, set[str]] = defaultdict(set)
+    for name in ("data.validated", "data.rejected"):
+        for message in read_topic(bootstrap, f"{namespace}.{name}"):
+            event = json.loads(message.value())
+            record_id = event["data"].get("record_id")
+            if record_id is not None:
+                by_record[record_id].add(event["id"])
+    letters = read_topic(bootstrap, f"{namespace}.bus.dead-letter")
+    raw = f"{namespace}.data.raw".encode()
+    from_raw = sum(1 for m in letters if dict(m.headers() or []).get("dlq.original.topic") == raw)
+    return Outputs(dict(by_record), from_raw)
+
+
+def settle(acked: set[str], bootstrap: str, namespace: str, timeout_s: float) -> Outputs:
+    """Waits until every record of `acked` has an outcome (or the time is up: the row then
+    says what is missing)."""
+    found: list[Outputs] = []
+
+    def caught_up() -> bool:
+        found[:] = [outputs(bootstrap, namespace)]
+        return acked <= found[0].event_ids_by_record.keys()
+
+    with contextlib.suppress(AssertionError):
+        wait_until(
+            caught_up,
+            what="every acknowledged record validated or rejected",
+            timeout_s=timeout_s,
+            interval_s=2,
+        )
+    return found[0]
+
+
+def row(scenario: str, load: SteadyLoad, found: Outputs, recovery_s: float) -> Row:
+    ids = found.event_ids_by_record
+    return Row(
+        scenario=scenario,
+        records_in=len(load.acked),
+        records_out=sum(1 for record in load.acked if record in ids),
+        lost=len(load.acked - ids.keys()),
+        twice=sum(1 for record in load.acked if len(ids.get(record, ())) > 1),
+        dead_lettered=found.dead_lettered_raw,
+        predict_ok=load.predict_ok,
+        predict_failed=len(load.predict_failures),
+        recovery_s=recovery_s,
+    )

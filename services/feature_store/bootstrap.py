@@ -114,6 +114,7 @@ class FeatureStoreProcess:
         except Exception:
             log.exception("offline writer of %s stopped on an error", sink.config.topic)
             self.runtime.crashed.append(f"offline-{sink.config.kind}")
+            self.runtime.on_crash(self.runtime)  # exits non-zero: its supervisor restarts it
 
 
 def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> FeatureStoreProcess:

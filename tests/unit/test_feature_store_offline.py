@@ -12,8 +12,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import urllib3
 from confluent_kafka import OFFSET_INVALID, TopicPartition
 
+from services.feature_store.adapters.kafka import retry_until_done
 from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
 from services.feature_store.domain.offline import (
     OfflineRow,
@@ -254,3 +257,25 @@ def test_a_message_that_is_not_a_label_is_dead_lettered_before_the_commit() -> N
     assert headers["dlq.original.offset"] == b"0"
     assert "traceparent" not in headers
     assert consumer.commits == [(1, 2)]
+
+
+def test_an_unreachable_object_store_is_retried_and_a_bad_value_is_not() -> None:
+    refused = urllib3.exceptions.MaxRetryError(
+        urllib3.HTTPConnectionPool("127.0.0.1", 9), "/bucket", reason=ConnectionRefusedError()
+    )
+    attempts: list[int] = []
+
+    def write() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise refused
+        return "written"
+
+    assert retry_until_done(write, "writing", threading.Event(), max_backoff_s=0.01) == "written"
+    assert len(attempts) == 3
+
+    def bad() -> None:
+        raise ValueError("not a store failure")
+
+    with pytest.raises(ValueError):
+        retry_until_done(bad, "writing", threading.Event(), max_backoff_s=0.01)

@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.feature_store.handlers import DEAD_LETTER, Incoming, Outcome, TracedEmit
+from shared.failures import Failure, classify
 from shared.kafka.consumer import dead_letter_headers
 from shared.kafka.producer import DeliveryError, EventProducer, OutgoingMessage
 from shared.telemetry import TRACE_HEADERS, KafkaHeaders, extract_trace_context
@@ -33,6 +34,12 @@ RETRYABLE: tuple[type[Exception], ...] = (
 )
 
 
+def retryable(error: Exception) -> bool:
+    """A side effect worth trying again: a broker, database or object store that should come
+    back (urllib3's and MinIO's errors of an unreachable store included)."""
+    return isinstance(error, RETRYABLE) or classify(error) is Failure.TRANSIENT
+
+
 class Stopping(Exception):
     """The service is stopping while a side effect still failed: nothing is acknowledged."""
 
@@ -45,7 +52,9 @@ def retry_until_done(
     while True:
         try:
             return action()
-        except RETRYABLE as error:
+        except Exception as error:
+            if not retryable(error):
+                raise
             log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(error).__name__,
                         error, backoff)  # fmt: skip
             if stop.wait(backoff):

@@ -73,6 +73,9 @@ _TRANSIENT_TYPES: Final = (
     ServerError,
 )
 
+TRANSIENT_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = _TRANSIENT_TYPES
+"""What a dependency that should come back raises (HTTP answers it with 503)."""
+
 DETERMINISTIC_KAFKA_CODES: Final = frozenset(
     {
         KafkaError.MSG_SIZE_TOO_LARGE,

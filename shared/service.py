@@ -17,12 +17,13 @@ from typing import Literal, Protocol
 
 import uvicorn
 from confluent_kafka.admin import AdminClient
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.failures import TRANSIENT_EXCEPTIONS
 from shared.http_limits import BodyLimit, install_http_limits
 from shared.kafka.config import client_config
 from shared.kafka.producer import EventProducer
@@ -122,6 +123,13 @@ def exit_after_crash(runtime: ServiceRuntime, grace_s: float = 10.0) -> None:
     os._exit(CRASH_EXIT_CODE)
 
 
+def _dependency_unavailable(_: Request, error: Exception) -> JSONResponse:
+    """A database, object store, broker or service that should come back: 503 saying which
+    error, where a route did not handle it itself (never a bare 500)."""
+    reason = f"{type(error).__name__}: {error}"
+    return JSONResponse({"detail": f"a dependency is unavailable ({reason[:500]})"}, 503)
+
+
 def create_app(
     runtime: ServiceRuntime,
     routers: Sequence[APIRouter] = (),
@@ -142,6 +150,8 @@ def create_app(
         runtime.stop_consumers()
 
     app = FastAPI(title=f"mlops {runtime.name}", lifespan=lifespan, telemetry=telemetry)
+    for kind in TRANSIENT_EXCEPTIONS:
+        app.add_exception_handler(kind, _dependency_unavailable)
 
     @app.get("/live", tags=["health"])
     def live() -> JSONResponse:

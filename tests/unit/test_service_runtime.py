@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import threading
 
+import httpx
 import pytest
+import urllib3
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
-from shared.service import ServiceRuntime
+from shared.service import ServiceRuntime, create_app
 from shared.settings import PlatformSettings
 
 
@@ -81,3 +86,35 @@ def test_what_the_service_opened_is_closed_once_its_loops_stopped() -> None:
     runtime.start_consumers()
     runtime.stop_consumers(timeout_s=5)
     assert events == ["loop stopped", "client closed"], "a failing close stops no other"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib3.exceptions.MaxRetryError(urllib3.HTTPConnectionPool("127.0.0.1", 9), "/b"),
+        OperationalError("SELECT 1", {}, ConnectionRefusedError()),
+        httpx.ConnectError("refused"),
+    ],
+)
+def test_a_dependency_down_in_a_route_is_503_naming_it_not_500(error: Exception) -> None:
+    router = APIRouter()
+
+    @router.get("/reads")
+    def reads() -> None:
+        raise error
+
+    app = create_app(ServiceRuntime(name="example", settings=PlatformSettings()), [router])
+    answer = TestClient(app, raise_server_exceptions=False).get("/reads")
+    assert answer.status_code == 503
+    assert type(error).__name__ in answer.json()["detail"]
+
+
+def test_a_bug_in_a_route_is_still_500() -> None:
+    router = APIRouter()
+
+    @router.get("/reads")
+    def reads() -> None:
+        raise KeyError("a bug")
+
+    app = create_app(ServiceRuntime(name="example", settings=PlatformSettings()), [router])
+    assert TestClient(app, raise_server_exceptions=False).get("/reads").status_code == 500

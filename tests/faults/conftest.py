@@ -6,9 +6,10 @@ run and written to .local/fault-matrix.md (the README's table comes from there).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,19 @@ ROWS: list[Row] = []
 
 class FaultPlatform:
     def __init__(
-        self, namespace: str, services: dict[str, RunningService], urls: Urls, bootstrap: str
+        self,
+        namespace: str,
+        services: dict[str, RunningService],
+        urls: Urls,
+        bootstrap: str,
+        restart: Callable[[str], RunningService],
     ) -> None:
         self.namespace = namespace
         self.services = services
         self.urls = urls
         self.bootstrap = bootstrap
+        self.restart = restart
+        """SIGKILLs a service and starts it again on its port, as its supervisor would."""
 
 
 def stack(*args: str) -> None:
@@ -58,11 +66,23 @@ def platform(
     logs = tmp_path_factory.mktemp("faults")
     env = {**os.environ, "MLOPS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
     env["PYTHONUNBUFFERED"] = "1"
+    env["MLOPS_KAFKA_CLIENT_EXTRA"] = json.dumps({"session.timeout.ms": "6000"})
     services: dict[str, RunningService] = {}
+    extras: dict[str, dict[str, str]] = {}
 
     def start(name: str, wait_ready: bool = True, **extra: str) -> RunningService:
+        extras[name] = extra
         services[name] = start_service(
             name, namespace, env, logs, extra_env=extra, wait_ready=wait_ready
+        )
+        return services[name]
+
+    def restart(name: str) -> RunningService:
+        old = services[name]
+        old.process.kill()
+        old.process.wait(10)
+        services[name] = start_service(
+            name, namespace, env, logs, extra_env=extras[name], port=old.port
         )
         return services[name]
 
@@ -71,7 +91,9 @@ def platform(
             start_platform(start, namespace, {}, serve_only=MODEL)
             urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
             train_first_model(urls, MODEL, 600, seed=91)
-            yield FaultPlatform(namespace, services, urls, settings.kafka_bootstrap_servers)
+            yield FaultPlatform(
+                namespace, services, urls, settings.kafka_bootstrap_servers, restart
+            )
         finally:
             for service in reversed(list(services.values())):
                 service.stop()

@@ -95,6 +95,7 @@ class SteadyLoad:
     refused: list[str] = field(default_factory=list)
     predict_ok: int = 0
     predict_failures: list[str] = field(default_factory=list)
+    predict_failed_at: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -196,6 +197,7 @@ class SteadyLoad:
                         self.predict_ok += 1
                     else:
                         self.predict_failures.append(failure)
+                        self.predict_failed_at.append(time.monotonic())
                 self._stop.wait(0.05)
 
 

@@ -79,11 +79,11 @@ def test_jaeger_stopped_the_data_path_does_not_notice(
     def fault() -> None:
         stack("down", "jaeger")
         try:
-            time.sleep(OUTAGE_S)
+            time.sleep(OUTAGE_S / 2)
         finally:
             stack("up", "jaeger")
 
-    outcome, load = under_load(platform, settings, matrix, "Jaeger stopped 30 s", 501, fault)
+    outcome, load = under_load(platform, settings, matrix, "Jaeger stopped 15 s", 501, fault)
     assert_nothing_lost(outcome, load)
     assert load.refused == [], f"ingestion refused records: {load.refused[:3]}"
     assert still_running(platform) == []

@@ -20,7 +20,7 @@ from tests.integration.kafka_helpers import committed_total, topics, unique_name
 from tests.integration.procs.consume import effects_table
 from tests.waiting import wait_until
 
-EVENTS = 10_000
+EVENTS = 4_000
 PARTITIONS = 3
 
 

@@ -2,10 +2,13 @@
 
     python -m tests.integration.procs.consume --topic T --group G --dead-letter D \
         --service NAME (--record FILE | --effects-table TABLE) [--stop-after N]
+        [--slow-n N --slow-s S --slow-marker FILE]
 
 --record appends one JSON line per handled event with the trace id the handler ran in.
 --effects-table applies one row per event to that SQL table, guarded by IdempotentEffects,
-so redeliveries after a crash never apply an effect twice. SIGTERM stops it cleanly.
+so redeliveries after a crash never apply an effect twice. --slow-n makes the handler of the
+event whose value n is N take S seconds, once across processes (the first to create the
+marker file): a handler slower than max.poll.interval.ms. SIGTERM stops it cleanly.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +71,14 @@ def effect_handler(settings: PlatformSettings, table_name: str, group: str) -> H
     return handle
 
 
+def take_long_once(marker: Path, seconds: float) -> None:
+    try:
+        marker.open("x").close()
+    except FileExistsError:
+        return
+    time.sleep(seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--topic", required=True)
@@ -77,6 +89,9 @@ def main() -> None:
     target.add_argument("--record", type=Path)
     target.add_argument("--effects-table")
     parser.add_argument("--stop-after", type=int, default=0)
+    parser.add_argument("--slow-n", type=int, default=None)
+    parser.add_argument("--slow-s", type=float, default=0.0)
+    parser.add_argument("--slow-marker", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -91,6 +106,8 @@ def main() -> None:
 
     def handle(event: Event[Any], info: MessageInfo) -> None:
         nonlocal handled
+        if args.slow_n is not None and event.data.values.get("n") == args.slow_n:
+            take_long_once(args.slow_marker, args.slow_s)
         inner(event, info)
         handled += 1
         if args.stop_after and handled >= args.stop_after:

@@ -14,14 +14,15 @@ import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
-from infra.demo.loop import DATASET, ENTITIES
+from infra.demo.loop import DATASET, ENTITIES, Urls
 from shared.datasets.sources import agrawal_records
 from shared.events import Event, RecordIngested
 from shared.kafka.config import producer_config
@@ -120,63 +121,70 @@ class SteadyLoad:
 
     def _post(self, pool: list[dict[str, Any]]) -> None:
         with httpx.Client(timeout=30) as client:
-            for first in range(0, len(pool), BATCH):
-                if self._stop.is_set():
-                    return
-                batch = pool[first : first + BATCH]
+
+            def post(batch: list[dict[str, Any]]) -> str | None:
                 try:
                     answer = client.post(
                         f"{self.ingestion_url}/datasets/{DATASET}/records",
                         json={"records": batch},
                     )
-                    ok = answer.status_code == 202
-                    reason = f"{answer.status_code} {answer.text[:200]}"
                 except httpx.HTTPError as error:
-                    ok, reason = False, repr(error)
-                with self._lock:
-                    if ok:
-                        self.acked.update(r["application_id"] for r in batch)
-                    else:
-                        self.refused.append(reason)
-                self._stop.wait(PAUSE_S)
+                    return repr(error)
+                return (
+                    None
+                    if answer.status_code == 202
+                    else f"{answer.status_code} {answer.text[:200]}"
+                )
+
+            self._feed(pool, post)
 
     def _publish(self, pool: list[dict[str, Any]]) -> None:
         producer = EventProducer(producer_config(self.settings, "fault-load"))
         topic = f"{self.namespace}.data.raw"
+
+        def publish(batch: list[dict[str, Any]]) -> str | None:
+            ingested = [
+                RecordIngested(
+                    dataset=DATASET,
+                    entity=r["applicant_id"],
+                    values=r,
+                    ingested_at=datetime.now(UTC),
+                )
+                for r in batch
+            ]
+            messages = [
+                OutgoingMessage.for_event(
+                    topic, Event.create(record, source="fault-load"), record.entity
+                )
+                for record in ingested
+            ]
+            try:
+                producer.publish_confirmed(messages, timeout=30)
+            except Exception as error:
+                return repr(error)
+            return None
+
         try:
-            for first in range(0, len(pool), BATCH):
-                if self._stop.is_set():
-                    return
-                batch = pool[first : first + BATCH]
-                messages = [
-                    OutgoingMessage.for_event(
-                        topic,
-                        Event.create(
-                            RecordIngested(
-                                dataset=DATASET,
-                                entity=r["applicant_id"],
-                                values=r,
-                                ingested_at=datetime.now(UTC),
-                            ),
-                            source="fault-load",
-                        ),
-                        r["applicant_id"],
-                    )
-                    for r in batch
-                ]
-                try:
-                    producer.publish_confirmed(messages, timeout=30)
-                    ok, reason = True, ""
-                except Exception as error:
-                    ok, reason = False, repr(error)
-                with self._lock:
-                    if ok:
-                        self.acked.update(r["application_id"] for r in batch)
-                    else:
-                        self.refused.append(reason)
-                self._stop.wait(PAUSE_S)
+            self._feed(pool, publish)
         finally:
             producer.close()
+
+    def _feed(
+        self, pool: list[dict[str, Any]], send: Callable[[list[dict[str, Any]]], str | None]
+    ) -> None:
+        """Sends the pool in batches until stopped; a batch `send` refuses (its reason) is not
+        acknowledged."""
+        for first in range(0, len(pool), BATCH):
+            if self._stop.is_set():
+                return
+            batch = pool[first : first + BATCH]
+            refusal = send(batch)
+            with self._lock:
+                if refusal is None:
+                    self.acked.update(r["application_id"] for r in batch)
+                else:
+                    self.refused.append(refusal)
+            self._stop.wait(PAUSE_S)
 
     def _predict(self, pool: list[dict[str, Any]]) -> None:
         with httpx.Client(timeout=30) as client:
@@ -213,8 +221,17 @@ def partition_ends(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every message of a topic, from its start to its end now."""
+def steady_load(
+    settings: PlatformSettings, namespace: str, urls: Urls, model: str, seed: int
+) -> SteadyLoad:
+    """A load on the platform at `urls`, started."""
+    return SteadyLoad(settings, namespace, urls.ingestion, urls.serving, model, seed).start()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Message]:
+    """Every message of a topic, from its start to its end now (assigned, not subscribed:
+    no group to join, so the recovery time it measures is not the join's)."""
+    ends = {p: end for (_, p), end in partition_ends(bootstrap, topic).items() if end > 0}
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -223,17 +240,11 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
         }
     )
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-        wanted = {p: end for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in wanted])
-        seen = dict.fromkeys(wanted, 0)
-        out: list[Any] = []
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        seen = dict.fromkeys(ends, 0)
+        out: list[Message] = []
         deadline = time.monotonic() + 60
-        while any(seen[p] < wanted[p] for p in wanted):
+        while any(seen[p] < end for p, end in ends.items()):
             assert time.monotonic() < deadline, f"{topic} not read to its end"
             for message in consumer.consume(1000, 0.5):
                 if message.error() is None:

@@ -14,7 +14,7 @@ import httpx
 
 from shared.settings import PlatformSettings
 from tests.faults.conftest import MODEL, FaultPlatform, stack
-from tests.faults.harness import Row, SteadyLoad, partition_ends, row, settle
+from tests.faults.harness import Row, SteadyLoad, partition_ends, row, settle, steady_load
 from tests.waiting import wait_until
 
 OUTAGE_S = 30.0
@@ -30,14 +30,7 @@ def under_load(
     fault: Callable[[], None],
 ) -> tuple[Row, SteadyLoad]:
     """Runs `fault` (it returns once the dependency is back) under a steady load; the row."""
-    load = SteadyLoad(
-        settings,
-        platform.namespace,
-        platform.urls.ingestion,
-        platform.urls.serving,
-        MODEL,
-        seed,
-    ).start()
+    load = steady_load(settings, platform.namespace, platform.urls, MODEL, seed)
     try:
         time.sleep(5)
         fault()

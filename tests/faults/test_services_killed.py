@@ -12,7 +12,7 @@ import httpx
 
 from shared.settings import PlatformSettings
 from tests.faults.conftest import MODEL, FaultPlatform
-from tests.faults.harness import Row, SteadyLoad, read_topic, row, settle
+from tests.faults.harness import Row, read_topic, row, settle, steady_load
 from tests.waiting import wait_until
 
 IN_TURN = ("validation", "feature_store", "monitoring", "training", "registry", "serving")
@@ -41,14 +41,7 @@ def train_and_wait_until_running(platform: FaultPlatform) -> str:
 def test_each_service_sigkilled_in_turn_mid_stream_loses_nothing_and_applies_nothing_twice(
     platform: FaultPlatform, settings: PlatformSettings, matrix: list[Row]
 ) -> None:
-    load = SteadyLoad(
-        settings,
-        platform.namespace,
-        platform.urls.ingestion,
-        platform.urls.serving,
-        MODEL,
-        seed=504,
-    ).start()
+    load = steady_load(settings, platform.namespace, platform.urls, MODEL, 504)
     serving_down: tuple[float, float] | None = None
     try:
         time.sleep(5)

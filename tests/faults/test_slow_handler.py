@@ -13,19 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import create_engine, select
 
-from shared.events import Event, RecordIngested
-from shared.kafka.config import producer_config
-from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from tests.faults.harness import Row, read_topic
 from tests.integration.kafka_helpers import committed_total, topics, unique_name
-from tests.integration.procs.consume import effects_table
+from tests.integration.procs.consume import effects_table, publish_numbered
 from tests.waiting import wait_until
 
 EVENTS = 600
@@ -88,22 +84,7 @@ def test_a_handler_slower_than_the_poll_interval_commits_nothing_unprocessed_and
             consumer(subprocess_env, topic, group, dead, table_name, marker) for _ in range(2)
         ]
         try:
-            producer = EventProducer(producer_config(settings, "slow-handler-test"))
-            now = datetime.now(UTC)
-            producer.publish_confirmed(
-                OutgoingMessage.for_event(
-                    topic,
-                    Event.create(
-                        RecordIngested(
-                            dataset="slow", entity=str(n), values={"n": n}, ingested_at=now
-                        ),
-                        source="slow-handler-test",
-                        subject=str(n),
-                    ),
-                )
-                for n in range(EVENTS)
-            )
-            producer.close()
+            publish_numbered(settings, topic, EVENTS, "slow-handler-test")
             wait_until(marker.exists, what="a handler to start its slow event", timeout_s=120)
             wait_until(
                 lambda: (

@@ -6,18 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import create_engine, func, select
 
-from shared.events import Event, RecordIngested
-from shared.kafka.config import producer_config
-from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import committed_total, topics, unique_name
-from tests.integration.procs.consume import effects_table
+from tests.integration.procs.consume import effects_table, publish_numbered
 from tests.waiting import wait_until
 
 EVENTS = 4_000
@@ -66,21 +62,7 @@ def test_sigkill_mid_stream_then_restart_processes_every_event_exactly_once(
             return connection.execute(select(func.count()).select_from(table)).scalar_one()
 
     with topics(admin, topic, partitions=PARTITIONS), topics(admin, dead):
-        producer = EventProducer(producer_config(settings, "crash-test"))
-        now = datetime.now(UTC)
-        producer.publish_confirmed(
-            OutgoingMessage.for_event(
-                topic,
-                Event.create(
-                    RecordIngested(
-                        dataset="crash", entity=str(n), values={"n": n}, ingested_at=now
-                    ),
-                    source="crash-test",
-                    subject=str(n),
-                ),
-            )
-            for n in range(EVENTS)
-        )
+        publish_numbered(settings, topic, EVENTS, "crash-test")
 
         first = start_consumer(subprocess_env, topic, group, dead, table_name)
         wait_until(lambda: applied() >= EVENTS // 5, what="a fifth of the effects", timeout_s=120)

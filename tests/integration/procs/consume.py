@@ -19,6 +19,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,30 @@ from shared.events.codec import EventDecoder
 from shared.idempotency import IdempotentEffects
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, Handler, MessageInfo, Subscription
-from shared.kafka.producer import EventProducer
+from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from shared.telemetry import configure_tracing, shutdown_tracing
+
+
+def publish_numbered(settings: PlatformSettings, topic: str, count: int, source: str) -> None:
+    """`count` RecordIngested events whose value n is 0..count-1, each keyed by its n: what
+    the effect handler turns into one row each."""
+    producer = EventProducer(producer_config(settings, source))
+    now = datetime.now(UTC)
+    try:
+        producer.publish_confirmed(
+            OutgoingMessage.for_event(
+                topic,
+                Event.create(
+                    RecordIngested(dataset=source, entity=str(n), values={"n": n}, ingested_at=now),
+                    source=source,
+                    subject=str(n),
+                ),
+            )
+            for n in range(count)
+        )
+    finally:
+        producer.close()
 
 
 def effects_table(name: str) -> Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import certifi
 import urllib3
@@ -30,6 +31,22 @@ def minio_probe(settings: PlatformSettings) -> Minio:
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )
     return _client(settings, http_client=http_client)
+
+
+def object_store_reachable(
+    settings: PlatformSettings, bucket: str | None = None
+) -> Callable[[], None]:
+    """A readiness check: the object store answers (and holds `bucket`, when given) within
+    about 3 s, or the check raises."""
+    probe = minio_probe(settings)
+
+    def check() -> None:
+        if bucket is None:
+            probe.list_buckets()
+        elif not probe.bucket_exists(bucket):
+            raise LookupError(f"bucket {bucket!r} does not exist")
+
+    return check
 
 
 def _client(settings: PlatformSettings, http_client: urllib3.PoolManager | None) -> Minio:

@@ -59,7 +59,7 @@ from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, server_config
 from shared.settings import PlatformSettings
 from shared.sql import create_database_engine
-from shared.storage import minio_client, minio_probe
+from shared.storage import minio_client, object_store_reachable
 from shared.telemetry import configure_tracing
 
 NAME = "feature-store"
@@ -132,7 +132,7 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
     specs = SpecRegistry(
         client_config(platform, f"{NAME}-specs"), catalog.name("data.specs", namespace), NAME
     )
-    store = ObjectStore(minio_client(platform), settings.bucket, probe=minio_probe(platform))
+    store = ObjectStore(minio_client(platform), settings.bucket)
     store.ensure_bucket()
     online = OnlineStore(
         create_database_engine(platform.database_url_or_sqlite(settings.sqlite_path)),
@@ -167,7 +167,7 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         readiness_checks={
             "kafka": kafka_reachable(platform),
             "database": online.ping,
-            "object_store": store.ping,
+            "object_store": object_store_reachable(platform, settings.bucket),
             "stream": stream.ready,
         },
         stop=stop,

@@ -40,7 +40,7 @@ from shared.kafka.routes import bind
 from shared.kafka.topics import TopicCatalog
 from shared.service import ServiceRuntime, create_app, kafka_reachable, serve
 from shared.settings import PlatformSettings
-from shared.storage import minio_client, minio_probe
+from shared.storage import minio_client, object_store_reachable
 from shared.telemetry import configure_tracing
 
 NAME = "training"
@@ -58,7 +58,7 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
     )
     engine = create_training_engine(settings.database_url_for(platform), settings.database_schema)
     runs = SqlRuns(engine, namespace)
-    objects = ObjectStore(minio_client(platform), probe=minio_probe(platform))
+    objects = ObjectStore(minio_client(platform))
     feature_store = FeatureStoreClient(settings.feature_store_url, settings.http_timeout_s)
     registry = RegistryClient(settings.registry_url, settings.http_timeout_s)
     positions = KafkaPositions(
@@ -91,7 +91,7 @@ def build(platform: PlatformSettings, settings: TrainingSettings) -> FastAPI:
         readiness_checks={
             "kafka": kafka_reachable(platform),
             "database": lambda: ping(engine),
-            "object_store": objects.ping,
+            "object_store": object_store_reachable(platform),
             "feature_store": feature_store.ping,
             "registry": registry.ping,
         },

@@ -9,10 +9,11 @@ import pytest
 from pydantic import SecretStr
 
 from shared.settings import PlatformSettings
-from shared.storage import minio_probe
+from shared.storage import object_store_reachable
 
 
-def test_a_probe_of_an_object_store_that_hangs_up_tries_once_and_fails() -> None:
+@pytest.mark.parametrize("bucket", [None, "features"])
+def test_a_probe_of_an_object_store_that_hangs_up_tries_once_and_fails(bucket: str | None) -> None:
     server = socket.create_server(("127.0.0.1", 0))
     attempts: list[int] = []
 
@@ -34,7 +35,7 @@ def test_a_probe_of_an_object_store_that_hangs_up_tries_once_and_fails() -> None
     )
     try:
         with pytest.raises(Exception):  # noqa: B017 (whatever urllib3 raises for a hang-up)
-            minio_probe(settings).list_buckets()
+            object_store_reachable(settings, bucket)()
     finally:
         server.close()
     assert attempts == [1]

@@ -15,9 +15,8 @@ from minio.error import S3Error
 class ObjectStore:
     """One bucket, created if missing."""
 
-    def __init__(self, client: Minio, bucket: str, probe: Minio | None = None) -> None:
+    def __init__(self, client: Minio, bucket: str) -> None:
         self._client = client
-        self._probe = probe or client
         self.bucket = bucket
 
     def ensure_bucket(self) -> None:
@@ -69,6 +68,3 @@ class ObjectStore:
         """Every object key under a prefix, sorted."""
         objects = self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
         return sorted(item.object_name for item in objects if item.object_name)
-
-    def ping(self) -> None:
-        self._probe.bucket_exists(self.bucket)

@@ -17,9 +17,8 @@ from shared.events.models import ArtifactRef
 
 
 class ObjectStore:
-    def __init__(self, client: Minio, probe: Minio | None = None) -> None:
+    def __init__(self, client: Minio) -> None:
         self._client = client
-        self._probe = probe or client
 
     def read_parquet(self, uri: str) -> pd.DataFrame:
         try:
@@ -52,6 +51,3 @@ class ObjectStore:
 
     def load_model(self, ref: ArtifactRef) -> Any:
         return load_model(self._client, ref)
-
-    def ping(self) -> None:
-        self._probe.list_buckets()

@@ -55,7 +55,7 @@ _DETERMINISTIC_TYPES: Final = (
 # Not here: IntegrityError. A unique key two consumers raced for passes on the next try (it
 # finds the row), so it stays UNKNOWN: retried a few times, then dead-lettered.
 
-_TRANSIENT_TYPES: Final = (
+TRANSIENT_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = (
     TransientError,
     ConnectionError,
     TimeoutError,
@@ -72,9 +72,8 @@ _TRANSIENT_TYPES: Final = (
     httpx.TransportError,
     ServerError,
 )
-
-TRANSIENT_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = _TRANSIENT_TYPES
-"""What a dependency that should come back raises (HTTP answers it with 503)."""
+"""What a dependency that should come back raises (retried by the consumer loops; HTTP
+answers it with 503)."""
 
 DETERMINISTIC_KAFKA_CODES: Final = frozenset(
     {
@@ -123,7 +122,7 @@ def _classify_one(error: BaseException) -> Failure:
         return classify_kafka_error(error.args[0])
     if isinstance(error, _DETERMINISTIC_TYPES):
         return Failure.DETERMINISTIC
-    if isinstance(error, _TRANSIENT_TYPES):
+    if isinstance(error, TRANSIENT_EXCEPTIONS):
         return Failure.TRANSIENT
     return Failure.UNKNOWN
 

@@ -6,8 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Loads the credentials and addresses `make up` wrote, for the commands that need them.
 WITH_STACK_ENV := set -a; [ -f .local/stack.env ] && . .local/stack.env; set +a;
+# The fault suite's own stack (infra/stack/faults.env): its knobs, then its addresses.
+FAULTS_HOME := $(CURDIR)/.local/faults
+WITH_FAULT_STACK := set -a; . infra/stack/faults.env; MLOPS_HOME=$(FAULTS_HOME); set +a;
 
-.PHONY: help install venv up demo down status test test-unit test-browser test-faults test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console bench-scale compose-env k8s-check k8s-credentials clean
+.PHONY: help install venv up demo down status test test-unit test-browser test-faults beside fault-matrix test-integration lint format schemas bench-bus bench-data bench-serving bench-replay bench-drift bench-console bench-scale compose-env k8s-check k8s-credentials clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,13 +34,15 @@ down: ## stop what `make up` started
 status: ## health of every component; the services' supervisor state, uptime and restarts
 	@$(STACK) status
 
-test: install ## everything: lint, unit, integration, e2e and browser tests against the real stack
+test: install ## everything: lint, unit, integration, e2e and browser tests against the real stack; the fault matrix on a stack of its own, beside them
 	@$(MAKE) --no-print-directory lint
 	@$(STACK) install-browser
 	@was_up=0; $(STACK) status >/dev/null 2>&1 && was_up=1; \
 	if $(STACK) up; then \
-	  $(WITH_STACK_ENV) $(PY) -m pytest tests --ignore=tests/faults -p no:cacheprovider; rc=$$?; \
-	  $(MAKE) --no-print-directory test-faults || rc=1; \
+	  mkdir -p .local; $(MAKE) --no-print-directory beside >.local/test-beside.log 2>&1 & beside=$$!; \
+	  $(WITH_STACK_ENV) $(PY) -m pytest tests --ignore=tests/faults --ignore=tests/unit -p no:cacheprovider; rc=$$?; \
+	  wait $$beside || rc=1; echo "--- the fault matrix, then the unit tests (run beside the tests above) ---"; \
+	  cat .local/test-beside.log; \
 	else rc=1; echo "make test: the stack did not start, no test was run" >&2; fi; \
 	if [ $$was_up = 0 ]; then $(STACK) down; fi; \
 	exit $$rc
@@ -49,8 +54,19 @@ test-browser: venv ## the console in Debian's headless Chromium, after a closed-
 	@$(STACK) install-browser
 	@$(WITH_STACK_ENV) $(PY) -m pytest tests/e2e -m browser -p no:cacheprovider
 
-test-faults: venv ## the fault matrix under load (stops and restarts the stack's Jaeger, PostgreSQL, MinIO; stack up)
-	@$(WITH_STACK_ENV) $(PY) -m pytest tests/faults -p no:cacheprovider
+test-faults: install ## the fault matrix under load, on a stack of its own (.local/faults, infra/stack/faults.env)
+	@$(MAKE) --no-print-directory fault-matrix
+
+beside: # what make test runs beside the integration and e2e tests: the fault matrix on its own stack, then the unit tests
+	@$(MAKE) --no-print-directory fault-matrix; rc=$$?; $(PY) -m pytest tests/unit -p no:cacheprovider || rc=1; exit $$rc
+
+fault-matrix: # test-faults without the install
+	@$(WITH_FAULT_STACK) \
+	if $(STACK) up kafka postgres minio jaeger; then \
+	  set -a; . $(FAULTS_HOME)/stack.env; set +a; \
+	  $(PY) -m pytest tests/faults -p no:cacheprovider; rc=$$?; \
+	else rc=1; echo "make test-faults: the fault stack did not start, no test was run" >&2; fi; \
+	$(STACK) down; exit $$rc
 
 test-integration: venv ## integration tests against an already running stack (`make up`)
 	@$(WITH_STACK_ENV) $(PY) -m pytest tests/integration -p no:cacheprovider

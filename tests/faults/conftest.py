@@ -1,7 +1,8 @@
 """The fault suite: one platform (the seven services as processes in a namespace of their own,
 with a first model served) under a steady load while a dependency or a service fails. It runs
-last (`make test-faults`, called by `make test`), since it stops the stack's own components
-and starts them again. Each scenario adds a row to the fault matrix, printed at the end of the
+on a stack of its own (`make test-faults`: Kafka, PostgreSQL, MinIO and Jaeger under
+.local/faults on the ports of infra/stack/faults.env), since it stops and kills that stack's
+components; `make test` runs it beside the other tests, which use the main stack. Each scenario adds a row to the fault matrix, printed at the end of the
 run and written to .local/fault-matrix.md (the README's table comes from there)."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.services import RunningService, namespace_topics, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "fault_loans"
+FAULT_TIMEOUT_S = 900
 ROWS: list[Row] = []
 
 
@@ -45,7 +47,8 @@ class FaultPlatform:
 
 
 def stack(*args: str) -> None:
-    """infra/stack/stack.sh with the stack's own settings (its state under .local)."""
+    """infra/stack/stack.sh on the stack the suite runs on (MLOPS_HOME and the ports of the
+    environment: make test-faults sets the fault stack's)."""
     done = subprocess.run(
         ["bash", str(ROOT / "infra/stack/stack.sh"), *args],
         cwd=ROOT,
@@ -99,6 +102,14 @@ def platform(
                 service.stop()
             if settings.database_url is not None:
                 drop_namespace_state(settings.database_url.get_secret_value(), namespace)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A scenario's load, fault and recovery (and the session's platform, set up in the first
+    one) take minutes, more when `make test` runs beside: each gets 15 minutes."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAULT_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,12 @@ PostgreSQL (in a schema of the test's own, dropped afterwards)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from services.registry.adapters.database import (
     VERSION_TABLE,
@@ -20,7 +17,7 @@ from services.registry.adapters.database import (
     migrate,
 )
 from services.registry.adapters.orm import Base
-from shared.settings import PlatformSettings
+from tests.integration.conftest import Database
 
 TABLES = {
     "registered_models",
@@ -35,33 +32,12 @@ TABLES = {
 HEAD = "0002"
 
 
-@contextmanager
-def postgres_schema(settings: PlatformSettings) -> Iterator[tuple[str, str]]:
-    """The stack's PostgreSQL URL and a new schema name; the schema is dropped afterwards."""
-    if settings.database_url is None:
-        pytest.fail("MLOPS_DATABASE_URL is not set: start the stack (make up) and load its env")
-    url = settings.database_url.get_secret_value()
-    schema = f"registry_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield url, schema
-    finally:
-        with create_engine(url).begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(
-    request: pytest.FixtureRequest, settings: PlatformSettings, tmp_path: Path
-) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_registry_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
-        yield engine
-        engine.dispose()
-        return
-    with postgres_schema(settings) as (url, schema):
-        engine = create_registry_engine(url, schema)
-        yield engine
-        engine.dispose()
+@pytest.fixture
+def empty_database(sql_database: Database) -> Iterator[Engine]:
+    """The registry's engine on an empty SQLite file, then on a new PostgreSQL schema."""
+    engine = create_registry_engine(sql_database.url, sql_database.schema or "registry")
+    yield engine
+    engine.dispose()
 
 
 def schema_drift(engine: Engine) -> list[object]:
@@ -112,20 +88,20 @@ def test_a_registry_on_the_first_schema_upgrades_to_the_latest(empty_database: E
 
 
 def test_on_postgresql_the_registry_keeps_to_a_schema_of_its_own(
-    settings: PlatformSettings,
+    postgresql_database: Database,
 ) -> None:
-    with postgres_schema(settings) as (url, schema):
-        engine = create_registry_engine(url, schema)
-        try:
-            migrate(engine)
-            with engine.connect() as connection:
-                placed = connection.execute(
-                    text(
-                        "SELECT table_name FROM information_schema.tables"
-                        " WHERE table_schema = :schema"
-                    ),
-                    {"schema": schema},
-                ).scalars()
-                assert set(placed) == TABLES | {VERSION_TABLE}
-        finally:
-            engine.dispose()
+    url, schema = postgresql_database.url, postgresql_database.schema
+    assert schema is not None
+    engine = create_registry_engine(url, schema)
+    try:
+        migrate(engine)
+        with engine.connect() as connection:
+            placed = connection.execute(
+                text(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = :schema"
+                ),
+                {"schema": schema},
+            ).scalars()
+            assert set(placed) == TABLES | {VERSION_TABLE}
+    finally:
+        engine.dispose()

@@ -100,19 +100,42 @@ def start_platform(
     return started
 
 
-def ingest(client: httpx.Client, urls: Urls, records: list[Record], labels: list[dict]) -> None:
+def ingest(
+    client: httpx.Client,
+    urls: Urls,
+    records: list[Record],
+    labels: list[dict],
+    dataset: str = DATASET,
+) -> None:
     for first in range(0, len(records), 500):
         answer = client.post(
-            f"{urls.ingestion}/datasets/{DATASET}/records",
+            f"{urls.ingestion}/datasets/{dataset}/records",
             json={"records": records[first : first + 500]},
         )
         answer.raise_for_status()
     for first in range(0, len(labels), 1000):
         answer = client.post(
-            f"{urls.ingestion}/datasets/{DATASET}/labels",
+            f"{urls.ingestion}/datasets/{dataset}/labels",
             json={"labels": labels[first : first + 1000]},
         )
         answer.raise_for_status()
+
+
+@dataclass(frozen=True)
+class FirstData:
+    """What a first model of a dataset is trained on: its labelled records and the field that
+    identifies a record (labels arrive later, keyed by it)."""
+
+    dataset: str
+    rows: list[tuple[Record, Any]]
+    record_id: str
+
+
+def loans_first_data(count: int, seed: int) -> FirstData:
+    """`count` loan applications of the last `count` seconds before now (function 0)."""
+    start = datetime.now(UTC) - timedelta(seconds=count + 60)
+    rows = list(agrawal_records(count, seed=seed, start=start, entities=ENTITIES))
+    return FirstData(DATASET, rows, "application_id")
 
 
 def champion(client: httpx.Client, urls: Urls, model: str) -> dict[str, Any] | None:
@@ -131,31 +154,36 @@ def served_version(client: httpx.Client, urls: Urls, model: str, record: Record)
 
 
 def train_first_model(
-    urls: Urls, model: str, count: int, seed: int, timeout_s: float = 300
+    urls: Urls,
+    model: str,
+    count: int,
+    seed: int,
+    timeout_s: float = 300,
+    data: FirstData | None = None,
 ) -> tuple[int, int]:
-    """Ingests `count` labelled applications (the last `count` seconds before now, function
-    0), trains and promotes a first version, waits until serving answers with it.
+    """Ingests `count` labelled records (`data`, or loan applications), trains and promotes a
+    first version, waits until serving answers with it.
     Returns (that version, the stream index to continue from)."""
-    start = datetime.now(UTC) - timedelta(seconds=count + 60)
-    rows = list(agrawal_records(count, seed=seed, start=start, entities=ENTITIES))
-    records = [record for record, _ in rows]
-    labels = [{"record_id": r["application_id"], "label": y} for r, y in rows]
+    first = data or loans_first_data(count, seed)
+    dataset = first.dataset
+    records = [record for record, _ in first.rows]
+    labels = [{"record_id": r[first.record_id], "label": y} for r, y in first.rows]
     with httpx.Client(timeout=60) as client:
-        ingest(client, urls, records, labels)
+        ingest(client, urls, records, labels, dataset)
 
         def rows_in_training_set() -> int:
-            answer = client.post(f"{urls.feature_store}/training-sets", json={"dataset": DATASET})
+            answer = client.post(f"{urls.feature_store}/training-sets", json={"dataset": dataset})
             return answer.json().get("rows", 0) if answer.status_code in (200, 201) else 0
 
         wait_for(
-            lambda: rows_in_training_set() >= count,
+            lambda: rows_in_training_set() >= len(records),
             "every labelled record in the feature store",
             timeout_s,
             interval_s=3,
         )
         answer = client.post(
             f"{urls.training}/train",
-            json={"model_name": model, "dataset": DATASET, "reason": "first model"},
+            json={"model_name": model, "dataset": dataset, "reason": "first model"},
         )
         answer.raise_for_status()
         version = wait_for(

@@ -1,5 +1,5 @@
 """The fault suite: one platform (the seven services as processes in a namespace of their own,
-with a first model served) under a steady load while a dependency or a service fails. It runs
+with a first model of loans and one of a regression dataset served) under a steady load while a dependency or a service fails. It runs
 on a stack of its own (`make test-faults`: Kafka, PostgreSQL, MinIO and Jaeger under
 .local/faults on the ports of infra/stack/faults.env), since it stops and kills that stack's
 components; `make test` runs it beside the other tests, which use the main stack. Each scenario adds a row to the fault matrix, printed at the end of the
@@ -11,20 +11,23 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from infra.demo.loop import Urls, start_platform, train_first_model
+from infra.demo.loop import FirstData, Urls, start_platform, train_first_model
 from infra.processes import drop_namespace_state
+from shared.datasets.sources import friedman_records
 from shared.settings import PlatformSettings
-from tests.faults.harness import HEADER, Row
+from tests.faults.harness import HEADER, Feed, Row, readings_feed
 from tests.integration.kafka_helpers import unique_name
 from tests.services import RunningService, namespace_topics, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "fault_loans"
+READINGS_MODEL = "fault_readings"
 FAULT_TIMEOUT_S = 900
 ROWS: list[Row] = []
 
@@ -37,6 +40,7 @@ class FaultPlatform:
         urls: Urls,
         bootstrap: str,
         restart: Callable[[str], RunningService],
+        other_feeds: tuple[Feed, ...],
     ) -> None:
         self.namespace = namespace
         self.services = services
@@ -44,6 +48,8 @@ class FaultPlatform:
         self.bootstrap = bootstrap
         self.restart = restart
         """SIGKILLs a service and starts it again on its port, as its supervisor would."""
+        self.other_feeds = other_feeds
+        """What the load sends besides loans, each with a model served."""
 
 
 def stack(*args: str) -> None:
@@ -59,6 +65,13 @@ def stack(*args: str) -> None:
     assert done.returncode == 0, (
         f"stack.sh {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
     )
+
+
+def first_readings(count: int) -> FirstData:
+    """Friedman readings of the last `count` seconds, their targets known: a regression model's
+    first data."""
+    start = datetime.now(UTC) - timedelta(seconds=count + 60)
+    return FirstData("friedman", list(friedman_records(count, seed=92, start=start)), "reading_id")
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +104,17 @@ def platform(
 
     with namespace_topics(admin, namespace):
         try:
-            start_platform(start, namespace, {}, serve_only=MODEL)
+            start_platform(start, namespace, {})
             urls = Urls(**{n: s.url for n, s in services.items() if n in Urls.__dataclass_fields__})
             train_first_model(urls, MODEL, 600, seed=91)
+            train_first_model(urls, READINGS_MODEL, 400, seed=92, data=first_readings(400))
             yield FaultPlatform(
-                namespace, services, urls, settings.kafka_bootstrap_servers, restart
+                namespace,
+                services,
+                urls,
+                settings.kafka_bootstrap_servers,
+                restart,
+                (readings_feed(READINGS_MODEL),),
             )
         finally:
             for service in reversed(list(services.values())):

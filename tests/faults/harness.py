@@ -1,8 +1,9 @@
 """A steady load on a running platform while a fault happens, and what it must leave behind.
 
-The load: loans applications through ingestion's HTTP API (batches of ten, acknowledged by a
-202) and published straight to data.raw (acknowledged by the broker, acks=all), and
-single-record `/predict` calls, each from a thread of its own until stopped. Afterwards every
+The load: loans applications, and the records of every other feed (the fault platform adds
+Friedman readings: a regression dataset), through ingestion's HTTP API (batches of ten,
+acknowledged by a 202) and published straight to data.raw (acknowledged by the broker,
+acks=all), and single-record `/predict` calls, each from a thread of its own until stopped. Afterwards every
 acknowledged record must end exactly once in data.validated or data.rejected (one event id
 per record id), none dead-lettered; what it measures becomes one row of the fault matrix.
 """
@@ -14,16 +15,16 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
 
 import httpx
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from infra.demo.loop import DATASET, ENTITIES, Urls
-from shared.datasets.sources import agrawal_records
+from shared.datasets.sources import Record, agrawal_records, friedman_records
 from shared.events import Event, RecordIngested
 from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
@@ -76,15 +77,42 @@ HEADER = [
 ]
 
 
-def records(seed: int, count: int) -> list[dict[str, Any]]:
-    start = datetime.now(UTC)
-    rows = agrawal_records(count, seed=seed, start=start, entities=ENTITIES)
-    return [record for record, _ in rows]
+@dataclass(frozen=True)
+class Feed:
+    """A dataset the load sends: a stream of its records per seed, the field naming a record
+    and its entity, and the model `/predict` asks about its records."""
+
+    dataset: str
+    model: str
+    record_id: str
+    entity_key: str
+    stream: Callable[[int], Iterator[Record]]
+
+
+def loans_feed(model: str) -> Feed:
+    """Loan applications (classification, labels arriving later)."""
+
+    def stream(seed: int) -> Iterator[Record]:
+        rows = agrawal_records(10**6, seed=seed, start=datetime.now(UTC), entities=ENTITIES)
+        return (record for record, _ in rows)
+
+    return Feed(DATASET, model, "application_id", "applicant_id", stream)
+
+
+def readings_feed(model: str) -> Feed:
+    """Friedman readings (regression, targets arriving later)."""
+
+    def stream(seed: int) -> Iterator[Record]:
+        rows = friedman_records(10**6, seed=seed, start=datetime.now(UTC))
+        return (record for record, _ in rows)
+
+    return Feed("friedman", model, "reading_id", "sensor_id", stream)
 
 
 @dataclass
 class SteadyLoad:
-    """Records in by HTTP and by Kafka, and /predict calls, until `stop`."""
+    """Records in by HTTP and by Kafka, and /predict calls, for the loans model and every other
+    feed, until `stop`."""
 
     settings: PlatformSettings
     namespace: str
@@ -92,6 +120,7 @@ class SteadyLoad:
     serving_url: str
     model: str
     seed: int
+    other_feeds: tuple[Feed, ...] = ()
     acked: set[str] = field(default_factory=set)
     refused: list[str] = field(default_factory=list)
     predict_ok: int = 0
@@ -102,16 +131,16 @@ class SteadyLoad:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> SteadyLoad:
-        pool = records(self.seed, 20_000)
-        by_http, by_kafka = pool[0::2], pool[1::2]
-        for target, args in (
-            (self._post, (by_http,)),
-            (self._publish, (by_kafka,)),
-            (self._predict, (pool[:200],)),
-        ):
-            thread = threading.Thread(target=target, args=args, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for n, feed in enumerate((loans_feed(self.model), *self.other_feeds)):
+            seed = self.seed + 1000 * n
+            for target, args in (
+                (self._post, (feed, feed.stream(seed))),
+                (self._publish, (feed, feed.stream(seed + 500))),
+                (self._predict, (feed, list(islice(feed.stream(seed + 700), 200)))),
+            ):
+                thread = threading.Thread(target=target, args=args, daemon=True)
+                thread.start()
+                self._threads.append(thread)
         return self
 
     def stop(self) -> None:
@@ -119,13 +148,13 @@ class SteadyLoad:
         for thread in self._threads:
             thread.join(120)
 
-    def _post(self, pool: list[dict[str, Any]]) -> None:
+    def _post(self, feed: Feed, stream: Iterator[Record]) -> None:
         with httpx.Client(timeout=30) as client:
 
-            def post(batch: list[dict[str, Any]]) -> str | None:
+            def post(batch: list[Record]) -> str | None:
                 try:
                     answer = client.post(
-                        f"{self.ingestion_url}/datasets/{DATASET}/records",
+                        f"{self.ingestion_url}/datasets/{feed.dataset}/records",
                         json={"records": batch},
                     )
                 except httpx.HTTPError as error:
@@ -136,17 +165,17 @@ class SteadyLoad:
                     else f"{answer.status_code} {answer.text[:200]}"
                 )
 
-            self._feed(pool, post)
+            self._feed(feed, stream, post)
 
-    def _publish(self, pool: list[dict[str, Any]]) -> None:
+    def _publish(self, feed: Feed, stream: Iterator[Record]) -> None:
         producer = EventProducer(producer_config(self.settings, "fault-load"))
         topic = f"{self.namespace}.data.raw"
 
-        def publish(batch: list[dict[str, Any]]) -> str | None:
+        def publish(batch: list[Record]) -> str | None:
             ingested = [
                 RecordIngested(
-                    dataset=DATASET,
-                    entity=r["applicant_id"],
+                    dataset=feed.dataset,
+                    entity=str(r[feed.entity_key]),
                     values=r,
                     ingested_at=datetime.now(UTC),
                 )
@@ -165,28 +194,28 @@ class SteadyLoad:
             return None
 
         try:
-            self._feed(pool, publish)
+            self._feed(feed, stream, publish)
         finally:
             producer.close()
 
     def _feed(
-        self, pool: list[dict[str, Any]], send: Callable[[list[dict[str, Any]]], str | None]
+        self, feed: Feed, stream: Iterator[Record], send: Callable[[list[Record]], str | None]
     ) -> None:
-        """Sends the pool in batches until stopped; a batch `send` refuses (its reason) is not
-        acknowledged."""
-        for first in range(0, len(pool), BATCH):
-            if self._stop.is_set():
+        """Sends the stream in batches until stopped; a batch `send` refuses (its reason) is
+        not acknowledged."""
+        while not self._stop.is_set():
+            batch = list(islice(stream, BATCH))
+            if not batch:
                 return
-            batch = pool[first : first + BATCH]
             refusal = send(batch)
             with self._lock:
                 if refusal is None:
-                    self.acked.update(r["application_id"] for r in batch)
+                    self.acked.update(str(r[feed.record_id]) for r in batch)
                 else:
                     self.refused.append(refusal)
             self._stop.wait(PAUSE_S)
 
-    def _predict(self, pool: list[dict[str, Any]]) -> None:
+    def _predict(self, feed: Feed, pool: list[Record]) -> None:
         with httpx.Client(timeout=30) as client:
             sent = 0
             while not self._stop.is_set():
@@ -195,7 +224,7 @@ class SteadyLoad:
                 try:
                     answer = client.post(
                         f"{self.serving_url}/predict",
-                        json={"model": self.model, "records": [record]},
+                        json={"model": feed.model, "records": [record]},
                     )
                     failure = None if answer.status_code == 200 else answer.text[:200]
                 except httpx.HTTPError as error:
@@ -222,10 +251,17 @@ def partition_ends(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
 
 
 def steady_load(
-    settings: PlatformSettings, namespace: str, urls: Urls, model: str, seed: int
+    settings: PlatformSettings,
+    namespace: str,
+    urls: Urls,
+    model: str,
+    seed: int,
+    other_feeds: tuple[Feed, ...] = (),
 ) -> SteadyLoad:
     """A load on the platform at `urls`, started."""
-    return SteadyLoad(settings, namespace, urls.ingestion, urls.serving, model, seed).start()
+    return SteadyLoad(
+        settings, namespace, urls.ingestion, urls.serving, model, seed, other_feeds
+    ).start()
 
 
 def read_topic(bootstrap: str, topic: str) -> list[Message]:

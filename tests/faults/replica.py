@@ -84,13 +84,19 @@ def replay(production: str, replica: str, checkpoints: Path) -> None:
         assert done.returncode == 0, f"replay of {topic}: {done.stderr[-2000:]}"
 
 
-def record_ids(bootstrap: str, topic: str, field: str) -> list[str]:
-    """The record id of every message of `topic` (an event's data.<field>, or the record's own
-    id among its values for data.raw)."""
+RECORD_ID_FIELDS = ("application_id", "reading_id")  # of the load's datasets
+
+
+def record_ids(bootstrap: str, topic: str) -> list[str]:
+    """The record id of every message of `topic`: an outcome's record_id, or for data.raw the
+    record's own id among its values."""
     ids = []
     for message in read_topic(bootstrap, topic):
         data = json.loads(message.value())["data"]
-        ids.append(data[field] if field in data else data["values"]["application_id"])
+        if "record_id" in data:
+            ids.append(data["record_id"])
+        else:
+            ids.append(next(data["values"][f] for f in RECORD_ID_FIELDS if f in data["values"]))
     return ids
 
 

@@ -30,7 +30,9 @@ def under_load(
     fault: Callable[[], None],
 ) -> tuple[Row, SteadyLoad]:
     """Runs `fault` (it returns once the dependency is back) under a steady load; the row."""
-    load = steady_load(settings, platform.namespace, platform.urls, MODEL, seed)
+    load = steady_load(
+        settings, platform.namespace, platform.urls, MODEL, seed, platform.other_feeds
+    )
     try:
         time.sleep(5)
         fault()

@@ -108,7 +108,9 @@ def test_each_service_sigkilled_in_turn_mid_stream_loses_nothing_and_applies_not
 ) -> None:
     specs_topic = f"{platform.namespace}.data.specs"
     specs_before = partition_ends(platform.bootstrap, specs_topic)
-    load = steady_load(settings, platform.namespace, platform.urls, MODEL, 504)
+    load = steady_load(
+        settings, platform.namespace, platform.urls, MODEL, 504, platform.other_feeds
+    )
     serving_down: tuple[float, float] | None = None
     replaying: ReplayBeside | None = None
     try:
@@ -170,14 +172,14 @@ def check_the_replica(
     """The replica validated every replayed record once and trained its own model; production
     kept its own specs and versions."""
     started = time.monotonic()
-    replayed = record_ids(platform.bootstrap, f"{replica.namespace}.data.raw", "record_id")
+    replayed = record_ids(platform.bootstrap, f"{replica.namespace}.data.raw")
     assert replayed, "nothing was replayed"
 
     def outcomes() -> Counter[str]:
         return Counter(
             record
             for name in ("data.validated", "data.rejected")
-            for record in record_ids(platform.bootstrap, f"{replica.namespace}.{name}", "record_id")
+            for record in record_ids(platform.bootstrap, f"{replica.namespace}.{name}")
         )
 
     wait_until(

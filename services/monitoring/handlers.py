@@ -35,10 +35,17 @@ a dataset's detectors, label join and its models' policies, and a drift episode 
 decision. models.trained and models.lifecycle are read by every replica in a group of its own.
 
 Detector, join and policy state live in memory (the consumer threads compute under one lock;
-HTTP reads under it too); a restart starts them afresh from the group's committed offsets. A message is computed
-once: what it produced (drifts, decisions, commands) is kept until the SQL writes succeeded,
-so the runner's retries after a database error write the same rows (ids derived from the
-message's position, written once) and never feed the detectors twice.
+HTTP reads under it too), and each monitoring.inputs partition's share of it is checkpointed
+in SQL with the offset of the first input it does not hold (checkpoints.py): every
+MLOPS_MONITORING_CHECKPOINT_EVERY inputs or CHECKPOINT_INTERVAL_S seconds once their offsets
+are stored, and when the partition leaves the replica. A restarted process, or the replica a
+partition moved to, restores it on the partition's first input (`deps.gate`) and applies the
+inputs between the checkpoint and the committed offset to the state only (`replayer`: their
+drifts, decisions and commands were written and published already), so detection goes on as
+if uninterrupted. A message is computed once: what it produced (drifts, decisions, commands)
+is kept until the SQL writes succeeded, so the runner's retries after a database error write
+the same rows (ids derived from the message's position, written once) and never feed the
+detectors twice.
 """
 
 from __future__ import annotations

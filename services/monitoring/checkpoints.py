@@ -44,6 +44,7 @@ from services.monitoring.domain.retrains import Retrain
 from services.monitoring.handlers import Deps, replayer
 from shared.events.envelope import Event
 from shared.events.models import DriftDetected
+from shared.failures import Failure, classify
 from shared.kafka.consumer import MessageInfo
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,15 @@ class Checkpoints:
         if offset > first:
             kept.skip_below = kept.applied = offset
         elif offset < first:
-            self._reapply_range(partition, kept, offset, first)
+            try:
+                self._reapply_range(partition, kept, offset, first)
+            except Exception as error:
+                if classify(error) is Failure.TRANSIENT:
+                    raise  # the consumer waits; the next try restores again
+                log.exception("%s[%d] not restored: starting afresh", self._topic, partition)
+                kept = _Partition(applied=first, checkpointed_at=self._clock())
+                self._partitions[partition] = kept
+                return kept
         metrics.CHECKPOINTS.labels("restored").inc()
         log.info(
             "%s[%d] restored from its checkpoint at %d (consumer at %d)",

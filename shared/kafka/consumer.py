@@ -252,7 +252,7 @@ class ConsumerRunner:
                 self._process_batch(batch, stop)
         finally:
             if self._listener is not None:
-                self._tell_revoked(consumer.assignment())
+                self._tell_revoked(_assignment(consumer))
             self._commit_stored(consumer)
             consumer.close()
             self._consumer = None
@@ -578,6 +578,14 @@ class ConsumerRunner:
         except KafkaException as error:
             if error.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed: %s", error)
+
+
+def _assignment(consumer: Consumer) -> list[TopicPartition]:
+    try:
+        return list(consumer.assignment())
+    except KafkaException as error:
+        log.warning("assignment unknown at stop: %s", error)
+        return []
 
 
 def _same(output: OutgoingMessage, other: OutgoingMessage) -> bool:

@@ -238,3 +238,33 @@ def test_monitoring_killed_mid_episode_resumes_from_its_checkpoint_as_if_uninter
     assert len(found["commands"]) == 1, "exactly one retrain"
     assert found["detectors"] == expected["detectors"], "every detector where it would be"
     assert found["labelled"] == expected["labelled"] and dead_lettered == 0
+
+
+def test_a_clean_stop_checkpoints_where_it_stopped_and_the_restart_goes_on_from_there(
+    inputs: list[Event[Any]],
+    namespaces: list[str],
+    settings: PlatformSettings,
+    subprocess_env: dict[str, str],
+    bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    """Stopped (SIGTERM) before its first periodic checkpoint: the partition's state is
+    checkpointed as it leaves, and the next process's detectors count on from there."""
+    namespace = namespaces[0]
+    feed = Inputs(settings, namespace, inputs)
+    rarely = {**SETTINGS, "MLOPS_MONITORING_CHECKPOINT_EVERY": "100000"}
+    service = monitoring(namespace, subprocess_env, tmp_path, **rarely)
+    try:
+        feed.publish(0, 1000)
+        run_through(service, bootstrap, feed)
+        assert checkpoint_of(settings, namespace, feed) is None
+        assert service.stop() == 0
+        assert checkpoint_of(settings, namespace, feed) == 1000
+        service = monitoring(namespace, subprocess_env, tmp_path, **rarely)
+        feed.publish(1000, 1002)
+        run_through(service, bootstrap, feed)
+        positions = {d["signal"]: d["position"] for d in drift_view(service)["detectors"]}
+    finally:
+        service.stop()
+        feed.close()
+    assert positions == {"prediction": 501, "error": 501}

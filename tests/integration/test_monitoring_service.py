@@ -660,14 +660,15 @@ def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retr
     one replica, and either answers /performance for both. Then the owner of one dataset is
     SIGKILLed a third of the way in. Both of its stages' partitions move to the survivor,
     which reads every input to the end, owns both datasets, and decides one retrain per
-    drift episode: nothing lost (the drift after the kill is caught), nothing decided twice."""
+    drift episode: nothing lost (the drift after the kill is caught), nothing decided twice.
+    The killed owner's dataset keeps its detectors (restored from its checkpoint)."""
     short_session = {"MLOPS_KAFKA_CLIENT_EXTRA": json.dumps({"session.timeout.ms": "6000"})}
     replicas = [
         monitoring(
             namespace,
             subprocess_env,
             tmp_path,
-            **{"MLOPS_INSTANCE": f"monitoring-{n}"},
+            **{"MLOPS_INSTANCE": f"monitoring-{n}", "MLOPS_MONITORING_CHECKPOINT_EVERY": "200"},
             **short_session,
         )
         for n in (1, 2)
@@ -760,3 +761,7 @@ def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retr
         d["data"]["model_name"] for _, d in drifts if d["data"]["position"] > DRIFT_AT - third
     }
     assert caught == {"loans", "loans_b"}, "the drift after the kill is caught for both"
+    # The survivor took the killed owner's detectors over from their checkpoint: each error
+    # detector saw every label of its stream once, not only those after the kill.
+    errors = {d["model_name"]: d["position"] for d in view["detectors"] if d["signal"] == "error"}
+    assert errors == {"loans": LENGTH, "loans_b": LENGTH}

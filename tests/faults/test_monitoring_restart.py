@@ -49,12 +49,11 @@ from tests.integration.test_monitoring_service import (
     START,
     committed_everything,
     drift_view,
-    monitoring,
     performance,
     read_to_end,
     stream,
 )
-from tests.services import RunningService, namespace_topics
+from tests.services import RunningService, namespace_topics, start_service
 from tests.waiting import wait_until
 
 SETTINGS = {
@@ -64,6 +63,22 @@ SETTINGS = {
     "MLOPS_KAFKA_CLIENT_EXTRA": json.dumps({"session.timeout.ms": "6000"}),
 }
 INPUTS = "monitoring.inputs"
+
+
+def monitoring(
+    namespace: str, env: dict[str, str], tmp_path: Path, **settings: str
+) -> RunningService:
+    """The integration tests' monitoring (a debounce longer than the run, no cooldown, 50
+    labels after a drift before its retrain), given time to start on a busy machine."""
+    extra = {
+        "MLOPS_MONITORING_DEBOUNCE_S": "300",
+        "MLOPS_MONITORING_COOLDOWN_S": "0",
+        "MLOPS_MONITORING_MIN_LABELS_AFTER_DRIFT": "50",
+        "MLOPS_MONITORING_MAX_RETRAINS_PER_HOUR": "3",
+        "MLOPS_MONITORING_HISTORY_EVERY": "500",
+        **settings,
+    }
+    return start_service("monitoring", namespace, env, tmp_path, timeout_s=300, extra_env=extra)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from services.monitoring.settings import MonitoringSettings
 from shared.events.envelope import Event
 from shared.events.models import PredictionServed
 from shared.events.records import LabelRecorded, RecordValidated, SourcePosition
+from shared.failures import TransientError
 from shared.kafka.consumer import MessageInfo
 from tests.unit.test_monitoring_handlers import InMemoryHistory
 
@@ -267,3 +268,28 @@ def test_no_checkpoint_holds_an_input_whose_outputs_are_not_confirmed(
     gate.stored({(TOPIC, 0): 60})  # the runner stored less than was applied
     gate.revoked([(TOPIC, 0)])
     assert not store.kept
+
+
+def test_a_replay_the_broker_cannot_serve_waits_and_one_that_fails_for_good_starts_afresh(
+    stream: list[Input],
+) -> None:
+    store = MemoryStore()
+    first, _, clock = make()
+    feed(first, clock, stream[:400], checkpoints(first, store, stream, every=200))
+    assert store.offset == 400
+
+    def broker_down(partition: int, start: int, end: int) -> Iterator[Input]:
+        raise TransientError("broker down")
+
+    def broken(partition: int, start: int, end: int) -> Iterator[Input]:
+        yield from iter(stream[start : start + 5])
+        raise ValueError("a bug")
+
+    deps, _, _ = make()
+    gate = Checkpoints(deps, store, broker_down, "ns.monitoring", TOPIC, 200, interval_s=1e9)
+    with pytest.raises(TransientError):
+        gate.admit(*stream[450])
+    assert deps.monitor.detector_states() == [], "nothing half restored"
+    gate = Checkpoints(deps, store, broken, "ns.monitoring", TOPIC, 200, interval_s=1e9)
+    assert gate.admit(*stream[450])
+    assert deps.monitor.detector_states() == [], "started afresh"

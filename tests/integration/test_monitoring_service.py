@@ -651,6 +651,22 @@ def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
         consumer.close()
 
 
+def committed_in_each(bootstrap: str, group: str, topic: str) -> bool:
+    """Every partition holding messages has a committed offset past its start."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        committed = consumer.committed(wanted, timeout=10)
+        return all(
+            c.offset > 0
+            for c, w in zip(committed, wanted, strict=True)
+            if consumer.get_watermark_offsets(w, timeout=10)[1] > 0
+        )
+    finally:
+        consumer.close()
+
+
 def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retrain_per_drift(
     model, namespace, producer, subprocess_env, bootstrap, tmp_path, admin
 ) -> None:
@@ -727,6 +743,14 @@ def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retr
         victim = owner_of("loans")
         assert victim is not None
         survivor = next(r for r in replicas if r is not victim)
+        wait_until(
+            lambda: committed_in_each(
+                bootstrap, group, CATALOG.name("monitoring.inputs", namespace)
+            ),
+            what="each owner to commit some of its inputs",
+            timeout_s=60,
+            interval_s=0.5,
+        )
         os.kill(victim.process.pid, signal.SIGKILL)
         victim.process.wait(10)
         publish_part(third, LENGTH)

@@ -13,20 +13,30 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
 from services.monitoring.adapters.history import History
+from services.monitoring.adapters.inputs import PartitionReader
 from services.monitoring.adapters.registry import BackgroundLineages, LineageClient
 from services.monitoring.adapters.specs import DatasetTasks
+from services.monitoring.checkpoints import Checkpoints
 from services.monitoring.domain.join import LabelJoin
 from services.monitoring.domain.monitor import Monitor, Served
 from services.monitoring.domain.policy import RetrainPolicy
 from services.monitoring.domain.reference import TrainingReferences
 from services.monitoring.domain.series import PerformanceSeries
-from services.monitoring.handlers import Deps, forwarding_routes, model_routes, routes
+from services.monitoring.handlers import (
+    FORWARDED,
+    INPUTS,
+    Deps,
+    forwarding_routes,
+    model_routes,
+    routes,
+)
 from services.monitoring.http import monitoring_router
 from services.monitoring.settings import MonitoringSettings
 from shared.datasets.registry import SpecRegistry
+from shared.events.codec import EventDecoder
 from shared.http_limits import BodyLimit
 from shared.kafka.config import client_config, consumer_config, producer_config
-from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.consumer import ConsumerRunner, PartitionListener
 from shared.kafka.peers import Peers, client_id_for, group_members
 from shared.kafka.producer import EventProducer
 from shared.kafka.routes import Route, bind
@@ -72,8 +82,30 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
     dead_letters = catalog.name("bus.dead-letter", namespace)
 
     own_url = settings.own_url
+    checkpoints = None
+    if settings.checkpoint_every:
+        inputs = catalog.name(INPUTS, namespace)
+        reader = PartitionReader(
+            {**client_config(platform, f"{NAME}-replay"), "group.id": f"{group}-replay"},
+            inputs,
+            EventDecoder([payload for _, payload in FORWARDED], platform.max_payload_bytes),
+        )
+        checkpoints = deps.gate = Checkpoints(
+            deps,
+            history,
+            reader.read,
+            group,
+            inputs,
+            settings.checkpoint_every,
+            settings.checkpoint_interval_s,
+        )
 
-    def runner(group_id: str, bound: list[Route], client_id: str = NAME) -> ConsumerRunner:
+    def runner(
+        group_id: str,
+        bound: list[Route],
+        client_id: str = NAME,
+        listener: PartitionListener | None = None,
+    ) -> ConsumerRunner:
         return ConsumerRunner(
             group_id=group_id,
             subscriptions=bind(bound, namespace, platform.max_payload_bytes, catalog),
@@ -81,11 +113,12 @@ def build(platform: PlatformSettings, settings: MonitoringSettings) -> FastAPI:
             producer=producer,
             dead_letter_topic=dead_letters,
             max_message_bytes=platform.max_payload_bytes,
+            listener=listener,
         )
 
     runners = [
         runner(f"{group}-router", forwarding_routes()),
-        runner(group, routes(deps), client_id_for(NAME, own_url)),
+        runner(group, routes(deps), client_id_for(NAME, own_url), checkpoints),
         runner(models_group, model_routes(deps)),
     ]
     runtime = ServiceRuntime(

@@ -35,10 +35,17 @@ a dataset's detectors, label join and its models' policies, and a drift episode 
 decision. models.trained and models.lifecycle are read by every replica in a group of its own.
 
 Detector, join and policy state live in memory (the consumer threads compute under one lock;
-HTTP reads under it too); a restart starts them afresh from the group's committed offsets. A message is computed
-once: what it produced (drifts, decisions, commands) is kept until the SQL writes succeeded,
-so the runner's retries after a database error write the same rows (ids derived from the
-message's position, written once) and never feed the detectors twice.
+HTTP reads under it too), and each monitoring.inputs partition's share of it is checkpointed
+in SQL with the offset of the first input it does not hold (checkpoints.py): every
+MLOPS_MONITORING_CHECKPOINT_EVERY inputs or CHECKPOINT_INTERVAL_S seconds once their offsets
+are stored, and when the partition leaves the replica. A restarted process, or the replica a
+partition moved to, restores it on the partition's first input (`deps.gate`) and applies the
+inputs between the checkpoint and the committed offset to the state only (`replayer`: their
+drifts, decisions and commands were written and published already), so detection goes on as
+if uninterrupted. A message is computed once: what it produced (drifts, decisions, commands)
+is kept until the SQL writes succeeded, so the runner's retries after a database error write
+the same rows (ids derived from the message's position, written once) and never feed the
+detectors twice.
 """
 
 from __future__ import annotations
@@ -90,6 +97,13 @@ EMITS: Final = (DRIFT, COMMANDS)
 _IDS = uuid.UUID("0c6f4f1e-3b7a-4d55-9a0e-2f8c1d7b6a41")
 
 
+class PartitionGate(Protocol):
+    """Says whether an input of monitoring.inputs is applied (False: its partition's state,
+    restored from a checkpoint, already holds it); may restore that state first."""
+
+    def admit(self, event: Event[Any], info: MessageInfo) -> bool: ...
+
+
 class History(Protocol):
     """Where drifts, decisions and performance snapshots are kept (SQL in production)."""
 
@@ -118,6 +132,7 @@ class Deps:
     """The latest snapshots per version in memory (GET /performance/{model}/history)."""
     clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock)
+    gate: PartitionGate | None = None
     _since_snapshot: int = 0
     _unsaved: dict[tuple[str, int, int], Outcome] = field(default_factory=dict)
     _episode_drifts: OrderedDict[str, tuple[Event[DriftDetected], SpanContext]] = field(
@@ -174,6 +189,9 @@ class Outcome:
         return out
 
 
+Compute = Callable[[Event[Any], MessageInfo], Outcome]
+"""What one input does to the state, and what it produced (to write and publish)."""
+
 INPUTS: Final = "monitoring.inputs"
 FORWARDED: Final[tuple[tuple[str, type[Any]], ...]] = (
     ("data.validated", RecordValidated),
@@ -200,17 +218,36 @@ def forward_by_dataset(event: Event[Any], info: MessageInfo) -> list[Emit]:
 def routes(deps: Deps) -> list[Route]:
     """The second stage: a dataset's records, rejections, predictions and labels, in the
     order of their partition of monitoring.inputs."""
-    observers: dict[type[Any], Handler] = {
-        RecordValidated: observe_record(deps),
-        PredictionServed: observe_prediction(deps),
-        LabelRecorded: observe_label(deps),
-        RecordRejected: observe_rejected(deps),
-    }
+    observers = {payload: _once(deps, compute) for payload, compute in computes(deps).items()}
 
     def observe(event: Event[Any], info: MessageInfo) -> Any:
+        if deps.gate is not None and not deps.gate.admit(event, info):
+            return []
         return observers[type(event.data)](event, info)
 
     return [Route(INPUTS, tuple(observers), observe, emits=EMITS)]
+
+
+def computes(deps: Deps) -> dict[type[Any], Compute]:
+    """What each input does to the state (detectors, join, policy), and what it produced."""
+    return {
+        RecordValidated: _record_compute(deps),
+        PredictionServed: _prediction_compute(deps),
+        LabelRecorded: _label_compute(deps),
+        RecordRejected: _rejected_compute(deps),
+    }
+
+
+def replayer(deps: Deps) -> Callable[[Event[Any], MessageInfo], None]:
+    """Applies an input to the state again without writing or publishing what it produced
+    (it was, when the input was first handled): rebuilds the state from a checkpoint. The
+    caller holds `deps.lock`."""
+    by_payload = computes(deps)
+
+    def replay(event: Event[Any], info: MessageInfo) -> None:
+        by_payload[type(event.data)](event, info)
+
+    return replay
 
 
 def model_routes(deps: Deps) -> list[Route]:
@@ -230,6 +267,10 @@ def model_routes(deps: Deps) -> list[Route]:
 
 
 def observe_record(deps: Deps) -> Handler:
+    return _once(deps, _record_compute(deps))
+
+
+def _record_compute(deps: Deps) -> Compute:
     def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         record: RecordValidated = event.data
         found = deps.monitor.observe_record(
@@ -240,10 +281,14 @@ def observe_record(deps: Deps) -> Handler:
             _label(deps, outcome, record.dataset, record.record_id, record.label, event, info)
         return outcome
 
-    return _once(deps, compute)
+    return compute
 
 
 def observe_rejected(deps: Deps) -> Handler:
+    return _once(deps, _rejected_compute(deps))
+
+
+def _rejected_compute(deps: Deps) -> Compute:
     def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         rejected: RecordRejected = event.data
         if rejected.dataset is None:
@@ -251,10 +296,14 @@ def observe_rejected(deps: Deps) -> Handler:
         found = deps.monitor.observe_rejected(rejected.dataset, None)
         return _on_drifts(deps, found, event, info, Outcome())
 
-    return _once(deps, compute)
+    return compute
 
 
 def observe_prediction(deps: Deps) -> Handler:
+    return _once(deps, _prediction_compute(deps))
+
+
+def _prediction_compute(deps: Deps) -> Compute:
     def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         served: PredictionServed = event.data
         kept = Served(
@@ -274,17 +323,21 @@ def observe_prediction(deps: Deps) -> Handler:
         _count_labelled(deps, outcome, labelled, info, now)
         return outcome
 
-    return _once(deps, compute)
+    return compute
 
 
 def observe_label(deps: Deps) -> Handler:
+    return _once(deps, _label_compute(deps))
+
+
+def _label_compute(deps: Deps) -> Compute:
     def compute(event: Event[Any], info: MessageInfo) -> Outcome:
         label: LabelRecorded = event.data
         outcome = Outcome()
         _label(deps, outcome, label.dataset, label.record_id, label.label, event, info)
         return outcome
 
-    return _once(deps, compute)
+    return compute
 
 
 def _label(

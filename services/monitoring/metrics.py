@@ -27,3 +27,13 @@ MAE = Gauge(
     "Live mean absolute error of a regression model version over its last 1000 labels.",
     ["model", "version"],
 )
+CHECKPOINTS = Counter(
+    "mlops_monitoring_checkpoints_total",
+    "Partition state checkpoints, by outcome: written, write_failed; on a partition's first "
+    "input: restored, none (no checkpoint yet), unreadable (started afresh), replay_failed.",
+    ["outcome"],
+)
+REPLAYED = Counter(
+    "mlops_monitoring_checkpoint_replayed_total",
+    "Inputs applied again, state only, between a restored checkpoint and the committed offset.",
+)

@@ -134,6 +134,18 @@ class MonitoringSettings(ServiceSettings):
     history_every: int = Field(
         100, ge=1, description="A performance snapshot goes to SQL after this many labels."
     )
+    checkpoint_every: int = Field(
+        10_000,
+        ge=0,
+        description="A monitoring.inputs partition's state (detectors, join, policy) is "
+        "checkpointed in SQL with its offset after this many inputs (and on rebalance and "
+        "clean stop); a restarted or new owner resumes from it, re-applying at most about "
+        "this many inputs. Each checkpoint pickles the partition's whole state (the join's "
+        "waiting predictions too). 0: no checkpoints (a restart starts the state afresh).",
+    )
+    checkpoint_interval_s: float = Field(
+        60.0, gt=0, description="...or after this long, if an input came since the last one."
+    )
     recent_limit: int = Field(100, ge=1, description="Rows GET /drift and /performance show.")
     history_points: int = Field(
         500,

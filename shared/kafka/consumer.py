@@ -194,6 +194,20 @@ def dead_letter_headers(
     ]
 
 
+class PartitionListener(Protocol):
+    """Told where a partition's handled messages end (state kept per partition can be
+    checkpointed with that offset) and when partitions leave this consumer. Called on the
+    consumer's thread; what it raises is logged, never stops the loop."""
+
+    def stored(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Every message before these offsets is done: handled or dead-lettered, and what
+        it emitted confirmed by the broker."""
+
+    def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """These partitions leave this consumer (rebalance, or it stops), before the final
+        commit of their stored offsets."""
+
+
 class ConsumerRunner:
     """Polls its subscriptions and feeds each message to its handler until asked to stop."""
 
@@ -209,9 +223,11 @@ class ConsumerRunner:
         batch_size: int = 500,
         poll_timeout_s: float = 0.5,
         max_message_bytes: int = 1_048_576,
+        listener: PartitionListener | None = None,
     ) -> None:
         """`max_message_bytes`: the largest message the broker takes (the platform's
-        max_payload_bytes); an input whose output is larger is dead-lettered."""
+        max_payload_bytes); an input whose output is larger is dead-lettered. `listener`:
+        told of stored offsets and revoked partitions (e.g. to checkpoint state)."""
         self.group_id = group_id
         self._routes = {subscription.topic: subscription for subscription in subscriptions}
         self._config = {**consumer_config, "group.id": group_id}
@@ -223,6 +239,7 @@ class ConsumerRunner:
         self._max_message_bytes = max_message_bytes
         self._consumer: Consumer | None = None
         self._waits = 0
+        self._listener = listener
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until `stop` is set, then finishes the in-flight message and commits."""
@@ -234,6 +251,8 @@ class ConsumerRunner:
                 batch = consumer.consume(self._batch_size, self._poll_timeout_s)
                 self._process_batch(batch, stop)
         finally:
+            if self._listener is not None:
+                self._tell_revoked(_assignment(consumer))
             self._commit_stored(consumer)
             consumer.close()
             self._consumer = None
@@ -422,6 +441,12 @@ class ConsumerRunner:
             )
         except KafkaException as error:  # revoked meanwhile: the new owner redelivers
             log.warning("offsets not stored (%s); they will be redelivered", error)
+            return
+        if self._listener is not None:
+            try:
+                self._listener.stored(next_offsets)
+            except Exception:
+                log.exception("the partition listener failed on stored offsets")
 
     def _rewind(self, valid: list[Message], next_offsets: dict[tuple[str, int], int]) -> None:
         """Seeks each partition back to its first message not done, to consume it again."""
@@ -535,7 +560,16 @@ class ConsumerRunner:
         return False
 
     def _commit_before_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._tell_revoked(partitions)
         self._commit_stored(consumer)
+
+    def _tell_revoked(self, partitions: list[TopicPartition]) -> None:
+        if self._listener is None or not partitions:
+            return
+        try:
+            self._listener.revoked([(p.topic, p.partition) for p in partitions])
+        except Exception:
+            log.exception("the partition listener failed on revoked partitions")
 
     @staticmethod
     def _commit_stored(consumer: Consumer) -> None:
@@ -544,6 +578,14 @@ class ConsumerRunner:
         except KafkaException as error:
             if error.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed: %s", error)
+
+
+def _assignment(consumer: Consumer) -> list[TopicPartition]:
+    try:
+        return list(consumer.assignment())
+    except KafkaException as error:
+        log.warning("assignment unknown at stop: %s", error)
+        return []
 
 
 def _same(output: OutgoingMessage, other: OutgoingMessage) -> bool:

@@ -651,6 +651,22 @@ def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
         consumer.close()
 
 
+def committed_in_each(bootstrap: str, group: str, topic: str) -> bool:
+    """Every partition holding messages has a committed offset past its start."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        committed = consumer.committed(wanted, timeout=10)
+        return all(
+            c.offset > 0
+            for c, w in zip(committed, wanted, strict=True)
+            if consumer.get_watermark_offsets(w, timeout=10)[1] > 0
+        )
+    finally:
+        consumer.close()
+
+
 def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retrain_per_drift(
     model, namespace, producer, subprocess_env, bootstrap, tmp_path, admin
 ) -> None:
@@ -660,14 +676,15 @@ def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retr
     one replica, and either answers /performance for both. Then the owner of one dataset is
     SIGKILLed a third of the way in. Both of its stages' partitions move to the survivor,
     which reads every input to the end, owns both datasets, and decides one retrain per
-    drift episode: nothing lost (the drift after the kill is caught), nothing decided twice."""
+    drift episode: nothing lost (the drift after the kill is caught), nothing decided twice.
+    The killed owner's dataset keeps its detectors (restored from its checkpoint)."""
     short_session = {"MLOPS_KAFKA_CLIENT_EXTRA": json.dumps({"session.timeout.ms": "6000"})}
     replicas = [
         monitoring(
             namespace,
             subprocess_env,
             tmp_path,
-            **{"MLOPS_INSTANCE": f"monitoring-{n}"},
+            **{"MLOPS_INSTANCE": f"monitoring-{n}", "MLOPS_MONITORING_CHECKPOINT_EVERY": "200"},
             **short_session,
         )
         for n in (1, 2)
@@ -726,6 +743,14 @@ def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retr
         victim = owner_of("loans")
         assert victim is not None
         survivor = next(r for r in replicas if r is not victim)
+        wait_until(
+            lambda: committed_in_each(
+                bootstrap, group, CATALOG.name("monitoring.inputs", namespace)
+            ),
+            what="each owner to commit some of its inputs",
+            timeout_s=60,
+            interval_s=0.5,
+        )
         os.kill(victim.process.pid, signal.SIGKILL)
         victim.process.wait(10)
         publish_part(third, LENGTH)
@@ -760,3 +785,7 @@ def test_two_replicas_own_a_dataset_each_and_one_killed_hands_over_with_one_retr
         d["data"]["model_name"] for _, d in drifts if d["data"]["position"] > DRIFT_AT - third
     }
     assert caught == {"loans", "loans_b"}, "the drift after the kill is caught for both"
+    # The survivor took the killed owner's detectors over from their checkpoint: each error
+    # detector saw every label of its stream once, not only those after the kill.
+    errors = {d["model_name"]: d["position"] for d in view["detectors"] if d["signal"] == "error"}
+    assert errors == {"loans": LENGTH, "loans_b": LENGTH}

@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Engine,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -106,6 +108,16 @@ class History:
             Column("rmse", Float),
             Column("last_100_mae", Float),
             Column("last_1000_mae", Float),
+        )
+        self.checkpoints = Table(
+            f"{prefix}_checkpoints",
+            metadata,
+            Column("consumer_group", String(200), primary_key=True),
+            Column("topic", String(300), primary_key=True),
+            Column("partition", Integer, primary_key=True),
+            Column("next_offset", BigInteger, nullable=False),
+            Column("state", LargeBinary, nullable=False),
+            Column("written_at", DateTime(timezone=True), nullable=False),
         )
         self._metadata = metadata
         metadata.create_all(engine)
@@ -248,6 +260,37 @@ class History:
         )
         with self._engine.connect() as connection:
             return [_plain(dict(row._mapping)) for row in connection.execute(query)]
+
+    def save_checkpoint(
+        self, group: str, topic: str, partition: int, next_offset: int, state: bytes
+    ) -> None:
+        """A partition's state and the offset of its first input not in it (replaces the
+        previous one)."""
+        table = self.checkpoints
+        where = (
+            (table.c.consumer_group == group)
+            & (table.c.topic == topic)
+            & (table.c.partition == partition)
+        )
+        values = {"next_offset": next_offset, "state": state, "written_at": func.now()}
+        with self._engine.begin() as connection:
+            if connection.execute(update(table).where(where).values(**values)).rowcount == 0:
+                connection.execute(
+                    insert(table).values(
+                        consumer_group=group, topic=topic, partition=partition, **values
+                    )
+                )
+
+    def load_checkpoint(self, group: str, topic: str, partition: int) -> tuple[int, bytes] | None:
+        table = self.checkpoints
+        query = select(table.c.next_offset, table.c.state).where(
+            (table.c.consumer_group == group)
+            & (table.c.topic == topic)
+            & (table.c.partition == partition)
+        )
+        with self._engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else (int(row.next_offset), bytes(row.state))
 
     def drop(self) -> None:
         """Removes the namespace's tables (tests)."""

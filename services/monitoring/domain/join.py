@@ -13,6 +13,7 @@ joined nothing.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -30,6 +31,14 @@ class _Label:
     deadline: float
     value: Any
     joined_slots: set[str] = field(default_factory=set)
+
+
+@dataclass
+class JoinPart(Generic[P]):
+    """What waits in the join for some records (a checkpoint's share of it)."""
+
+    predictions: list[tuple[tuple[str, str], float, P]] = field(default_factory=list)
+    labels: list[tuple[str, _Label]] = field(default_factory=list)
 
 
 class LabelJoin(Generic[P]):
@@ -112,6 +121,43 @@ class LabelJoin(Generic[P]):
             "pending_predictions": self.pending_predictions,
             "pending_labels": self.pending_labels,
         }
+
+    def export(self, owned: Callable[[str], bool]) -> JoinPart[P]:
+        """The waiting predictions and labels of the records `owned` says are in a part."""
+        return JoinPart(
+            predictions=[
+                (key, deadline, prediction)
+                for key, (deadline, prediction) in self._predictions.items()
+                if owned(key[0])
+            ],
+            labels=[(record, label) for record, label in self._labels.items() if owned(record)],
+        )
+
+    def forget(self, owned: Callable[[str], bool]) -> None:
+        """Drops what waits for the records `owned` says are in a part (not counted as
+        expired: another owner keeps them)."""
+        for key in [key for key in self._predictions if owned(key[0])]:
+            self._forget(key)
+        for record in [record for record in self._labels if owned(record)]:
+            if not self._labels.pop(record).joined_slots:
+                self._unused_labels -= 1
+
+    def restore(self, part: JoinPart[P]) -> None:
+        """Takes back a part's waiting predictions and labels, kept in deadline order (the
+        order expiry reads them in)."""
+        for key, deadline, prediction in part.predictions:
+            self._forget(key)
+            self._predictions[key] = (deadline, prediction)
+            self._slots_of.setdefault(key[0], set()).add(key[1])
+        for record, label in part.labels:
+            if record in self._labels and not self._labels.pop(record).joined_slots:
+                self._unused_labels -= 1
+            self._labels[record] = label
+            self._unused_labels += 0 if label.joined_slots else 1
+        self._predictions = OrderedDict(
+            sorted(self._predictions.items(), key=lambda item: item[1][0])
+        )
+        self._labels = OrderedDict(sorted(self._labels.items(), key=lambda item: item[1].deadline))
 
     def _use(self, label: _Label, slot: str) -> None:
         if not label.joined_slots:

@@ -34,7 +34,7 @@ from services.monitoring.domain.detectors import (
     same_label,
 )
 from services.monitoring.domain.holdout import HoldoutCheck, HoldoutRule, holdout_error
-from services.monitoring.domain.join import LabelJoin
+from services.monitoring.domain.join import JoinPart, LabelJoin
 
 WINDOWS = (100, 1000)
 MODE_REFERENCE = 100
@@ -165,6 +165,24 @@ class _ModeIndicator:
         return 1.0 if key == self.mode else 0.0
 
 
+@dataclass
+class MonitorPart:
+    """Everything the monitor holds of some datasets: their detectors, the state of their
+    model versions' signals and scores, and what waits in the join for their records."""
+
+    datasets: frozenset[str]
+    signals: dict[tuple[str, str, int | None, str], SignalDetector]
+    modes: dict[tuple[str, int], _ModeIndicator]
+    holdout: dict[tuple[str, int], HoldoutCheck]
+    scores: dict[tuple[str, int], Scores]
+    served: dict[tuple[str, int], int]
+    expired: dict[tuple[str, int], int]
+    tasks: dict[tuple[str, int], str]
+    version_datasets: dict[tuple[str, int], str]
+    served_datasets: set[str]
+    join: JoinPart[Served]
+
+
 Task = str
 HoldoutMetrics = Callable[[str, int], Mapping[str, Any] | None]
 
@@ -195,6 +213,7 @@ class Monitor:
         self.served: dict[tuple[str, int], int] = {}
         self.expired: dict[tuple[str, int], int] = {}
         self._tasks: dict[tuple[str, int], str] = {}
+        self._version_datasets: dict[tuple[str, int], str] = {}
         self._served_datasets: set[str] = set()
         self._champions: set[str] = set()
 
@@ -273,6 +292,7 @@ class Monitor:
         fallback, and what a version scored under a wrong task is dropped once the right one
         is known (residuals are not 0/1 errors)."""
         task = self._task_for(dataset)
+        self._version_datasets[key] = dataset
         if self._tasks.get(key, task) != task:
             self.scores.pop(key, None)
             self._holdout.pop(key, None)
@@ -366,6 +386,64 @@ class Monitor:
         if detector is None:
             detector = self._signals[key] = SignalDetector(signal, kind, spec)
         return detector
+
+    def models_of(self, datasets: frozenset[str]) -> set[str]:
+        """The model names the datasets' drifts are decided for (the policy's keys)."""
+        served = {model for (model, _), d in self._version_datasets.items() if d in datasets}
+        return served | {self._model_name_for(dataset) for dataset in datasets}
+
+    def _owned_versions(self, datasets: frozenset[str]) -> list[tuple[str, int]]:
+        return [key for key, dataset in self._version_datasets.items() if dataset in datasets]
+
+    def _owned_record(self, datasets: frozenset[str]) -> Callable[[str], bool]:
+        return lambda record: record.split("|", 1)[0] in datasets
+
+    def export(self, datasets: frozenset[str]) -> MonitorPart:
+        """The datasets' share of the monitor (live objects: pickle it at once)."""
+        versions = self._owned_versions(datasets)
+
+        def of(values: Mapping[tuple[str, int], Any]) -> dict[tuple[str, int], Any]:
+            return {key: values[key] for key in versions if key in values}
+
+        return MonitorPart(
+            datasets=datasets,
+            signals={k: v for k, v in self._signals.items() if k[0] in datasets},
+            modes=of(self._modes),
+            holdout=of(self._holdout),
+            scores=of(self.scores),
+            served=of(self.served),
+            expired=of(self.expired),
+            tasks=of(self._tasks),
+            version_datasets=of(self._version_datasets),
+            served_datasets=self._served_datasets & datasets,
+            join=self.join.export(self._owned_record(datasets)),
+        )
+
+    def forget(self, datasets: frozenset[str]) -> None:
+        """Drops the datasets' state (another replica owns them now)."""
+        for key in [k for k in self._signals if k[0] in datasets]:
+            del self._signals[key]
+        for key in self._owned_versions(datasets):
+            for kept in (self._modes, self._holdout, self.scores, self.served, self.expired):
+                kept.pop(key, None)  # type: ignore[attr-defined]
+            self._tasks.pop(key, None)
+            del self._version_datasets[key]
+        self._served_datasets -= datasets
+        self.join.forget(self._owned_record(datasets))
+
+    def restore(self, part: MonitorPart) -> None:
+        """Takes back the datasets' state as `export` gave it, instead of what it held."""
+        self.forget(part.datasets)
+        self._signals.update(part.signals)
+        self._modes.update(part.modes)
+        self._holdout.update(part.holdout)
+        self.scores.update(part.scores)
+        self.served.update(part.served)
+        self.expired.update(part.expired)
+        self._tasks.update(part.tasks)
+        self._version_datasets.update(part.version_datasets)
+        self._served_datasets |= part.served_datasets
+        self.join.restore(part.join)
 
     def detector_states(self) -> list[dict[str, Any]]:
         return [

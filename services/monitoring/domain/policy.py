@@ -231,3 +231,15 @@ class RetrainPolicy:
 
     def models(self) -> list[str]:
         return sorted(self._models)
+
+    def export(self, models: set[str]) -> dict[str, _ModelState]:
+        """The models' episodes, triggers and retrains in flight (live objects: pickle them
+        at once)."""
+        return {name: state for name, state in self._models.items() if name in models}
+
+    def forget(self, models: set[str]) -> None:
+        for name in models:
+            self._models.pop(name, None)
+
+    def restore(self, states: dict[str, _ModelState]) -> None:
+        self._models.update(states)

@@ -92,12 +92,16 @@ class RollingStack:
         assert f"{program}: started" in answer, answer
         after = self.supervisorctl("pid", program).strip()
         assert after.isdigit() and after != before, f"{program}: pid {before} then {after}"
-        wait_until(
-            lambda: ready(f"http://127.0.0.1:{port}/ready"),
-            what=f"{program} ready again on {port}",
-            timeout_s=120,
-            interval_s=0.2,
-        )
+        try:
+            wait_until(
+                lambda: ready(f"http://127.0.0.1:{port}/ready"),
+                what=f"{program} ready again on {port}",
+                timeout_s=300,
+                interval_s=0.2,
+            )
+        except AssertionError as error:
+            log = (self.home / "logs" / f"svc-{program}.log").read_text()[-3000:]
+            raise AssertionError(f"{error}\n{program}'s log ends:\n{log}") from None
 
 
 def ready(url: str) -> bool:
@@ -119,7 +123,7 @@ def stack_env(home: Path, namespace: str) -> dict[str, str]:
         "STACK_SERVICES": " ".join(ALL),
         "MLOPS_REPLICAS": " ".join(f"{name}=2" for name in ALL),
         "SERVICE_STARTSECS": "1",
-        "STACK_TIMEOUT": "240",
+        "STACK_TIMEOUT": "480",
         "PYTHONUNBUFFERED": "1",
         "MLOPS_REGISTRY_DATABASE_SCHEMA": f"reg_{namespace}",
         "MLOPS_TRAINING_DATABASE_SCHEMA": f"train_{namespace}",
@@ -166,7 +170,7 @@ def versions(urls: Urls) -> list[int]:
     return [int(v["version"]) for v in answer.json()] if answer.status_code == 200 else []
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(2400)
 def test_a_rolling_restart_of_every_replica_under_load_fails_no_request_and_loses_nothing(
     rolling: RollingStack, settings: PlatformSettings, matrix: list[Row]
 ) -> None:

@@ -10,9 +10,11 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Literal, Protocol
 
 import uvicorn
@@ -72,7 +74,24 @@ class ServiceRuntime:
     crashed: list[str] = field(default_factory=list)
     on_crash: Callable[[ServiceRuntime], None] = field(default=lambda r: exit_after_crash(r))
     """Called once a loop stopped that nobody asked to stop; by default it ends the process."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set once the process was asked to stop: /live and /ready answer 503 from then on, so a
+    load balancer sends it nothing new while it drains (settings.shutdown_drain_s)."""
     _threads: list[threading.Thread] = field(default_factory=list)
+    _stopping_at: float = 0.0
+
+    def begin_stopping(self) -> None:
+        if not self.stopping.is_set():
+            self._stopping_at = time.monotonic()
+            self.stopping.set()
+
+    def drain_left_s(self) -> float:
+        """How long the process should still answer requests, though out of its load balancer,
+        before it stops accepting: the rest of settings.shutdown_drain_s since it began stopping."""
+        if not self.stopping.is_set():
+            return self.settings.shutdown_drain_s
+        elapsed = time.monotonic() - self._stopping_at
+        return max(0.0, self.settings.shutdown_drain_s - elapsed)
 
     def start_consumers(self) -> None:
         for runner in self.runners:
@@ -150,17 +169,22 @@ def create_app(
         runtime.stop_consumers()
 
     app = FastAPI(title=f"mlops {runtime.name}", lifespan=lifespan, telemetry=telemetry)
+    app.state.runtime = runtime
     for kind in TRANSIENT_EXCEPTIONS:
         app.add_exception_handler(kind, _dependency_unavailable)
 
     @app.get("/live", tags=["health"])
     def live() -> JSONResponse:
+        if runtime.stopping.is_set():
+            return JSONResponse({"status": "stopping"}, 503)
         if runtime.crashed:
             return JSONResponse({"status": "crashed", "consumers": runtime.crashed}, 503)
         return JSONResponse({"status": "ok"})
 
     @app.get("/ready", tags=["health"])
     def ready() -> JSONResponse:
+        if runtime.stopping.is_set():
+            return JSONResponse({"status": "stopping"}, 503)
         failures = {}
         for name, check in runtime.readiness_checks.items():
             try:
@@ -186,12 +210,46 @@ def create_app(
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    """Runs until SIGTERM/SIGINT; uvicorn's shutdown runs the lifespan exit (stops consumers)."""
+    """Runs until SIGTERM/SIGINT, then stops gracefully (DrainingServer): out of the load
+    balancer first, in-flight requests finished, then the lifespan exit (stops consumers)."""
     # uvicorn re-raises the stop signal after its graceful shutdown; a handler that only
     # logs it lets a requested stop end the process with status 0 instead of -SIGTERM.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _log_stop_signal)
-    uvicorn.Server(server_config(app, host, port)).run()
+    DrainingServer(server_config(app, host, port), app.state.runtime).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn that, asked to stop, first drains: /live and /ready answer 503 while it keeps
+    serving for settings.shutdown_drain_s, long enough for a load balancer checking them to
+    take it out, so no request is sent to a port about to close. Then it stops as uvicorn
+    does: no new connection, idle ones closed, requests under way answered, then the
+    lifespan's end (consumer loops finish their batch, commit, leave their group). A second
+    signal cuts the drain short."""
+
+    def __init__(self, config: uvicorn.Config, runtime: ServiceRuntime) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+        self._drain: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first = not self._runtime.stopping.is_set()
+        self._runtime.begin_stopping()
+        drain_s = self._runtime.drain_left_s()
+        if first and drain_s > 0:
+            log.info("stopping: out of the load balancer for %.1f s, then shutting down", drain_s)
+            self._drain = threading.Timer(drain_s, super().handle_exit, (sig, None))
+            self._drain.daemon = True
+            self._drain.start()
+            return
+        if self._drain is not None:
+            self._drain.cancel()
+        super().handle_exit(sig, frame)
+
+
+GRACEFUL_SHUTDOWN_S = 15
+"""How long uvicorn waits for requests under way once it stopped accepting; then it cancels
+them, so the consumer loops still finish and commit within the supervisor's stop timeout."""
 
 
 def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
@@ -199,7 +257,13 @@ def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     otherwise a request arriving on a keep-alive connection while the previous one finishes
     (always, for bodies over 64 KiB) inherits its server span and joins its trace."""
     return uvicorn.Config(
-        app, host=host, port=port, log_level="info", access_log=False, reset_contextvars=True
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        reset_contextvars=True,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

@@ -67,6 +67,14 @@ class PlatformSettings(BaseSettings):
     otlp_endpoint: str | None = None
     jaeger_query_url: str = "http://127.0.0.1:16686"
     trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    shutdown_drain_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=60.0,
+        description="Seconds a service asked to stop keeps answering, with /live and /ready at "
+        "503, before it stops accepting: for a load balancer to take it out first (the local "
+        "stack sets it for replicas behind HAProxy).",
+    )
 
     @property
     def max_record_bytes(self) -> int:

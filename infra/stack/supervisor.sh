@@ -23,6 +23,10 @@ SUPERVISORD=$REPO_ROOT/.venv/bin/supervisord
 SUPERVISORCTL=$REPO_ROOT/.venv/bin/supervisorctl
 # The listener's name in supervisord; not a service.
 RESTART_COUNTER=restart-counter
+# Seconds a replica asked to stop keeps serving, with /live and /ready at 503, before it
+# stops accepting (MLOPS_SHUTDOWN_DRAIN_S): more than HAProxy's checks need to take it out
+# of rotation (haproxy.sh). A service that runs once has nobody to hand over to: no drain.
+REPLICA_DRAIN_S=${REPLICA_DRAIN_S:-3}
 
 # The config path is in supervisord's command line and unique to this state dir.
 supervisord_pid() { running_pid supervisord "$SUPERVISOR_CONF"; }
@@ -34,13 +38,15 @@ sctl() { "$SUPERVISORCTL" -c "$SUPERVISOR_CONF" "$@"; }
 supervisor_answers() { sctl pid 2>/dev/null | grep -qE '^[0-9]+$'; }
 
 # program_environment SERVICE PROGRAM PORT: every service's address (through the load
-# balancer for a replicated one), this process's own port and its instance name.
+# balancer for a replicated one), this process's own port and its instance name; for a
+# replica, its drain on stop.
 program_environment() {
   local service=$1 program=$2 port=$3 own
   own=MLOPS_${service^^}_PORT
   {
     service_addresses | grep -v "^$own="
     printf '%s=%s\nMLOPS_INSTANCE=%s\n' "$own" "$port" "$program"
+    if [[ $program != "$service" ]]; then printf 'MLOPS_SHUTDOWN_DRAIN_S=%s\n' "$REPLICA_DRAIN_S"; fi
   } | sed 's/=\(.*\)/="\1"/' | paste -sd, -
 }
 

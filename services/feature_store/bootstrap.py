@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,12 +101,16 @@ class FeatureStoreProcess:
             self.stop.set()
             for writer in writers:
                 writer.join(60)
+            # Out of the load balancer since the worker began stopping; stop accepting only
+            # once the drain is over (shared/service.py's DrainingServer does this elsewhere).
+            time.sleep(self.runtime.drain_left_s())
             server.should_exit = True
             http.join(30)
             self.pipeline.close()
             self.producer.close()  # tracing was flushed by the HTTP app's shutdown
 
     async def _on_worker_stopping(self, app: faust.App, **_: object) -> None:
+        self.runtime.begin_stopping()
         self.stop.set()
 
     def _run_sink(self, sink: OfflineSink) -> None:

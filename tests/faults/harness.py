@@ -121,6 +121,8 @@ class SteadyLoad:
     model: str
     seed: int
     other_feeds: tuple[Feed, ...] = ()
+    pause_s: float = PAUSE_S
+    """Between two batches of each feed."""
     acked: set[str] = field(default_factory=set)
     refused: list[str] = field(default_factory=list)
     predict_ok: int = 0
@@ -213,7 +215,7 @@ class SteadyLoad:
                     self.acked.update(str(r[feed.record_id]) for r in batch)
                 else:
                     self.refused.append(refusal)
-            self._stop.wait(PAUSE_S)
+            self._stop.wait(self.pause_s)
 
     def _predict(self, feed: Feed, pool: list[Record]) -> None:
         with httpx.Client(timeout=30) as client:

@@ -1,9 +1,11 @@
 """A loop that stops on its own is a crash: the runtime says so and ends the process (here a
 recorder stands in for the exit, which tests/integration/test_runner_resilience.py checks).
-What the service opened is closed at shutdown, once its loops stopped."""
+What the service opened is closed at shutdown, once its loops stopped. Asked to stop, a
+service first drains: out of its load balancer (/live and /ready at 503), still serving."""
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import httpx
@@ -13,8 +15,9 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from shared.service import ServiceRuntime, create_app
+from shared.service import DrainingServer, ServiceRuntime, create_app, server_config
 from shared.settings import PlatformSettings
+from tests.waiting import wait_until
 
 
 class Loop:
@@ -118,3 +121,35 @@ def test_a_bug_in_a_route_is_still_500() -> None:
 
     app = create_app(ServiceRuntime(name="example", settings=PlatformSettings()), [router])
     assert TestClient(app, raise_server_exceptions=False).get("/reads").status_code == 500
+
+
+def draining_server(drain_s: float) -> tuple[DrainingServer, ServiceRuntime, TestClient]:
+    runtime = ServiceRuntime(name="t", settings=PlatformSettings(shutdown_drain_s=drain_s))
+    app = create_app(runtime)
+    return DrainingServer(server_config(app, "127.0.0.1", 1), runtime), runtime, TestClient(app)
+
+
+def test_asked_to_stop_a_service_drains_first_out_of_its_load_balancer() -> None:
+    """/live and /ready answer 503 at once; uvicorn is told to stop only after the drain."""
+    server, runtime, client = draining_server(0.5)
+    assert client.get("/live").status_code == 200
+    server.handle_exit(signal.SIGTERM, None)
+    assert not server.should_exit, "still serving while the load balancer takes it out"
+    assert client.get("/live").json() == {"status": "stopping"}
+    assert client.get("/ready").status_code == 503
+    wait_until(lambda: server.should_exit, what="the drain to end", timeout_s=10)
+    assert runtime.drain_left_s() == 0
+
+
+def test_a_second_signal_cuts_the_drain_short() -> None:
+    server, _, _ = draining_server(60)
+    server.handle_exit(signal.SIGTERM, None)
+    assert not server.should_exit
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.should_exit
+
+
+def test_without_a_drain_the_stop_is_immediate() -> None:
+    server, runtime, _ = draining_server(0)
+    server.handle_exit(signal.SIGINT, None)
+    assert server.should_exit and runtime.stopping.is_set()

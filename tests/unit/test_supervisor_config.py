@@ -94,3 +94,13 @@ def test_the_backoff_is_a_setting(tmp_path: Path) -> None:
 def test_the_socket_is_private_to_its_owner(options: ServerOptions) -> None:
     (server,) = options.server_configs
     assert server["family"].name == "AF_UNIX" and server["chmod"] == 0o700
+
+
+def test_replicas_drain_before_they_stop_and_a_single_process_does_not(tmp_path: Path) -> None:
+    """A replica behind HAProxy keeps serving out of rotation for a while after SIGTERM
+    (shared/service.py's DrainingServer); a service that runs once has nobody to hand over to."""
+    found = programs(generated(tmp_path, MLOPS_REPLICAS="serving=2", REPLICA_DRAIN_S="4"))
+    for name in ("serving-1", "serving-2"):
+        assert found[name].environment["MLOPS_SHUTDOWN_DRAIN_S"] == "4"
+        assert found[name].stopwaitsecs > 4
+    assert "MLOPS_SHUTDOWN_DRAIN_S" not in found["validation"].environment

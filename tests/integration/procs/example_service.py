@@ -9,6 +9,7 @@ It consumes RecordIngested events from A and emits each one, caused by the input
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from fastapi import APIRouter
@@ -68,6 +69,11 @@ def main() -> None:
     @router.get("/hello")
     def hello() -> dict[str, str]:
         return {"service": "example"}
+
+    @router.get("/slow")
+    def slow(seconds: float) -> dict[str, float]:
+        time.sleep(seconds)
+        return {"slept": seconds}
 
     serve(create_app(runtime, [router]), "127.0.0.1", int(args.port))
 

@@ -92,7 +92,7 @@ def assert_the_loop_closes(platform: FaultPlatform) -> None:
         return answer.json() if answer.status_code == 200 else None
 
     run = wait_until(finished, what="the training asked after the faults", timeout_s=300)
-    assert run["type"] == "mlops.ModelTrained", run.get("data")
+    assert run["type"] == "mlops.ModelTrained", run["data"].get("reason")
     wait_until(lambda: versions(platform) > before, what="a new registered version", timeout_s=120)
 
 
@@ -144,6 +144,11 @@ def test_data_raw_leader_sigkilled_five_times_loses_nothing_and_the_loop_closes(
     assert_nothing_lost(outcome, load)
     assert refused_over_http_only_with_503(load) == []
     assert [n for n, s in platform.services.items() if s.process.poll() is not None] == []
+
+
+def test_after_the_leader_kills_a_training_asked_registers_a_new_version(
+    platform: FaultPlatform,
+) -> None:
     assert_the_loop_closes(platform)
 
 

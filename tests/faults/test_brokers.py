@@ -107,7 +107,7 @@ def refused_over_http_only_with_503(load: SteadyLoad) -> list[str]:
     return [r for r in load.refused if not r.startswith(("503 ", "DeliveryError("))]
 
 
-def test_data_raw_leader_sigkilled_five_times_loses_nothing_and_the_loop_closes(
+def test_data_raw_leader_sigkilled_five_times_loses_nothing_applies_nothing_twice(
     cluster: KafkaCluster,
     platform: FaultPlatform,
     on_cluster: PlatformSettings,

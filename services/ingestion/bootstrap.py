@@ -69,6 +69,7 @@ def bootstrap(
         {name: topic for name, topic in topics.items() if name != "data.specs"},
         max_record_bytes=platform.max_record_bytes,
         timeout_s=settings.delivery_timeout_s + 5.0,
+        retry_after_s=settings.broker_retry_after_s,
     )
     runtime = ServiceRuntime(name="ingestion", settings=platform, producer=producer)
     registration = ShippedSpecRegistration(specs, shipped_specs(), runtime.stop)

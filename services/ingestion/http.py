@@ -13,6 +13,7 @@ refusals (domain/errors.py) become their status with {"detail", "reason", ...}.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from typing import IO, Any
 
@@ -286,6 +287,8 @@ def install_refusal_handler(app: FastAPI) -> None:
         metrics.REFUSALS.labels(refusal.reason).inc()
         if refusal.status >= 500:
             log.warning("refused (%s): %s", refusal.reason, refusal.message)
-        return JSONResponse(refusal.body(), refusal.status)
+        retry_after = refusal.extra.get("retry_after_s")
+        headers = None if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
+        return JSONResponse(refusal.body(), refusal.status, headers=headers)
 
     app.add_exception_handler(Refusal, refused)

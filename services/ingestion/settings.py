@@ -25,6 +25,12 @@ class IngestionSettings(ServiceSettings):
     delivery_timeout_s: float = Field(
         15.0, gt=0, description="How long a write may wait for Kafka's confirmation before 503."
     )
+    broker_retry_after_s: float = Field(
+        5.0,
+        gt=0,
+        description="After a write Kafka did not confirm, writes are refused at once (503 with "
+        "Retry-After) for this long, then tried again.",
+    )
     registry_timeout_s: float = Field(
         5.0, gt=0, description="How long a read of the spec registry may wait for Kafka."
     )

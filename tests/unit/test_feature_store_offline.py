@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import urllib3
-from confluent_kafka import OFFSET_INVALID, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
-from services.feature_store.adapters.kafka import retry_until_done
+from services.feature_store.adapters.kafka import Stopping, retry_until_done
 from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
 from services.feature_store.domain.offline import (
     OfflineRow,
@@ -118,6 +118,7 @@ class FakeMessage:
 class FakeConsumer:
     committed_at: dict[int, int]
     commits: list[tuple[int, int]] = field(default_factory=list)
+    refusal: KafkaError | None = None
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [
@@ -126,6 +127,8 @@ class FakeConsumer:
         ]
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        if self.refusal is not None:
+            raise KafkaException(self.refusal)
         self.commits += [(p.partition, p.offset) for p in offsets]
 
 
@@ -279,3 +282,22 @@ def test_an_unreachable_object_store_is_retried_and_a_bad_value_is_not() -> None
 
     with pytest.raises(ValueError):
         retry_until_done(bad, "writing", threading.Event(), max_backoff_s=0.01)
+
+
+def test_a_commit_refused_to_a_former_owner_is_left_out_not_retried_forever() -> None:
+    """A broker failover expired the group session: the commit can never succeed, and retrying
+    it would keep the consumer from polling, hence from ever rejoining."""
+    store, producer = FakeStore(), FakeProducer()
+    consumer = FakeConsumer({}, refusal=KafkaError(KafkaError.UNKNOWN_MEMBER_ID))
+    sink = labels_sink(store, producer, flush_rows=2)
+    attach(sink, consumer, [0])
+    for offset in range(4):
+        sink._add(label_message(0, offset))  # type: ignore[arg-type]
+    assert len([key for key in store.log if key.endswith(".parquet")]) >= 2, "both batches written"
+    assert consumer.commits == []
+
+    consumer.refusal = KafkaError(KafkaError._TRANSPORT)
+    sink._stop.set()
+    sink._add(label_message(0, 4))  # type: ignore[arg-type]
+    with pytest.raises(Stopping, match="committing offline offsets"):
+        sink._add(label_message(0, 5))  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from services.ingestion.domain.errors import (
 from services.ingestion.handlers import ingest_record
 from shared.datasets.registry import UnknownDataset as RegistryUnknownDataset
 from shared.datasets.spec import DatasetSpec, VersionedSpec
-from shared.kafka.producer import DeliveryError
+from shared.kafka.producer import DeliveryError, DeliveryFailure
 from tests.unit.test_ingestion_usecases import shipped
 
 DOWN = KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
@@ -228,3 +228,62 @@ def test_the_publisher_refuses_oversize_records_before_writing_and_maps_failures
         producer.error = error
         with pytest.raises(BrokerUnavailable, match="nothing of this batch is acknowledged"):
             publisher.publish([emit({"a": 1})])
+
+
+def timed_out(*codes: int) -> DeliveryError:
+    failures = [DeliveryFailure("ns.data.raw", KafkaError(code), b"{}") for code in codes]
+    return DeliveryError(f"{len(failures)} writes failed", failures)
+
+
+def test_an_unconfirmed_batch_is_refused_naming_why_and_the_next_ones_at_once_for_a_while() -> None:
+    """Two brokers of three down: every write waits for its timeout; after the first, the
+    batches of the next `retry_after_s` are refused without waiting for Kafka again."""
+    now = [100.0]
+    producer = FakeProducer(timed_out(KafkaError._MSG_TIMED_OUT, KafkaError._MSG_TIMED_OUT))
+    publisher = KafkaPublisher(
+        producer,  # type: ignore[arg-type]
+        {"data.raw": "ns.data.raw"},
+        max_record_bytes=10_000,
+        timeout_s=20,
+        retry_after_s=5,
+        clock=lambda: now[0],
+    )
+    with pytest.raises(BrokerUnavailable) as first:
+        publisher.publish([emit({"a": 1})])
+    assert first.value.status == 503
+    assert "Kafka cannot make the records durable: 2 writes _MSG_TIMED_OUT" in first.value.message
+    assert first.value.extra == {"retry_after_s": 5}
+
+    producer.error = None
+    now[0] += 2
+    with pytest.raises(BrokerUnavailable) as at_once:
+        publisher.publish([emit({"a": 2})])
+    assert "_MSG_TIMED_OUT" in at_once.value.message and "(2.0s ago)" in at_once.value.message
+    assert at_once.value.extra == {"retry_after_s": 3.0}
+    assert producer.sent == [], "refused without writing"
+
+    now[0] += 3
+    publisher.publish([emit({"a": 3})])
+    publisher.publish([emit({"a": 4})])
+    assert len(producer.sent) == 2, "tried again once the hold is over, and clear after"
+
+
+@pytest.mark.parametrize(
+    ("error", "named"),
+    [
+        (timed_out(KafkaError.NOT_ENOUGH_REPLICAS), "1 writes NOT_ENOUGH_REPLICAS (fewer replicas"),
+        (DeliveryError("late", unconfirmed=3), "3 writes still unconfirmed after 20s"),
+        (DOWN, "_TRANSPORT (the broker connection failed)"),
+        (BufferError("full"), "the producer's queue is full"),
+    ],
+)
+def test_the_refusal_names_kafkas_reason(error: Exception, named: str) -> None:
+    publisher = KafkaPublisher(
+        FakeProducer(error),  # type: ignore[arg-type]
+        {"data.raw": "ns.data.raw"},
+        max_record_bytes=10_000,
+        timeout_s=20,
+    )
+    with pytest.raises(BrokerUnavailable, match="Kafka cannot make the records durable") as refused:
+        publisher.publish([emit({"a": 1})])
+    assert named in refused.value.message

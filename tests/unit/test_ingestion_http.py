@@ -98,6 +98,9 @@ def test_a_broker_down_is_503_for_every_write(
     ]:
         answer = client.post(path, json=body)
         assert answer.status_code == 503 and answer.json()["reason"] == "broker_unavailable"
+    publisher.retry_after_s = 2.4
+    answer = client.post("/datasets/loans/records", json={"records": [{"a": 1}]})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "3"
     specs.down = True
     answer = client.post("/datasets", json=shipped("loans").model_dump(mode="json"))
     assert answer.status_code == 503

@@ -80,6 +80,7 @@ class FakePublisher:
         self.calls = 0
         self.fail_from = fail_from
         self.max_bytes = max_bytes
+        self.retry_after_s: float | None = None
 
     def publish(self, emits: Sequence[Emit]) -> None:
         self.calls += 1
@@ -89,7 +90,8 @@ class FakePublisher:
             if size > self.max_bytes:
                 raise RecordTooLarge(position, size, self.max_bytes)
         if self.fail_from is not None and self.calls >= self.fail_from:
-            raise BrokerUnavailable("Kafka did not confirm the writes (down)")
+            hint = {} if self.retry_after_s is None else {"retry_after_s": self.retry_after_s}
+            raise BrokerUnavailable("Kafka did not confirm the writes (down)", **hint)
         self.batches.append(list(emits))
 
     @property

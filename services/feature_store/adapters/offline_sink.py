@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from services.feature_store import metrics
 from services.feature_store.adapters.kafka import retry_until_done
@@ -48,6 +55,16 @@ from shared.kafka.producer import EventProducer, OutgoingMessage
 from shared.telemetry import TRACE_HEADERS
 
 log = logging.getLogger(__name__)
+
+# A commit refused because this consumer is no longer the partition's owner: its session
+# expired (e.g. while the group coordinator's broker failed over) or a rebalance is under way.
+NOT_THE_OWNER = {
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError._ASSIGNMENT_LOST,
+}
 RowsOf = Callable[[Event[Any], MessageInfo], list[OfflineRow]]
 SchemaOf = Callable[[FileBatch], pa.Schema]
 
@@ -210,8 +227,23 @@ class OfflineSink:
         self._store.put_json(key, coverage_json(merge_coverage(known, written)))
 
     def _commit(self, position: TopicPartition) -> None:
-        if self._consumer is not None:
+        """Retrying a commit refused to a former owner never succeeds, and while it retries the
+        consumer does not poll, so it never rejoins: the commit is left out instead. The
+        batch's files are written; the partition's next owner (this consumer, once it rejoined)
+        reads it again from the last commit and overwrites or adds files whose rows training
+        sets deduplicate by source position."""
+        if self._consumer is None:
+            return
+        try:
             self._consumer.commit(offsets=[position], asynchronous=False)
+        except KafkaException as error:
+            if error.args[0].code() not in NOT_THE_OWNER:
+                raise
+            log.warning(
+                "%s[%d]: commit of offset %d left out, no longer the owner (%s); the next "
+                "owner reads the batch again",
+                position.topic, position.partition, position.offset, error.args[0].name(),
+            )  # fmt: skip
 
     def _retry(self, action: Callable[[], Any], what: str) -> None:
         retry_until_done(action, what, self._stop, self.config.max_backoff_s)

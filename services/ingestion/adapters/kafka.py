@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from services.ingestion.domain.errors import (
     BrokerUnavailable,
@@ -28,8 +29,42 @@ log = logging.getLogger(__name__)
 KAFKA_FAILURES = (KafkaException, DeliveryError, TimeoutError, BufferError)
 
 
+# Why Kafka did not confirm a write, for the client: librdkafka's code names what happened.
+WHY = {
+    "_MSG_TIMED_OUT": "not confirmed in time: a leader unreachable or too few replicas in sync",
+    "NOT_ENOUGH_REPLICAS": "fewer replicas than min.insync.replicas are in sync",
+    "NOT_ENOUGH_REPLICAS_AFTER_APPEND": "fewer replicas than min.insync.replicas are in sync",
+    "_TRANSPORT": "the broker connection failed",
+    "_ALL_BROKERS_DOWN": "no broker is reachable",
+}
+
+
+def _named(error: KafkaError) -> str:
+    name = error.name()
+    return f"{name} ({WHY.get(name, error.str())})"
+
+
+def unconfirmed_reason(error: Exception, timeout_s: float) -> str:
+    """What kept Kafka from confirming a batch, in one line that names librdkafka's codes."""
+    if isinstance(error, DeliveryError) and error.failures:
+        counted = Counter(_named(failure.error) for failure in error.failures)
+        return "; ".join(f"{count} writes {why}" for why, count in counted.most_common())
+    if isinstance(error, DeliveryError):
+        return f"{error.unconfirmed} writes still unconfirmed after {timeout_s:g}s"
+    if isinstance(error, KafkaException) and isinstance(error.args[0], KafkaError):
+        return _named(error.args[0])
+    if isinstance(error, BufferError):
+        return "the producer's queue is full"
+    return str(error)
+
+
 class KafkaPublisher:
-    """Publishes emits to their namespaced topics; returns once Kafka confirmed every write."""
+    """Publishes emits to their namespaced topics; returns once Kafka confirmed every write.
+
+    After a batch Kafka did not confirm, batches within the next `retry_after_s` are refused
+    at once with the same reason instead of each waiting `timeout_s` for Kafka again (two
+    brokers of three down: no write can be made durable); the first batch after that tries.
+    """
 
     def __init__(
         self,
@@ -38,13 +73,33 @@ class KafkaPublisher:
         *,
         max_record_bytes: int,
         timeout_s: float,
+        retry_after_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._producer = producer
         self._topics = dict(topics)
         self._max_record_bytes = max_record_bytes
         self._timeout_s = timeout_s
+        self._retry_after_s = retry_after_s
+        self._clock = clock
+        self._last_failure: tuple[float, str] | None = None
 
     def publish(self, emits: Sequence[Emit]) -> None:
+        messages = self._messages(emits)
+        self._refuse_while_failing()
+        try:
+            self._producer.publish_confirmed(messages, timeout=self._timeout_s)
+        except KAFKA_FAILURES as error:
+            reason = unconfirmed_reason(error, self._timeout_s)
+            self._last_failure = (self._clock(), reason)
+            raise BrokerUnavailable(
+                f"Kafka cannot make the records durable: {reason}; nothing of this batch is "
+                "acknowledged: send it again",
+                retry_after_s=self._retry_after_s,
+            ) from None
+        self._last_failure = None
+
+    def _messages(self, emits: Sequence[Emit]) -> list[OutgoingMessage]:
         messages = []
         for position, emit in enumerate(emits):
             try:
@@ -58,13 +113,20 @@ class KafkaPublisher:
             if len(message.value) > self._max_record_bytes:
                 raise RecordTooLarge(position, len(message.value), self._max_record_bytes)
             messages.append(message)
-        try:
-            self._producer.publish_confirmed(messages, timeout=self._timeout_s)
-        except KAFKA_FAILURES as error:
+        return messages
+
+    def _refuse_while_failing(self) -> None:
+        failure = self._last_failure
+        if failure is None:
+            return
+        ago = self._clock() - failure[0]
+        if ago < self._retry_after_s:
+            left = self._retry_after_s - ago
             raise BrokerUnavailable(
-                f"Kafka did not confirm the writes ({error}); nothing of this batch is "
-                "acknowledged: send it again"
-            ) from None
+                f"Kafka cannot make the records durable: {failure[1]} ({ago:.1f}s ago); "
+                f"nothing of this batch is acknowledged: send it again in {left:.1f}s",
+                retry_after_s=round(left, 1),
+            )
 
 
 class RegistryCatalog:

@@ -1,0 +1,267 @@
+"""Kafka brokers fail under load (issue 15, scenario 1), on a three-broker cluster of the test's
+own (replication factor 3, min.insync.replicas 2), with HTTP and direct publishes and /predict
+calls running throughout:
+
+- data.raw's partition leader SIGKILLed five times, each started again and back in sync before
+  the next: every acknowledged record ends exactly once in validated or rejected, /predict
+  never fails, and a training asked afterwards registers a new version;
+- two brokers of three down at once: ingestion answers 503 naming why (the first batch after
+  its delivery timeout, the next ones at once), a direct acks=all publish is not confirmed
+  either, nothing answered 202 is lost, and once both are back ingestion answers 202 again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.demo.loop import DATASET
+from shared.events import Event, RecordIngested
+from shared.kafka.config import producer_config
+from shared.kafka.producer import DeliveryError, EventProducer, OutgoingMessage
+from shared.settings import PlatformSettings
+from tests.faults.brokers import (
+    KafkaCluster,
+    cluster_settings,
+    kafka_cluster,
+    platform_on,
+    replication,
+)
+from tests.faults.conftest import MODEL, FaultPlatform
+from tests.faults.harness import Row, SteadyLoad, records, row, settle, steady_load
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(1200)  # the module's platform starts in the first test's setup
+
+KILLS = 5
+DOWN_S = 4.0
+OUTAGE_S = 20.0
+SETTLE_S = 240.0
+DELIVERY_BOUND_S = 30.0
+"""Ingestion's delivery timeout (15 s) and flush margin (5 s), with room to spare."""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[KafkaCluster]:
+    with kafka_cluster() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def on_cluster(settings: PlatformSettings, cluster: KafkaCluster) -> PlatformSettings:
+    return cluster_settings(settings, cluster)
+
+
+@pytest.fixture(scope="module")
+def platform(
+    cluster: KafkaCluster, settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultPlatform]:
+    with platform_on(cluster, settings, tmp_path_factory.mktemp("faults-brokers")) as running:
+        yield running
+
+
+def raw_topic(platform: FaultPlatform) -> str:
+    return f"{platform.namespace}.data.raw"
+
+
+def versions(platform: FaultPlatform) -> int:
+    answer = httpx.get(f"{platform.urls.registry}/models/{MODEL}/versions", timeout=10)
+    answer.raise_for_status()
+    return len(answer.json())
+
+
+def assert_the_loop_closes(platform: FaultPlatform) -> None:
+    """A training asked now reads the features, trains and registers a new version."""
+    before = versions(platform)
+    asked = httpx.post(
+        f"{platform.urls.training}/train",
+        json={"model_name": MODEL, "dataset": DATASET, "reason": "fault: after broker kills"},
+        timeout=30,
+    )
+    assert asked.status_code == 202, asked.text
+    url = f"{platform.urls.training}/runs/{asked.json()['command_id']}"
+
+    def finished() -> dict[str, Any] | None:
+        answer = httpx.get(url, timeout=10)
+        return answer.json() if answer.status_code == 200 else None
+
+    run = wait_until(finished, what="the training asked after the faults", timeout_s=300)
+    assert run["type"] == "mlops.ModelTrained", run["data"].get("reason")
+    wait_until(lambda: versions(platform) > before, what="a new registered version", timeout_s=120)
+
+
+def assert_nothing_lost(outcome: Row, load: SteadyLoad) -> None:
+    assert outcome.records_in > 0
+    assert (outcome.lost, outcome.twice, outcome.dead_lettered) == (0, 0, 0), outcome
+    assert load.predict_failures == [], f"/predict failed: {load.predict_failures[:3]}"
+
+
+def refused_over_http_only_with_503(load: SteadyLoad) -> list[str]:
+    """The load's refusals that are not a 503 (HTTP) or an unconfirmed write (Kafka)."""
+    return [r for r in load.refused if not r.startswith(("503 ", "DeliveryError("))]
+
+
+def test_data_raw_leader_sigkilled_five_times_loses_nothing_applies_nothing_twice(
+    cluster: KafkaCluster,
+    platform: FaultPlatform,
+    on_cluster: PlatformSettings,
+    matrix: list[Row],
+) -> None:
+    raw = raw_topic(platform)
+    assert replication(cluster, raw) == (3, "2")
+    load = steady_load(on_cluster, platform.namespace, platform.urls, MODEL, 611)
+    killed: list[int] = []
+    try:
+        time.sleep(3)
+        for kill in range(KILLS):
+            started = time.monotonic()
+            leader = cluster.leader(raw, partition=kill % 3)
+            cluster.kill(leader)
+            killed.append(leader)
+            time.sleep(DOWN_S)
+            cluster.up()
+            cluster.wait_all_in_sync()
+            took = time.monotonic() - started
+            print(f"kill {kill + 1}: node {leader}, back in sync after {took:.0f}s")
+        ended = time.monotonic()
+        settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
+        recovery_s = time.monotonic() - ended
+        time.sleep(3)  # the loop still flows afterwards
+    finally:
+        load.stop()
+    found = settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
+    outcome = row(f"data.raw's leader SIGKILLed {KILLS} times (3 brokers)", load, found, recovery_s)
+    matrix.append(outcome)
+    print(f"killed nodes {killed}; refused batches: {len(load.refused)} {load.refused[:2]}")
+
+    assert len(killed) == KILLS
+    assert_nothing_lost(outcome, load)
+    assert refused_over_http_only_with_503(load) == []
+    assert [n for n, s in platform.services.items() if s.process.poll() is not None] == []
+
+
+def test_after_the_leader_kills_a_training_asked_registers_a_new_version(
+    platform: FaultPlatform,
+) -> None:
+    assert_the_loop_closes(platform)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    retry_after: str | None
+    took_s: float
+    ids: list[str]
+
+
+def post(url: str, batch: list[dict[str, Any]]) -> Answer:
+    started = time.monotonic()
+    answer = httpx.post(
+        f"{url}/datasets/{DATASET}/records", json={"records": batch}, timeout=DELIVERY_BOUND_S
+    )
+    took_s = time.monotonic() - started
+    return Answer(
+        answer.status_code,
+        answer.json(),
+        answer.headers.get("retry-after"),
+        took_s,
+        [r["application_id"] for r in batch],
+    )
+
+
+def publish_directly(settings: PlatformSettings, topic: str, batch: list[dict[str, Any]]) -> str:
+    """An acks=all publish of `batch` to data.raw: "confirmed" or why not."""
+    producer = EventProducer(producer_config(settings, "fault-direct"))
+    messages = [
+        OutgoingMessage.for_event(
+            topic,
+            Event.create(
+                RecordIngested(
+                    dataset=DATASET,
+                    entity=r["applicant_id"],
+                    values=r,
+                    ingested_at=datetime.now(UTC),
+                ),
+                source="fault-direct",
+            ),
+            r["applicant_id"],
+        )
+        for r in batch
+    ]
+    try:
+        producer.publish_confirmed(messages, timeout=10)
+    except DeliveryError as error:
+        return f"not confirmed: {error}"
+    return "confirmed"
+
+
+def test_two_brokers_down_ingestion_answers_503_and_acknowledges_nothing_it_cannot_keep(
+    cluster: KafkaCluster,
+    platform: FaultPlatform,
+    on_cluster: PlatformSettings,
+    matrix: list[Row],
+) -> None:
+    raw = raw_topic(platform)
+    ingestion = platform.urls.ingestion
+    pool = records(613, 1000)
+    batches = iter([pool[first : first + 10] for first in range(0, len(pool), 10)])
+    probes: list[Answer] = []
+    acked_by_probes: set[str] = set()
+    load = steady_load(on_cluster, platform.namespace, platform.urls, MODEL, 612)
+    try:
+        time.sleep(3)
+        survivor = cluster.leader(raw, partition=0)
+        down = [node for node in (1, 2, 3) if node != survivor]
+        for node in down:
+            cluster.kill(node)
+        with ThreadPoolExecutor(1) as direct:
+            direct_outcome = direct.submit(publish_directly, on_cluster, raw, next(batches))
+            outage_ends = time.monotonic() + OUTAGE_S
+            while time.monotonic() < outage_ends or len(probes) < 3:
+                probes.append(post(ingestion, next(batches)))
+                time.sleep(0.3)
+            direct_said = direct_outcome.result()
+        cluster.up()
+        back = time.monotonic()
+        cluster.wait_all_in_sync()
+        after = wait_until(
+            lambda: (answer := post(ingestion, next(batches))).status == 202 and answer,
+            what="ingestion to answer 202 again",
+            timeout_s=120,
+            interval_s=1,
+        )
+        acked_by_probes.update(after.ids)
+        for probe in probes:
+            if probe.status == 202:
+                acked_by_probes.update(probe.ids)
+        load.acked |= acked_by_probes
+        settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
+        recovery_s = time.monotonic() - back
+        time.sleep(3)
+    finally:
+        load.stop()
+    found = settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
+    outcome = row("2 of 3 brokers SIGKILLed ~20 s (ingestion 503)", load, found, recovery_s)
+    matrix.append(outcome)
+    statuses = [(p.status, round(p.took_s, 1)) for p in probes]
+    print(f"nodes down {down}; ingestion during the outage {statuses}; direct: {direct_said}")
+    print(f"first refusal: {probes[0].body}")
+
+    assert {p.status for p in probes} == {503}, statuses
+    assert all(p.body["reason"] == "broker_unavailable" for p in probes), probes[0].body
+    assert all("Kafka cannot make the records durable" in p.body["detail"] for p in probes)
+    assert all(p.retry_after is not None for p in probes)
+    assert max(p.took_s for p in probes) < DELIVERY_BOUND_S, statuses
+    refused_at_once = [p for p in probes if "s ago); nothing of this batch" in p.body["detail"]]
+    assert refused_at_once, "after one unconfirmed batch the next ones are refused at once"
+    assert direct_said.startswith("not confirmed"), direct_said
+    assert refused_over_http_only_with_503(load) == []
+    assert_nothing_lost(outcome, load)
+    assert [n for n, s in platform.services.items() if s.process.poll() is not None] == []

@@ -40,7 +40,7 @@ class FaultPlatform:
         urls: Urls,
         bootstrap: str,
         restart: Callable[[str], RunningService],
-        other_feeds: tuple[Feed, ...],
+        other_feeds: tuple[Feed, ...] = (),
     ) -> None:
         self.namespace = namespace
         self.services = services

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import httpx
@@ -34,7 +35,7 @@ from tests.faults.brokers import (
     replication,
 )
 from tests.faults.conftest import MODEL, FaultPlatform
-from tests.faults.harness import Row, SteadyLoad, records, row, settle, steady_load
+from tests.faults.harness import Row, SteadyLoad, loans_feed, row, settle, steady_load
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(1200)  # the module's platform starts in the first test's setup
@@ -210,7 +211,7 @@ def test_two_brokers_down_ingestion_answers_503_and_acknowledges_nothing_it_cann
 ) -> None:
     raw = raw_topic(platform)
     ingestion = platform.urls.ingestion
-    pool = records(613, 1000)
+    pool = list(islice(loans_feed(MODEL).stream(613), 1000))
     batches = iter([pool[first : first + 10] for first in range(0, len(pool), 10)])
     probes: list[Answer] = []
     acked_by_probes: set[str] = set()

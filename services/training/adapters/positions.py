@@ -1,6 +1,12 @@
 """Where data topics stood at a moment: per partition, the first offset whose message was
 written at or after it (the high watermark when none was), read from Kafka's time index; and
-how far validation's consumer group has handled the raw topic (its committed offsets)."""
+how far validation's consumer group has handled the raw topic (its committed offsets).
+
+The committed offsets are read by a consumer that carries validation's group id but never
+subscribes (so it never joins the group nor commits), not by the AdminClient: librdkafka's
+admin OffsetFetch dereferences a null consumer group when the group's coordinator moves
+(NOT_COORDINATOR, as when a broker dies), which kills the process (a segfault found by the
+broker fault scenario)."""
 
 from __future__ import annotations
 
@@ -9,8 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.training.adapters.errors import DependencyUnavailable
 from services.training.domain.waiting import Positions
@@ -38,7 +43,11 @@ class KafkaPositions:
         self._consumer = Consumer(
             {**config, "group.id": "training-positions", "enable.auto.commit": False}
         )
-        self._admin = AdminClient(config)
+        self._committed = (
+            Consumer({**config, "group.id": upstream.group_id, "enable.auto.commit": False})
+            if upstream is not None
+            else None
+        )
         self._topics = topics
         self._upstream = upstream
         self._timeout_s = timeout_s
@@ -51,7 +60,7 @@ class KafkaPositions:
         return {} if self._upstream is None else self._at([self._upstream.raw], moment)
 
     def upstream_handled(self) -> Positions:
-        if self._upstream is None:
+        if self._upstream is None or self._committed is None:
             return {}
         upstream = self._upstream
         try:
@@ -59,12 +68,10 @@ class KafkaPositions:
                 partitions = [
                     TopicPartition(upstream.raw, p) for p in self._partitions(upstream.raw)
                 ]
-            asked = ConsumerGroupTopicPartitions(upstream.group_id, partitions)
-            future = self._admin.list_consumer_group_offsets([asked])[upstream.group_id]
-            answer = future.result(timeout=self._timeout_s)
-        except (KafkaException, TimeoutError) as error:
+                answer = self._committed.committed(partitions, timeout=self._timeout_s)
+        except KafkaException as error:
             raise DependencyUnavailable(f"offsets of group {upstream.group_id}: {error}") from None
-        return {(p.topic, p.partition): max(p.offset, 0) for p in answer.topic_partitions}
+        return {(p.topic, p.partition): max(p.offset, 0) for p in answer}
 
     def downstream_now(self) -> Positions:
         if self._upstream is None:
@@ -117,3 +124,5 @@ class KafkaPositions:
 
     def close(self) -> None:
         self._consumer.close()
+        if self._committed is not None:
+            self._committed.close()

@@ -6,7 +6,9 @@ thread, or joins the load already running for that model: concurrent requests fo
 cold model share one load. A request waits for the load at most
 MLOPS_SERVING_MODEL_LOAD_TIMEOUT_S; then, or when the load fails, it is answered 503 with the
 reason (ChampionNotLoaded), never left hanging. A load outlives the request that started it,
-so the next request finds the model loaded or joins the same load.
+so the next request finds the model loaded or joins the same load. A request for a model whose
+first champion a promotion is loading (as on a replica that just started and reads the
+promotion) waits for that load within the same bound.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from services.serving import metrics
 from services.serving.domain.served import ServedModel
 from services.serving.domain.slots import ChampionNotLoaded, ModelSlot, ModelSlots, NoChampion
 from services.serving.memory import ModelMemory
+
+PROMOTION_POLL_S = 0.02
 
 
 class ChampionSource(Protocol):
@@ -73,6 +77,11 @@ class LazyChampions:
         if served is not None:
             return served, True
         slot = self._slots.get(model)
+        if slot.loading is not None:
+            await self._wait_for_promotion(slot)
+            served = self._memory.hold(model)
+            if served is not None:
+                return served, True
         self._check_loadable(slot)
         loaded = await self._wait_for(slot, self._load(model))
         return loaded, self._memory.hold_loaded(model)
@@ -82,6 +91,20 @@ class LazyChampions:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _wait_for_promotion(self, slot: ModelSlot) -> None:
+        """Waits, within the timeout, until the promotion loading the slot's first champion
+        has ended, whatever its outcome."""
+        deadline = time.monotonic() + self._timeout_s
+        version = slot.loading
+        while slot.loading is not None and time.monotonic() < deadline:
+            await asyncio.sleep(PROMOTION_POLL_S)
+        if slot.loading is not None:
+            raise ChampionNotLoaded(
+                slot.name,
+                f"version {version} is loading and was not ready within {self._timeout_s:g} s "
+                "(MLOPS_SERVING_MODEL_LOAD_TIMEOUT_S); the load goes on, try again",
+            )
 
     @staticmethod
     def _check_loadable(slot: ModelSlot) -> None:

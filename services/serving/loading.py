@@ -155,12 +155,15 @@ class ModelLoader:
         if self._stays_cold(slot, change):
             return self._record(slot, change)
         if change.alias == CHAMPION and slot.current() is None and slot.assigned() is None:
-            slot.not_loaded = f"version {change.version} is loading"
+            slot.start_loading(change.version)
         attributes = {"mlops.model": change.model, "mlops.alias": change.alias}
-        with _tracer.start_as_current_span(
-            f"swap {change.model} {change.alias} to v{change.version}", attributes=attributes
-        ):
-            return self._load_and_swap(change, card)
+        try:
+            with _tracer.start_as_current_span(
+                f"swap {change.model} {change.alias} to v{change.version}", attributes=attributes
+            ):
+                return self._load_and_swap(change, card)
+        finally:
+            slot.done_loading(change.version)
 
     def _stays_cold(self, slot: ModelSlot, change: Change) -> bool:
         """A champion not loaded here that does not fit without evicting: not loaded now."""

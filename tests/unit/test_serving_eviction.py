@@ -7,6 +7,7 @@ import asyncio
 import gc
 import hashlib
 import threading
+import time
 import tracemalloc
 from typing import Any
 
@@ -162,7 +163,9 @@ class Serving:
     """Slots, memory, loader and lazy champions for `models`, each with a v1 champion known
     from the registry's list (none loaded)."""
 
-    def __init__(self, models: list[str], fitting: int, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, models: list[str], fitting: int, timeout_s: float = 5.0, listed: bool = True
+    ) -> None:
         self.slots = ModelSlots()
         self.registry = InMemoryRegistry(*[card(m, v) for m in models for v in (1, 2)])
         self.artifacts = SlowArtifacts()
@@ -171,7 +174,7 @@ class Serving:
             self.slots, self.registry, self.artifacts, ShippedSpecs(), memory=self.memory
         )
         self.champions = LazyChampions(self.slots, self.memory, self.loader, timeout_s, 2)
-        for model in models:
+        for model in models if listed else []:
             self.slots.slot(model).listed(CHAMPION, 1)
 
     def predict(self, model: str) -> int:
@@ -293,3 +296,52 @@ def test_a_promotion_records_a_cold_model_and_swaps_a_loaded_one() -> None:
     assert serving.slots.get("a").current().version == 2  # type: ignore[union-attr]
     assert serving.predict("c") == 2
     assert serving.loaded() == ["a", "c"], "b, least recently used, made room"
+
+
+def promote_in_background(serving: Serving, model: str) -> threading.Thread:
+    """A promotion of a model this replica has no champion of, loading (gated) on a thread."""
+    change = Change(model, CHAMPION, 1, ref(model, 1), event_id=f"p-{model}")
+    promotion = threading.Thread(target=serving.loader.apply, args=(change,))
+    promotion.start()
+    assert wait_for(lambda: serving.slots.get(model).loading == 1)
+    return promotion
+
+
+def wait_for(probe: Any, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not probe() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(probe())
+
+
+def test_a_request_while_a_promotion_loads_the_first_champion_waits_for_it() -> None:
+    serving = Serving(["n"], fitting=2, listed=False)
+    serving.artifacts.gate.clear()
+    promotion = promote_in_background(serving, "n")
+
+    async def asked_while_loading() -> int:
+        asked = asyncio.create_task(serving.champions.hold("n"))
+        await asyncio.sleep(0.2)
+        assert not asked.done(), "the request waits for the promotion's load"
+        serving.artifacts.gate.set()
+        served, held = await asked
+        assert held
+        return served.version
+
+    assert asyncio.run(asked_while_loading()) == 1
+    promotion.join(5)
+    assert serving.artifacts.loaded == [ref("n", 1).uri], "the promotion's load, not a second"
+    assert serving.slots.get("n").loading is None
+
+
+def test_a_promotion_loading_longer_than_the_timeout_answers_503_with_the_bound() -> None:
+    serving = Serving(["n"], fitting=2, timeout_s=0.2, listed=False)
+    serving.artifacts.gate.clear()
+    promotion = promote_in_background(serving, "n")
+
+    with pytest.raises(ChampionNotLoaded, match=r"version 1 is loading and was not ready within"):
+        serving.predict("n")
+    serving.artifacts.gate.set()
+    promotion.join(5)
+
+    assert serving.predict("n") == 1

@@ -148,8 +148,29 @@ class ModelSlot:
         """The champion version refused here; its requests are answered 503 without a retry."""
         self._lock = threading.Lock()
         self._handled: OrderedDict[str, None] = OrderedDict()
-        self.not_loaded: str | None = None
+        self._not_loaded: str | None = None
+        self.loading: int | None = None
+        """The champion version a promotion is loading into this empty slot; its requests wait
+        for it (bounded) rather than being answered 503 at once."""
+
+    @property
+    def not_loaded(self) -> str | None:
         """Why the champion the registry names does not answer here (None: none is known)."""
+        return self._not_loaded
+
+    @not_loaded.setter
+    def not_loaded(self, reason: str | None) -> None:
+        self._not_loaded, self.loading = reason, None
+
+    def start_loading(self, version: int) -> None:
+        """A promotion loads the first champion this slot will hold."""
+        self.not_loaded = f"version {version} is loading"
+        self.loading = version
+
+    def done_loading(self, version: int) -> None:
+        """The load of `version` ended (swapped in, deferred, refused or overtaken)."""
+        if self.loading == version:
+            self.loading = None
 
     def current(self, alias: str = CHAMPION) -> ServedModel | None:
         """The model answering for an alias now; a plain read, never blocked by a swap."""

@@ -194,6 +194,12 @@ def read_features_until(
 
     try:
         wait_until(collect, what=f"features of {len(record_ids)} records", timeout_s=timeout_s)
+    except AssertionError as timed_out:
+        missing = sorted(record_ids - seen)
+        raise AssertionError(
+            f"{timed_out}: {len(seen & record_ids)} arrived, {len(missing)} missing "
+            f"(first: {missing[:10]}), {len(events)} events read"
+        ) from None
     finally:
         consumer.close()
     return events
@@ -554,7 +560,16 @@ def test_two_workers_share_the_partitions_and_one_killed_changes_no_vector(
     )
     first.kill()
     publish(ns, validated, events[total // 2 :])
-    emitted = read_features_until(bootstrap, features_topic, {f"r{n}" for n in range(total)})
+    try:
+        emitted = read_features_until(bootstrap, features_topic, {f"r{n}" for n in range(total)})
+    except AssertionError as missing:
+        counts = metric_values(get(f"{second.url}/metrics").text)
+        survivor = {k: v for k, v in counts.items() if k.startswith("mlops_feature_store_")}
+        committed = committed_total(bootstrap, app_id(ns.name), validated, 3)
+        raise AssertionError(
+            f"{missing}; the surviving worker: {survivor}, ready: "
+            f"{get(f'{second.url}/ready').text}; committed {committed} of {total}"
+        ) from None
     expected = expected_features(events)
     for event in emitted:
         assert event["data"]["features"] == expected[event["data"]["record_id"]], (

@@ -1,12 +1,15 @@
-"""Kafka's admin API, for the loop page: end offsets per topic and lag per consumer group."""
+"""Kafka's admin API, for the loop page: end offsets per topic and lag per consumer group
+(committed offsets read by shared.kafka.committed, not the admin API's OffsetFetch)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupState, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from shared.kafka.committed import CommittedOffsets
 
 IDLE = frozenset({ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD})
 
@@ -25,6 +28,7 @@ class Offsets:
 class KafkaAdmin:
     def __init__(self, config: dict[str, Any], namespace: str, timeout_s: float) -> None:
         self.admin = AdminClient(config)
+        self.committed = CommittedOffsets(config, timeout_s)
         self.namespace = namespace
         self.timeout_s = timeout_s
 
@@ -52,24 +56,16 @@ class KafkaAdmin:
         end = {topic[len(prefix) :]: sum(parts.values()) for topic, parts in partitions.items()}
         groups = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result()
         lag: dict[str, int] = {}
+        positions = [(topic, p) for topic, parts in partitions.items() for p in parts]
         for listing in groups.valid:
             group = listing.group_id
             if not group.startswith((prefix, f"{self.namespace}-")):
                 continue
             if listing.state in IDLE:
                 continue  # no member: a past instance's group (serving's are per instance)
-            lag[group] = self._group_lag(group, partitions)
+            committed = self.committed.of(group, positions)
+            lag[group] = sum(
+                max(partitions[topic][p] - offset, 0) for (topic, p), offset in committed.items()
+            )
+        self.committed.forget(lag)
         return Offsets(end=end, partitions=partitions, lag=lag)
-
-    def _group_lag(self, group: str, partitions: dict[str, dict[int, int]]) -> int:
-        request = [ConsumerGroupTopicPartitions(group)]
-        futures = self.admin.list_consumer_group_offsets(request, request_timeout=self.timeout_s)
-        total = 0
-        for future in futures.values():
-            for tp in future.result().topic_partitions or []:
-                if tp.offset < 0:
-                    continue
-                end = partitions.get(tp.topic, {}).get(tp.partition)
-                if end is not None:
-                    total += max(end - tp.offset, 0)
-        return total

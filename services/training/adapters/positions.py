@@ -1,12 +1,7 @@
 """Where data topics stood at a moment: per partition, the first offset whose message was
 written at or after it (the high watermark when none was), read from Kafka's time index; and
-how far validation's consumer group has handled the raw topic (its committed offsets).
-
-The committed offsets are read by a consumer that carries validation's group id but never
-subscribes (so it never joins the group nor commits), not by the AdminClient: librdkafka's
-admin OffsetFetch dereferences a null consumer group when the group's coordinator moves
-(NOT_COORDINATOR, as when a broker dies), which kills the process (a segfault found by the
-broker fault scenario)."""
+how far validation's consumer group has handled the raw topic (its committed offsets, read
+by shared.kafka.committed: never the AdminClient, whose OffsetFetch can crash the process)."""
 
 from __future__ import annotations
 
@@ -19,6 +14,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.training.adapters.errors import DependencyUnavailable
 from services.training.domain.waiting import Positions
+from shared.kafka.committed import CommittedOffsets
 
 
 @dataclass(frozen=True)
@@ -43,11 +39,7 @@ class KafkaPositions:
         self._consumer = Consumer(
             {**config, "group.id": "training-positions", "enable.auto.commit": False}
         )
-        self._committed = (
-            Consumer({**config, "group.id": upstream.group_id, "enable.auto.commit": False})
-            if upstream is not None
-            else None
-        )
+        self._committed = CommittedOffsets(config, timeout_s)
         self._topics = topics
         self._upstream = upstream
         self._timeout_s = timeout_s
@@ -60,18 +52,16 @@ class KafkaPositions:
         return {} if self._upstream is None else self._at([self._upstream.raw], moment)
 
     def upstream_handled(self) -> Positions:
-        if self._upstream is None or self._committed is None:
+        if self._upstream is None:
             return {}
         upstream = self._upstream
         try:
             with self._lock:
-                partitions = [
-                    TopicPartition(upstream.raw, p) for p in self._partitions(upstream.raw)
-                ]
-                answer = self._committed.committed(partitions, timeout=self._timeout_s)
+                partitions = [(upstream.raw, p) for p in self._partitions(upstream.raw)]
+            committed = self._committed.of(upstream.group_id, partitions)
         except KafkaException as error:
             raise DependencyUnavailable(f"offsets of group {upstream.group_id}: {error}") from None
-        return {(p.topic, p.partition): max(p.offset, 0) for p in answer}
+        return {position: committed.get(position, 0) for position in partitions}
 
     def downstream_now(self) -> Positions:
         if self._upstream is None:
@@ -124,5 +114,4 @@ class KafkaPositions:
 
     def close(self) -> None:
         self._consumer.close()
-        if self._committed is not None:
-            self._committed.close()
+        self._committed.close()

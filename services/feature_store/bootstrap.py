@@ -4,7 +4,8 @@
   SIGTERM/SIGINT stop it gracefully;
 - the HTTP app (shared skeleton: /live, /ready, /metrics, and the store's routes) under
   uvicorn in a thread;
-- the offline store's two writers (data.features, data.labels) in threads.
+- the offline store's two writers (data.features, data.labels) in threads;
+- the stall watch (domain/stall.py) in a thread: a stream that stopped ends the process.
 
 When the worker stops, the writers write what they hold and commit, then HTTP stops.
 """
@@ -28,6 +29,7 @@ from services.feature_store.adapters.objects import ObjectStore
 from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
 from services.feature_store.adapters.online import OnlineStore
 from services.feature_store.adapters.rebuilt_sets import RebuiltSets
+from services.feature_store.adapters.stall_probe import StreamProbe
 from services.feature_store.adapters.streaming import (
     FeaturePipeline,
     FeatureStream,
@@ -39,6 +41,7 @@ from services.feature_store.adapters.streaming import (
 from services.feature_store.adapters.training_sets import TrainingSets
 from services.feature_store.domain.lookup_cache import LookupCache
 from services.feature_store.domain.offline import FileBatch, Kind, feature_schema, label_schema
+from services.feature_store.domain.stall import StallWatch
 from services.feature_store.handlers import (
     CONSUMES,
     DEAD_LETTER,
@@ -79,6 +82,7 @@ class FeatureStoreProcess:
     producer: EventProducer
     stop: threading.Event
     runtime: ServiceRuntime
+    probe: StreamProbe
 
     def run(self) -> None:
         server = uvicorn.Server(server_config(self.http, self.settings.host, self.settings.port))
@@ -87,6 +91,7 @@ class FeatureStoreProcess:
             for sink in self.sinks
         ]
         http = _thread("http", server.run)
+        _thread("stall-watch", self._watch_stream)
         self.stream.app.on_before_shutdown.connect(self._on_worker_stopping)
         worker = faust.Worker(
             self.stream.app,
@@ -107,11 +112,27 @@ class FeatureStoreProcess:
             server.should_exit = True
             http.join(30)
             self.pipeline.close()
+            self.probe.close()
             self.producer.close()  # tracing was flushed by the HTTP app's shutdown
 
     async def _on_worker_stopping(self, app: faust.App, **_: object) -> None:
         self.runtime.begin_stopping()
         self.stop.set()
+
+    def _watch_stream(self) -> None:
+        watch = StallWatch(self.settings.stall_timeout_s)
+        while not self.stop.wait(min(5.0, self.settings.stall_timeout_s / 4)):
+            try:
+                state = self.probe.state()
+            except Exception as error:  # Kafka unreachable: nothing to conclude
+                log.warning("the stall watch could not read the stream's offsets: %s", error)
+                continue
+            reason = None if state is None else watch.observe(time.monotonic(), state)
+            if reason is not None:
+                log.critical("the feature stream stopped: %s", reason)
+                self.runtime.crashed.append(f"stream: {reason}")
+                self.runtime.on_crash(self.runtime)  # exits non-zero: its supervisor restarts it
+                return
 
     def _run_sink(self, sink: OfflineSink) -> None:
         try:
@@ -199,7 +220,12 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         body_limit=BodyLimit.of(settings),
     )
     install(http, deps)
-    return FeatureStoreProcess(settings, stream, pipeline, sinks, http, producer, stop, runtime)
+    probe = StreamProbe(
+        stream, pipeline, client_config(platform, f"{NAME}-stall-watch"), app_id(namespace)
+    )
+    return FeatureStoreProcess(
+        settings, stream, pipeline, sinks, http, producer, stop, runtime, probe
+    )
 
 
 def _offline_sinks(

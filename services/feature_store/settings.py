@@ -67,6 +67,13 @@ class FeatureStoreSettings(ServiceSettings):
     commit_interval_s: float = Field(
         2.8, gt=0, description="How often the stream commits the offsets it has acknowledged."
     )
+    stall_timeout_s: float = Field(
+        120.0,
+        ge=10,
+        description="Records wait on a worker's partitions, no batch is in progress and the "
+        "stream has not moved for this long: the worker exits so that its supervisor restarts "
+        "it (faust can stop feeding its agent after a rebalance without a word).",
+    )
     retry_max_backoff_s: float = Field(
         5.0, gt=0, description="Longest wait between two attempts to publish or store a batch."
     )

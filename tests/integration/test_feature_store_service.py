@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from shared.datasets.spec import VersionedSpec, shipped_specs
 from shared.events import Event, LabelRecorded, RecordValidated, SourcePosition
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.service import CRASH_EXIT_CODE
 from shared.settings import PlatformSettings
 from shared.storage import minio_client
 from tests.integration.kafka_helpers import (
@@ -174,9 +175,14 @@ def features_of(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 def read_features_until(
-    bootstrap: str, topic: str, record_ids: set[str], timeout_s: float = 180
+    bootstrap: str,
+    topic: str,
+    record_ids: set[str],
+    timeout_s: float = 180,
+    meanwhile: Callable[[], object] = lambda: None,
 ) -> list[dict[str, Any]]:
-    """Every FeaturesComputed on the topic (replays included) once all `record_ids` appeared."""
+    """Every FeaturesComputed on the topic (replays included) once all `record_ids` appeared;
+    `meanwhile` runs between two reads."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": unique_name("fs-reader"),
          "auto.offset.reset": "earliest", "enable.auto.commit": False}
@@ -186,6 +192,7 @@ def read_features_until(
     seen: set[str] = set()
 
     def collect() -> bool:
+        meanwhile()
         for message in consumer.consume(1000, 0.5):
             if message.error() is None:
                 events.append(json.loads(message.value()))
@@ -538,9 +545,16 @@ def test_two_workers_share_the_partitions_and_one_killed_changes_no_vector(
         for n in range(total)
     ]
     validated, features_topic = ns.topic("data.validated"), ns.topic("data.features")
-    tuning = {"batch_max_records": "10", "commit_interval_s": "0.5"}
+    tuning = {"batch_max_records": "10", "commit_interval_s": "0.5", "stall_timeout_s": "20"}
     first = ns.start(instance="feature_store-1", **tuning)
     second = ns.start(instance="feature_store-2", **tuning)
+    survivors = [second]
+
+    def supervise() -> None:
+        """Restarts a worker whose stall watch ended it, as its supervisor does."""
+        if survivors[-1].process.poll() == CRASH_EXIT_CODE:
+            survivors.append(ns.start(instance="feature_store-2", **tuning))
+
     wait_until(
         lambda: stable_members(admin, app_id(ns.name)) == 2,
         what="both workers in the group",
@@ -561,21 +575,23 @@ def test_two_workers_share_the_partitions_and_one_killed_changes_no_vector(
     first.kill()
     publish(ns, validated, events[total // 2 :])
     try:
-        emitted = read_features_until(bootstrap, features_topic, {f"r{n}" for n in range(total)})
+        emitted = read_features_until(
+            bootstrap, features_topic, {f"r{n}" for n in range(total)}, meanwhile=supervise
+        )
     except AssertionError as missing:
-        counts = metric_values(get(f"{second.url}/metrics").text)
+        counts = metric_values(get(f"{survivors[-1].url}/metrics").text)
         survivor = {k: v for k, v in counts.items() if k.startswith("mlops_feature_store_")}
         committed = committed_total(bootstrap, app_id(ns.name), validated, 3)
         raise AssertionError(
-            f"{missing}; the surviving worker: {survivor}, ready: "
-            f"{get(f'{second.url}/ready').text}; committed {committed} of {total}"
+            f"{missing}; the surviving worker ({len(survivors) - 1} restart(s)): {survivor}, "
+            f"ready: {get(f'{survivors[-1].url}/ready').text}; committed {committed} of {total}"
         ) from None
     expected = expected_features(events)
     for event in emitted:
         assert event["data"]["features"] == expected[event["data"]["record_id"]], (
             "a vector differs from an uninterrupted single worker's"
         )
-    assert_online_store_holds_last_vectors(second, events, expected, entities)
+    assert_online_store_holds_last_vectors(survivors[-1], events, expected, entities)
 
 
 def assert_online_store_holds_last_vectors(

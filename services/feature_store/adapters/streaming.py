@@ -202,8 +202,20 @@ class FeaturePipeline:
         self._stop = stop
         self._max_backoff_s = max_backoff_s
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-io")
+        self.batches = 0
+        """Batches done: the stall watch's sign that the stream moves."""
+        self.busy = False
+        """A batch is being computed, delivered (retried while a dependency is down) or saved."""
 
     async def process(self, events: Sequence[faust.types.EventT], table: Any) -> Outcome:
+        self.busy = True
+        try:
+            return await self._process(events, table)
+        finally:
+            self.busy = False
+            self.batches += 1
+
+    async def _process(self, events: Sequence[faust.types.EventT], table: Any) -> Outcome:
         loop = asyncio.get_running_loop()
         metrics.BATCH_RECORDS.observe(len(events))
         with metrics.BATCH_SECONDS.labels("compute").time():
@@ -317,7 +329,19 @@ class FeatureStream:
             key_type=str,
             value_type=str,
         )
+        self.source_topic = source_topic
         app.agent(self.topic, name=AGENT)(self._run)
+
+    def assigned(self) -> set[tuple[str, int]] | None:
+        """The source partitions this worker holds once its table is recovered (None before,
+        and while a rebalance changes them)."""
+        if not self.app.tables.recovery.completed.is_set():
+            return None
+        try:
+            held = list(self.app.consumer.assignment())
+        except RuntimeError:  # the set changed size while read from another thread
+            return None
+        return {(tp.topic, tp.partition) for tp in held if tp.topic == self.source_topic}
 
     async def _run(self, stream: faust.StreamT) -> None:
         try:

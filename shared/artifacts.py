@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from typing import Any
 
 import skops.io as sio
@@ -34,6 +35,13 @@ def serialize(model: Any) -> tuple[bytes, list[str]]:
     return data, untrusted
 
 
+_ONE_LOAD_AT_A_TIME = threading.Lock()
+"""skops reads each array with numpy's header parser (ast.literal_eval), and CPython 3.11's AST
+constructor keeps its recursion depth per process, not per thread: two loads at once on two
+threads (serving's load pool) can fail with "SystemError: AST constructor recursion depth
+mismatch", a good artifact then refused. Loads hold the GIL for most of their time anyway."""
+
+
 def deserialize(data: bytes, expected_sha256: str) -> Any:
     """The model in `data`, only if its hash matches and every type it needs is allowed."""
     actual = hashlib.sha256(data).hexdigest()
@@ -47,7 +55,8 @@ def deserialize(data: bytes, expected_sha256: str) -> Any:
     if refused:
         raise ArtifactRefused(f"artifact asks to trust types outside the allowlist: {refused}")
     try:
-        return sio.loads(data, trusted=untrusted)
+        with _ONE_LOAD_AT_A_TIME:
+            return sio.loads(data, trusted=untrusted)
     except Exception as error:
         raise ArtifactRefused(f"unloadable artifact: {type(error).__name__}: {error}") from None
 

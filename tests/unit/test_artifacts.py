@@ -1,13 +1,17 @@
 import hashlib
 import io
 import pickle
+import threading
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from shared import artifacts
 from shared.artifacts import ArtifactRefused, deserialize, serialize, split_uri
 
 
@@ -63,3 +67,32 @@ def test_uris_name_a_bucket_and_a_key() -> None:
     assert split_uri("s3://models/loans/v1.skops") == ("models", "loans/v1.skops")
     with pytest.raises(ValueError, match="not an s3"):
         split_uri("/tmp/model.pkl")
+
+
+def test_loads_on_many_threads_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPython 3.11's AST constructor (numpy's header parser under skops) is not thread-safe:
+    concurrent loads fail with SystemError, so the loads are serialized."""
+    data, _ = serialize(a_model())
+    digest = hashlib.sha256(data).hexdigest()
+    inside, most = 0, 0
+    guard = threading.Lock()
+    real_loads = artifacts.sio.loads
+
+    def counted_loads(*args: object, **kwargs: object) -> object:
+        nonlocal inside, most
+        with guard:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.01)
+        try:
+            return real_loads(*args, **kwargs)
+        finally:
+            with guard:
+                inside -= 1
+
+    monkeypatch.setattr(artifacts.sio, "loads", counted_loads)
+    with ThreadPoolExecutor(8) as pool:
+        loaded = list(pool.map(lambda _: deserialize(data, digest), range(16)))
+
+    assert len(loaded) == 16
+    assert most == 1

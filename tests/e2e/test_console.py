@@ -78,16 +78,22 @@ def test_the_training_trace_shows_spans_from_at_least_five_services(
     link = re.search(r'<a id="version-trace" href="(/traces/[0-9a-f]+)"', page)
     assert link, "the version page links no training trace"
 
+    seen: set[str] = set()
+
     def services() -> set[str]:
         trace = console.get(link.group(1)).text
-        return set(re.findall(r'class="span[^"]*" data-service="([^"]+)"', trace))
+        seen.update(re.findall(r'class="span[^"]*" data-service="([^"]+)"', trace))
+        return seen
 
-    found = wait_until(
-        lambda: services() if len(services()) >= 5 else None,
-        what="the training trace's spans from five services in Jaeger",
-        timeout_s=60,
-        interval_s=2,
-    )
+    try:
+        found = wait_until(
+            lambda: services() if len(services()) >= 5 else None,
+            what="the training trace's spans from five services in Jaeger",
+            timeout_s=60,
+            interval_s=2,
+        )
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}; services seen: {sorted(seen)}") from None
     assert {"monitoring", "training", "registry", "serving"} <= found
 
 

@@ -173,12 +173,17 @@ def test_the_retraining_trace_shows_spans_of_five_services(
 ) -> None:
     [command] = loop.watcher.drift_commands()
 
+    drawn: set[str] = set()
+
     def five_services_drawn() -> set[str] | None:
         browser.open(f"/traces/{command.trace_id}", "trace", screenshot="trace")
-        drawn = {row.get_attribute("data-service") for row in browser.css("#waterfall .span")}
+        drawn.update(row.get_attribute("data-service") for row in browser.css("#waterfall .span"))
         return drawn if len(drawn) >= 5 else None
 
-    wait_until(five_services_drawn, what="the trace's spans from five services", timeout_s=60)
+    try:
+        wait_until(five_services_drawn, what="the trace's spans from five services", timeout_s=60)
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}; services drawn: {sorted(drawn)}") from None
 
 
 def test_promote_and_rollback_from_the_ui_need_the_key(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -49,6 +50,8 @@ class Row:
     predict_ok: int
     predict_failed: int
     recovery_s: float
+    effects: str = "-"
+    """Other effects off (tests/faults/effects.py), where the scenario measures them."""
 
     def cells(self) -> list[str]:
         return [
@@ -61,6 +64,7 @@ class Row:
             f"{self.predict_ok:,}",
             str(self.predict_failed),
             f"{self.recovery_s:.1f}",
+            self.effects,
         ]
 
 
@@ -74,39 +78,41 @@ HEADER = [
     "/predict answered",
     "/predict failed",
     "recovery s",
+    "off: vectors / labels / predictions logged",
 ]
 
 
 @dataclass(frozen=True)
 class Feed:
-    """A dataset the load sends: a stream of its records per seed, the field naming a record
-    and its entity, and the model `/predict` asks about its records."""
+    """A dataset the load sends: a stream of its records and their labels per seed, the field
+    naming a record and its entity, and the model `/predict` asks about its records."""
 
     dataset: str
     model: str
     record_id: str
     entity_key: str
-    stream: Callable[[int], Iterator[Record]]
+    labelled: Callable[[int], Iterator[tuple[Record, Any]]]
+
+    def stream(self, seed: int) -> Iterator[Record]:
+        return (record for record, _ in self.labelled(seed))
 
 
 def loans_feed(model: str) -> Feed:
     """Loan applications (classification, labels arriving later)."""
 
-    def stream(seed: int) -> Iterator[Record]:
-        rows = agrawal_records(10**6, seed=seed, start=datetime.now(UTC), entities=ENTITIES)
-        return (record for record, _ in rows)
+    def labelled(seed: int) -> Iterator[tuple[Record, Any]]:
+        return agrawal_records(10**6, seed=seed, start=datetime.now(UTC), entities=ENTITIES)
 
-    return Feed(DATASET, model, "application_id", "applicant_id", stream)
+    return Feed(DATASET, model, "application_id", "applicant_id", labelled)
 
 
 def readings_feed(model: str) -> Feed:
     """Friedman readings (regression, targets arriving later)."""
 
-    def stream(seed: int) -> Iterator[Record]:
-        rows = friedman_records(10**6, seed=seed, start=datetime.now(UTC))
-        return (record for record, _ in rows)
+    def labelled(seed: int) -> Iterator[tuple[Record, Any]]:
+        return friedman_records(10**6, seed=seed, start=datetime.now(UTC))
 
-    return Feed("friedman", model, "reading_id", "sensor_id", stream)
+    return Feed("friedman", model, "reading_id", "sensor_id", labelled)
 
 
 @dataclass
@@ -125,6 +131,10 @@ class SteadyLoad:
     """Between two batches of each feed."""
     acked: set[str] = field(default_factory=set)
     refused: list[str] = field(default_factory=list)
+    labels_acked: set[str] = field(default_factory=set)
+    """Record ids whose label ingestion acknowledged (posted after their record's batch)."""
+    predicted: dict[str, float] = field(default_factory=dict)
+    """Request id -> when (monotonic) a /predict call was answered 200."""
     predict_ok: int = 0
     predict_failures: list[str] = field(default_factory=list)
     predict_failed_at: list[float] = field(default_factory=list)
@@ -136,7 +146,7 @@ class SteadyLoad:
         for n, feed in enumerate((loans_feed(self.model), *self.other_feeds)):
             seed = self.seed + 1000 * n
             for target, args in (
-                (self._post, (feed, feed.stream(seed))),
+                (self._post, (feed, feed.labelled(seed))),
                 (self._publish, (feed, feed.stream(seed + 500))),
                 (self._predict, (feed, list(islice(feed.stream(seed + 700), 200)))),
             ):
@@ -150,24 +160,39 @@ class SteadyLoad:
         for thread in self._threads:
             thread.join(120)
 
-    def _post(self, feed: Feed, stream: Iterator[Record]) -> None:
+    def _post(self, feed: Feed, labelled: Iterator[tuple[Record, Any]]) -> None:
+        """Records by HTTP; the labels of a batch acknowledged go with the next one's turn."""
+        labels_of: dict[str, Any] = {}
+        due: list[dict[str, Any]] = []
+        url = f"{self.ingestion_url}/datasets/{feed.dataset}"
+
+        def records() -> Iterator[Record]:
+            for record, label in labelled:
+                labels_of[str(record[feed.record_id])] = label
+                yield record
+
         with httpx.Client(timeout=30) as client:
 
-            def post(batch: list[Record]) -> str | None:
+            def sent(path: str, body: dict[str, Any]) -> str | None:
                 try:
-                    answer = client.post(
-                        f"{self.ingestion_url}/datasets/{feed.dataset}/records",
-                        json={"records": batch},
-                    )
+                    answer = client.post(f"{url}/{path}", json=body)
                 except httpx.HTTPError as error:
                     return repr(error)
-                return (
-                    None
-                    if answer.status_code == 202
-                    else f"{answer.status_code} {answer.text[:200]}"
-                )
+                ok = answer.status_code == 202
+                return None if ok else f"{answer.status_code} {answer.text[:200]}"
 
-            self._feed(feed, stream, post)
+            def post(batch: list[Record]) -> str | None:
+                if due and sent("labels", {"labels": due}) is None:
+                    with self._lock:
+                        self.labels_acked.update(label["record_id"] for label in due)
+                refusal = sent("records", {"records": batch})
+                ids = [str(r[feed.record_id]) for r in batch]
+                due[:] = [{"record_id": i, "label": labels_of.pop(i)} for i in ids]
+                if refusal is not None:
+                    due.clear()
+                return refusal
+
+            self._feed(feed, records(), post)
 
     def _publish(self, feed: Feed, stream: Iterator[Record]) -> None:
         producer = EventProducer(producer_config(self.settings, "fault-load"))
@@ -234,6 +259,7 @@ class SteadyLoad:
                 with self._lock:
                     if failure is None:
                         self.predict_ok += 1
+                        self.predicted[answer.json()["request_id"]] = time.monotonic()
                     else:
                         self.predict_failures.append(failure)
                         self.predict_failed_at.append(time.monotonic())
@@ -250,6 +276,9 @@ def partition_ends(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
         }
     finally:
         consumer.close()
+
+
+SETTLE_S = 240.0
 
 
 def steady_load(
@@ -345,3 +374,21 @@ def row(scenario: str, load: SteadyLoad, found: Outputs, recovery_s: float) -> R
         predict_failed=len(load.predict_failures),
         recovery_s=recovery_s,
     )
+
+
+def ask_training(training_url: str, model: str, dataset: str, reason: str) -> str:
+    """POST /train, accepted (202); the command's id (GET /runs/{id})."""
+    asked = httpx.post(
+        f"{training_url}/train",
+        json={"model_name": model, "dataset": dataset, "reason": reason},
+        timeout=30,
+    )
+    assert asked.status_code == 202, asked.text
+    return str(asked.json()["command_id"])
+
+
+def time_to_settle(load: SteadyLoad, bootstrap: str, namespace: str) -> float:
+    """Seconds until every record acknowledged by now has its outcome (the recovery time)."""
+    started = time.monotonic()
+    settle(set(load.acked), bootstrap, namespace, SETTLE_S)
+    return time.monotonic() - started

@@ -4,7 +4,9 @@ calls running throughout:
 
 - data.raw's partition leader SIGKILLed five times, each started again and back in sync before
   the next: every acknowledged record ends exactly once in validated or rejected, /predict
-  never fails, and a training asked afterwards registers a new version;
+  never fails, and a training asked afterwards registers a new version; meanwhile a replay of
+  production runs into a replica namespace on the same cluster (scenario 9), which validates
+  each replayed record once and trains its own model while production does not notice;
 - two brokers of three down at once: ingestion answers 503 naming why (the first batch after
   its delivery timeout, the next ones at once), a direct acks=all publish is not confirmed
   either, nothing answered 202 is lost, and once both are back ingestion answers 202 again."""
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +31,7 @@ from shared.kafka.config import producer_config
 from shared.kafka.producer import DeliveryError, EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from tests.faults.brokers import (
+    BROKERS,
     KafkaCluster,
     cluster_settings,
     kafka_cluster,
@@ -35,7 +39,18 @@ from tests.faults.brokers import (
     replication,
 )
 from tests.faults.conftest import MODEL, FaultPlatform
-from tests.faults.harness import Row, SteadyLoad, loans_feed, row, settle, steady_load
+from tests.faults.effects import settled_row
+from tests.faults.harness import (
+    Row,
+    SteadyLoad,
+    ask_training,
+    loans_feed,
+    partition_ends,
+    read_topic,
+    steady_load,
+    time_to_settle,
+)
+from tests.faults.replica import ReplayBeside, Replica, check_the_replica, replica_beside
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(1200)  # the module's platform starts in the first test's setup
@@ -43,7 +58,6 @@ pytestmark = pytest.mark.timeout(1200)  # the module's platform starts in the fi
 KILLS = 5
 DOWN_S = 4.0
 OUTAGE_S = 20.0
-SETTLE_S = 240.0
 DELIVERY_BOUND_S = 30.0
 """Ingestion's delivery timeout (15 s) and flush margin (5 s), with room to spare."""
 
@@ -67,6 +81,16 @@ def platform(
         yield running
 
 
+@pytest.fixture(scope="module")
+def replica(
+    cluster: KafkaCluster, settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replica]:
+    logs = tmp_path_factory.mktemp("faults-brokers-replica")
+    brokers = {"MLOPS_KAFKA_BROKERS": str(BROKERS)}
+    with replica_beside(cluster.admin(), settings, cluster.bootstrap, logs, brokers) as running:
+        yield running
+
+
 def raw_topic(platform: FaultPlatform) -> str:
     return f"{platform.namespace}.data.raw"
 
@@ -80,13 +104,8 @@ def versions(platform: FaultPlatform) -> int:
 def assert_the_loop_closes(platform: FaultPlatform) -> None:
     """A training asked now reads the features, trains and registers a new version."""
     before = versions(platform)
-    asked = httpx.post(
-        f"{platform.urls.training}/train",
-        json={"model_name": MODEL, "dataset": DATASET, "reason": "fault: after broker kills"},
-        timeout=30,
-    )
-    assert asked.status_code == 202, asked.text
-    url = f"{platform.urls.training}/runs/{asked.json()['command_id']}"
+    command_id = ask_training(platform.urls.training, MODEL, DATASET, "fault: after broker kills")
+    url = f"{platform.urls.training}/runs/{command_id}"
 
     def finished() -> dict[str, Any] | None:
         answer = httpx.get(url, timeout=10)
@@ -97,12 +116,6 @@ def assert_the_loop_closes(platform: FaultPlatform) -> None:
     wait_until(lambda: versions(platform) > before, what="a new registered version", timeout_s=120)
 
 
-def assert_nothing_lost(outcome: Row, load: SteadyLoad) -> None:
-    assert outcome.records_in > 0
-    assert (outcome.lost, outcome.twice, outcome.dead_lettered) == (0, 0, 0), outcome
-    assert load.predict_failures == [], f"/predict failed: {load.predict_failures[:3]}"
-
-
 def refused_over_http_only_with_503(load: SteadyLoad) -> list[str]:
     """The load's refusals that are not a 503 (HTTP) or an unconfirmed write (Kafka)."""
     return [r for r in load.refused if not r.startswith(("503 ", "DeliveryError("))]
@@ -111,16 +124,22 @@ def refused_over_http_only_with_503(load: SteadyLoad) -> list[str]:
 def test_data_raw_leader_sigkilled_five_times_loses_nothing_applies_nothing_twice(
     cluster: KafkaCluster,
     platform: FaultPlatform,
+    replica: Replica,
     on_cluster: PlatformSettings,
     matrix: list[Row],
+    tmp_path: Path,
 ) -> None:
     raw = raw_topic(platform)
     assert replication(cluster, raw) == (3, "2")
+    specs_before = partition_ends(platform.bootstrap, f"{platform.namespace}.data.specs")
     load = steady_load(on_cluster, platform.namespace, platform.urls, MODEL, 611)
     killed: list[int] = []
+    replaying: ReplayBeside | None = None
     try:
         time.sleep(3)
         for kill in range(KILLS):
+            if kill == 1:
+                replaying = ReplayBeside(platform, replica, tmp_path).start()
             started = time.monotonic()
             leader = cluster.leader(raw, partition=kill % 3)
             cluster.kill(leader)
@@ -130,21 +149,26 @@ def test_data_raw_leader_sigkilled_five_times_loses_nothing_applies_nothing_twic
             cluster.wait_all_in_sync()
             took = time.monotonic() - started
             print(f"kill {kill + 1}: node {leader}, back in sync after {took:.0f}s")
-        ended = time.monotonic()
-        settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
-        recovery_s = time.monotonic() - ended
+        recovery_s = time_to_settle(load, platform.bootstrap, platform.namespace)
         time.sleep(3)  # the loop still flows afterwards
     finally:
         load.stop()
-    found = settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
-    outcome = row(f"data.raw's leader SIGKILLed {KILLS} times (3 brokers)", load, found, recovery_s)
-    matrix.append(outcome)
     print(f"killed nodes {killed}; refused batches: {len(load.refused)} {load.refused[:2]}")
+    scenario = f"data.raw's leader SIGKILLed {KILLS} times (3 brokers)"
+    settled_row(scenario, load, platform.bootstrap, platform.namespace, recovery_s, matrix)
 
     assert len(killed) == KILLS
-    assert_nothing_lost(outcome, load)
+    assert load.predict_failures == [], f"/predict failed: {load.predict_failures[:3]}"
     assert refused_over_http_only_with_503(load) == []
     assert [n for n, s in platform.services.items() if s.process.poll() is not None] == []
+    assert replaying is not None
+    replaying.join()
+    trained = [
+        message
+        for message in read_topic(platform.bootstrap, f"{platform.namespace}.models.trained")
+        if (message.key() or b"") == MODEL.encode()
+    ]
+    check_the_replica(platform, replica, specs_before, trained, "leader kills", matrix)
 
 
 def test_after_the_leader_kills_a_training_asked_registers_a_new_version(
@@ -243,17 +267,16 @@ def test_two_brokers_down_ingestion_answers_503_and_acknowledges_nothing_it_cann
             if probe.status == 202:
                 acked_by_probes.update(probe.ids)
         load.acked |= acked_by_probes
-        settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
+        time_to_settle(load, platform.bootstrap, platform.namespace)
         recovery_s = time.monotonic() - back
         time.sleep(3)
     finally:
         load.stop()
-    found = settle(set(load.acked), platform.bootstrap, platform.namespace, SETTLE_S)
-    outcome = row("2 of 3 brokers SIGKILLed ~20 s (ingestion 503)", load, found, recovery_s)
-    matrix.append(outcome)
     statuses = [(p.status, round(p.took_s, 1)) for p in probes]
     print(f"nodes down {down}; ingestion during the outage {statuses}; direct: {direct_said}")
     print(f"first refusal: {probes[0].body}")
+    scenario = "2 of 3 brokers SIGKILLed ~20 s (ingestion 503)"
+    settled_row(scenario, load, platform.bootstrap, platform.namespace, recovery_s, matrix)
 
     assert {p.status for p in probes} == {503}, statuses
     assert all(p.body["reason"] == "broker_unavailable" for p in probes), probes[0].body
@@ -264,5 +287,5 @@ def test_two_brokers_down_ingestion_answers_503_and_acknowledges_nothing_it_cann
     assert refused_at_once, "after one unconfirmed batch the next ones are refused at once"
     assert direct_said.startswith("not confirmed"), direct_said
     assert refused_over_http_only_with_503(load) == []
-    assert_nothing_lost(outcome, load)
+    assert load.predict_failures == [], f"/predict failed: {load.predict_failures[:3]}"
     assert [n for n, s in platform.services.items() if s.process.poll() is not None] == []

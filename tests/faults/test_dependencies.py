@@ -2,7 +2,8 @@
 PostgreSQL stopped for 30 s, MinIO stopped for 30 s. The services keep their processes, pause
 what needs the missing dependency, say so on /ready (503 naming it) and resume by themselves;
 every acknowledged record ends exactly once in validated or rejected, none is dead-lettered,
-and `/predict` keeps answering with the loaded model. A training asked while MinIO is down
+every other effect is applied once (tests/faults/effects.py), and `/predict` keeps answering
+with the loaded model. A training asked while MinIO is down
 waits for it and trains; the offline store catches up."""
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ import httpx
 
 from shared.settings import PlatformSettings
 from tests.faults.conftest import MODEL, FaultPlatform, stack
-from tests.faults.harness import Row, SteadyLoad, partition_ends, row, settle, steady_load
+from tests.faults.effects import settled_row
+from tests.faults.harness import (
+    Row,
+    SteadyLoad,
+    ask_training,
+    partition_ends,
+    steady_load,
+    time_to_settle,
+)
 from tests.waiting import wait_until
 
 OUTAGE_S = 30.0
-RECOVERY_TIMEOUT_S = 240.0
 
 
 def under_load(
@@ -28,24 +36,21 @@ def under_load(
     scenario: str,
     seed: int,
     fault: Callable[[], None],
-) -> tuple[Row, SteadyLoad]:
-    """Runs `fault` (it returns once the dependency is back) under a steady load; the row."""
+) -> SteadyLoad:
+    """Runs `fault` (it returns once the dependency is back) under a steady load, then adds
+    the scenario's row, checking that nothing was lost or applied twice."""
     load = steady_load(
         settings, platform.namespace, platform.urls, MODEL, seed, platform.other_feeds
     )
     try:
         time.sleep(5)
         fault()
-        ended = time.monotonic()
-        settle(set(load.acked), platform.bootstrap, platform.namespace, RECOVERY_TIMEOUT_S)
-        recovery_s = time.monotonic() - ended
+        recovery_s = time_to_settle(load, platform.bootstrap, platform.namespace)
         time.sleep(5)  # the loop still flows afterwards
     finally:
         load.stop()
-    found = settle(set(load.acked), platform.bootstrap, platform.namespace, RECOVERY_TIMEOUT_S)
-    outcome = row(scenario, load, found, recovery_s)
-    matrix.append(outcome)
-    return outcome, load
+    settled_row(scenario, load, platform.bootstrap, platform.namespace, recovery_s, matrix)
+    return load
 
 
 def still_running(platform: FaultPlatform) -> list[str]:
@@ -60,11 +65,7 @@ def ready_reason(url: str) -> tuple[int, str]:
     return answer.status_code, answer.text
 
 
-def assert_nothing_lost(outcome: Row, load: SteadyLoad) -> None:
-    assert outcome.records_in > 0
-    assert outcome.lost == 0, f"{outcome.lost} acknowledged records never came out"
-    assert outcome.twice == 0, f"{outcome.twice} records came out twice"
-    assert outcome.dead_lettered == 0, "good records were dead-lettered"
+def assert_predict_never_failed(load: SteadyLoad) -> None:
     assert load.predict_failures == [], load.predict_failures[:3]
 
 
@@ -78,8 +79,8 @@ def test_jaeger_stopped_the_data_path_does_not_notice(
         finally:
             stack("up", "jaeger")
 
-    outcome, load = under_load(platform, settings, matrix, "Jaeger stopped 15 s", 501, fault)
-    assert_nothing_lost(outcome, load)
+    load = under_load(platform, settings, matrix, "Jaeger stopped 15 s", 501, fault)
+    assert_predict_never_failed(load)
     assert load.refused == [], f"ingestion refused records: {load.refused[:3]}"
     assert still_running(platform) == []
 
@@ -99,8 +100,8 @@ def test_postgresql_stopped_30_s_validation_and_the_registry_pause_and_resume(
         finally:
             stack("up", "postgres")
 
-    outcome, load = under_load(platform, settings, matrix, "PostgreSQL stopped 30 s", 502, fault)
-    assert_nothing_lost(outcome, load)
+    load = under_load(platform, settings, matrix, "PostgreSQL stopped 30 s", 502, fault)
+    assert_predict_never_failed(load)
     assert still_running(platform) == []
     models = httpx.get(f"{platform.urls.registry}/models/{MODEL}", timeout=10)
     assert models.status_code == 200, "the registry answers again by itself"
@@ -133,19 +134,15 @@ def test_minio_stopped_30_s_serving_answers_training_waits_and_the_offline_store
             time.sleep(OUTAGE_S / 3)
             during["feature_store"] = ready_reason(platform.urls.feature_store)
             during["training"] = ready_reason(platform.urls.training)
-            asked = httpx.post(
-                f"{platform.urls.training}/train",
-                json={"model_name": MODEL, "dataset": "loans", "reason": "fault: minio down"},
-                timeout=30,
+            command["id"] = ask_training(
+                platform.urls.training, MODEL, "loans", "fault: minio down"
             )
-            assert asked.status_code == 202, asked.text
-            command["id"] = asked.json()["command_id"]
             time.sleep(OUTAGE_S * 2 / 3)
         finally:
             stack("up", "minio")
 
-    outcome, load = under_load(platform, settings, matrix, "MinIO stopped 30 s", 503, fault)
-    assert_nothing_lost(outcome, load)
+    load = under_load(platform, settings, matrix, "MinIO stopped 30 s", 503, fault)
+    assert_predict_never_failed(load)
     assert still_running(platform) == []
     for name in ("feature_store", "training"):
         status, body = during[name]

@@ -14,7 +14,14 @@ import httpx
 
 from shared.settings import PlatformSettings
 from tests.faults.conftest import MODEL, FaultPlatform
-from tests.faults.harness import Row, read_topic, row, settle, steady_load
+from tests.faults.effects import settled_row
+from tests.faults.harness import (
+    Row,
+    ask_training,
+    read_topic,
+    steady_load,
+    time_to_settle,
+)
 from tests.faults.replica import versions
 from tests.waiting import wait_until
 
@@ -41,13 +48,7 @@ def registered_runs(platform: FaultPlatform) -> list[str]:
 def kill_the_registry_mid_registration(platform: FaultPlatform) -> str:
     """Trains MODEL and SIGKILLs the registry the moment the run's outcome is published;
     returns the run's id."""
-    asked = httpx.post(
-        f"{platform.urls.training}/train",
-        json={"model_name": MODEL, "dataset": "loans", "reason": "fault: registry killed"},
-        timeout=30,
-    )
-    assert asked.status_code == 202, asked.text
-    command_id = asked.json()["command_id"]
+    command_id = ask_training(platform.urls.training, MODEL, "loans", "fault: registry killed")
     event = wait_until(
         lambda: trained_run(platform, command_id),
         what="the run's outcome on models.trained",
@@ -110,19 +111,15 @@ def test_the_registry_killed_mid_registration_and_serving_mid_swap_lose_and_repe
             what="serving to come back with the champion the registry names",
             timeout_s=120,
         )
-        ended = time.monotonic()
-        settle(set(load.acked), platform.bootstrap, platform.namespace, 240)
-        recovery_s = time.monotonic() - ended
+        recovery_s = time_to_settle(load, platform.bootstrap, platform.namespace)
         time.sleep(5)
     finally:
         load.stop()
-    found = settle(set(load.acked), platform.bootstrap, platform.namespace, 240)
-    outcome = row("SIGKILL of the registry mid-registration, serving mid-swap", load, found,
-                  recovery_s)  # fmt: skip
-    matrix.append(outcome)
-
-    assert outcome.records_in > 0
-    assert (outcome.lost, outcome.twice, outcome.dead_lettered) == (0, 0, 0), outcome
+    scenario = "SIGKILL of the registry mid-registration, serving mid-swap"
+    settled_row(
+        scenario, load, platform.bootstrap, platform.namespace, recovery_s, matrix,
+        serving_killed=[serving_down[0]],
+    )  # fmt: skip
     assert registered_runs(platform).count(run_id) == 1, "the run was registered twice"
     assert champion(platform) == to_version
     outside = [at for at in load.predict_failed_at if not serving_down[0] <= at <= serving_down[1]]

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.waiting import wait_until
@@ -82,3 +82,37 @@ def topics(admin: AdminClient, *names: str, partitions: int = 1) -> Iterator[lis
         yield created
     finally:
         admin.delete_topics(created, operation_timeout=10)
+
+
+def produce_round_robin(bootstrap: str, topic: str, count: int, partitions: int) -> None:
+    """`count` small messages spread over the topic's partitions in turn, confirmed."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for n in range(count):
+        producer.produce(topic, f"{n}".encode(), partition=n % partitions)
+    assert producer.flush(30) == 0
+
+
+@contextmanager
+def member_that_committed(
+    bootstrap: str, topic: str, group: str, offsets: dict[int, int]
+) -> Iterator[Consumer]:
+    """A member of `group`, assigned `topic`'s partitions, that committed `offsets`
+    (partition -> offset) and stays in the group until the block ends."""
+    member = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        member.subscribe([topic])
+        wait_until(lambda: member.poll(0.5) is not None or bool(member.assignment()),
+                   what="the member to be assigned")  # fmt: skip
+        member.commit(
+            offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False
+        )
+        yield member
+    finally:
+        member.close()
+
+
+def members(admin: AdminClient, group: str) -> int:
+    [described] = admin.describe_consumer_groups([group]).values()
+    return len(described.result(timeout=10).members)

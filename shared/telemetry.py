@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
@@ -41,6 +42,13 @@ _GETTER = _HeaderGetter()
 def inject_trace_headers(headers: KafkaHeaders) -> None:
     """Adds traceparent/tracestate for the current span to outgoing Kafka headers."""
     propagate.inject(headers, setter=_SETTER)
+
+
+def inject_http_trace_headers(request: httpx.Request) -> None:
+    """An httpx request hook: the current span's traceparent/tracestate go with the request, so
+    the service called continues the caller's trace (its server span a child of the caller's
+    span) instead of starting one of its own."""
+    propagate.inject(request.headers)
 
 
 def extract_trace_context(headers: Sequence[tuple[str, bytes | None]] | None) -> Context:

@@ -1,8 +1,13 @@
+import httpx
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from shared.kafka.consumer import RetryPolicy
-from shared.telemetry import extract_trace_context, inject_trace_headers
+from shared.telemetry import (
+    extract_trace_context,
+    inject_http_trace_headers,
+    inject_trace_headers,
+)
 
 
 def test_trace_context_survives_a_trip_through_kafka_headers() -> None:
@@ -25,3 +30,18 @@ def test_messages_without_trace_headers_start_a_fresh_trace() -> None:
 def test_retry_backoff_doubles_up_to_its_cap() -> None:
     policy = RetryPolicy(max_attempts=5, initial_backoff_s=0.1, max_backoff_s=0.3)
     assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.3, 0.3]
+
+
+def test_an_http_request_carries_the_current_span_so_the_service_called_continues_it() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    seen: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(200))
+    client = httpx.Client(transport=transport, event_hooks={"request": [inject_http_trace_headers]})
+
+    with tracer.start_as_current_span("training set") as span:
+        client.get("http://feature-store/training-sets")
+        trace_id = f"{span.get_span_context().trace_id:032x}"
+    client.get("http://feature-store/training-sets")
+
+    assert seen[0].headers["traceparent"].split("-")[1] == trace_id
+    assert "traceparent" not in seen[1].headers, "no span, nothing to continue"

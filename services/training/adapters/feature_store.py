@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
 from services.training.domain.waiting import Positions
 from shared.events.models import OffsetRange
+from shared.telemetry import inject_http_trace_headers
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,11 @@ class RebuiltSet:
 class FeatureStoreClient:
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            event_hooks={"request": [inject_http_trace_headers]},
+        )
 
     def training_set(self, dataset: str, until: datetime | None = None) -> TrainingSetRef:
         body: dict[str, Any] = {"dataset": dataset}

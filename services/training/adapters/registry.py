@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from services.training.adapters.errors import DependencyRefused, DependencyUnavailable
 from shared.events.models import ArtifactRef
+from shared.telemetry import inject_http_trace_headers
 
 CHAMPION = "champion"
 
@@ -50,7 +51,11 @@ class UnknownVersion(LookupError):
 class RegistryClient:
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            event_hooks={"request": [inject_http_trace_headers]},
+        )
 
     def champion(self, model_name: str) -> Champion | None:
         """The version holding "champion", or None when the model has none (or is unknown)."""

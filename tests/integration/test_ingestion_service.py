@@ -31,6 +31,9 @@ from tests.waiting import wait_until
 
 BODY_LIMIT = 1024 * 1024
 CHUNK_ROWS = 5000
+# The CI machine runs the fault matrix beside this suite: a spec registration reads the
+# specs topic afresh, which took over httpx's default 5 s there once.
+http = httpx.Client(timeout=30.0)
 
 
 def start_ingestion(
@@ -45,7 +48,7 @@ def start_ingestion(
 
 def answers(url: str) -> httpx.Response | None:
     try:
-        return httpx.get(url, timeout=5)
+        return http.get(url, timeout=5)
     except httpx.TransportError:
         return None
 
@@ -135,7 +138,7 @@ def test_a_batch_is_acknowledged_once_every_record_is_on_the_raw_topic(
 ) -> None:
     rows = loans(50, seed=101)
     rows[3] = {**rows[3], "note": None, "extra_flag": True}
-    answer = httpx.post(f"{service.url}/datasets/loans/records", json={"records": rows})
+    answer = http.post(f"{service.url}/datasets/loans/records", json={"records": rows})
     assert answer.status_code == 202, answer.text
     body = answer.json()
     assert body["accepted"] == 50 and body["spec_version"] == 1
@@ -160,7 +163,7 @@ def test_a_batch_is_acknowledged_once_every_record_is_on_the_raw_topic(
 
 
 def test_an_unknown_dataset_is_404_and_lists_the_known_ones(service: RunningService) -> None:
-    answer = httpx.post(f"{service.url}/datasets/nope/records", json={"records": [{"a": 1}]})
+    answer = http.post(f"{service.url}/datasets/nope/records", json={"records": [{"a": 1}]})
     assert answer.status_code == 404
     assert {"breast_cancer", "loans"} <= set(answer.json()["known"])
     assert "known datasets: " in answer.json()["detail"]
@@ -189,14 +192,14 @@ def test_what_is_not_a_batch_is_refused_and_nothing_of_it_is_written(
         ),
     ]
     for body, status, message in refused:
-        answer = httpx.post(url, content=body, headers={"content-type": "application/json"})
+        answer = http.post(url, content=body, headers={"content-type": "application/json"})
         assert answer.status_code == status, (body[:60], answer.text)
         assert message in answer.json()["detail"]
         assert "ids" not in answer.json()
 
     everything = envelopes(bootstrap, service.topic("data.raw"))()
     assert not [e for _, e in everything if e["data"].get("entity") == marker]
-    metrics = httpx.get(f"{service.url}/metrics").text
+    metrics = http.get(f"{service.url}/metrics").text
     for reason in ("malformed_body", "invalid_row", "empty_batch", "too_large"):
         assert f'mlops_ingestion_refusals_total{{reason="{reason}"}}' in metrics
 
@@ -204,7 +207,7 @@ def test_what_is_not_a_batch_is_refused_and_nothing_of_it_is_written(
 def test_a_20000_row_csv_upload_arrives_complete(service: RunningService, bootstrap: str) -> None:
     rows = loans(20_000, seed=202)
     csv = pd.DataFrame(rows).to_csv(index=False).encode()
-    answer = httpx.post(
+    answer = http.post(
         f"{service.url}/datasets/loans/files",
         files={"file": ("loans.csv", csv, "text/csv")},
         timeout=120,
@@ -241,7 +244,7 @@ def test_a_parquet_upload_arrives_complete(service: RunningService, bootstrap: s
     frame.loc[5, "mean_radius"] = float("nan")
     buffer = io.BytesIO()
     frame.to_parquet(buffer)
-    answer = httpx.post(
+    answer = http.post(
         f"{service.url}/datasets/breast_cancer/files",
         content=buffer.getvalue(),
         headers={"content-type": "application/vnd.apache.parquet"},
@@ -278,7 +281,7 @@ def test_labels_land_on_the_labels_topic_keyed_by_record_id(
             "entity": "applicant-2",
         },
     ]
-    answer = httpx.post(f"{service.url}/datasets/loans/labels", json={"labels": labels})
+    answer = http.post(f"{service.url}/datasets/loans/labels", json={"labels": labels})
     assert answer.status_code == 202, answer.text
     ids = answer.json()["ids"]
 
@@ -301,35 +304,35 @@ def test_spec_registration_versions_changes_and_keeps_unchanged_ones(
     service: RunningService, bootstrap: str
 ) -> None:
     shipped = (SHIPPED_SPECS / "loans.yaml").read_bytes()
-    again = httpx.post(
+    again = http.post(
         f"{service.url}/datasets", content=shipped, headers={"content-type": "application/yaml"}
     )
     assert again.status_code == 200 and again.json()["version"] == 1, again.text
 
     name = unique_name("copy").replace("-", "_")
     spec = DatasetSpec.from_file(SHIPPED_SPECS / "loans.yaml").model_dump(mode="json")
-    first = httpx.post(f"{service.url}/datasets", json={**spec, "name": name})
+    first = http.post(f"{service.url}/datasets", json={**spec, "name": name})
     assert first.status_code == 201 and first.json()["version"] == 1, first.text
-    same = httpx.post(f"{service.url}/datasets", json={**spec, "name": name})
+    same = http.post(f"{service.url}/datasets", json={**spec, "name": name})
     assert same.status_code == 200 and same.json() == first.json()
     changed = {**spec, "name": name, "description": "second version"}
-    second = httpx.post(f"{service.url}/datasets", json=changed)
+    second = http.post(f"{service.url}/datasets", json=changed)
     assert second.status_code == 201 and second.json()["version"] == 2
     assert second.json()["fingerprint"] != first.json()["fingerprint"]
 
-    bad = httpx.post(f"{service.url}/datasets", json={**changed, "features": [{"name": "x"}]})
+    bad = http.post(f"{service.url}/datasets", json={**changed, "features": [{"name": "x"}]})
     assert bad.status_code == 422
     assert any(error["loc"].startswith("features.0") for error in bad.json()["errors"])
 
     listed = {
-        d["name"]: d["version"] for d in httpx.get(f"{service.url}/datasets").json()["datasets"]
+        d["name"]: d["version"] for d in http.get(f"{service.url}/datasets").json()["datasets"]
     }
     assert listed[name] == 2 and listed["loans"] == 1 and listed["breast_cancer"] == 1
     assert (
-        httpx.get(f"{service.url}/datasets/{name}/versions/1").json()["spec"]["description"]
+        http.get(f"{service.url}/datasets/{name}/versions/1").json()["spec"]["description"]
         == (spec["description"])
     )
-    record = httpx.post(
+    record = http.post(
         f"{service.url}/datasets/{name}/records", json={"records": [{"applicant_id": "a"}]}
     )
     assert record.json()["spec_version"] == 2
@@ -363,11 +366,11 @@ def test_an_inferred_regression_spec_registers_and_unrunnable_specs_are_refused_
         sample, name=name, entity_key="home_id", event_time="sold_at", label="price"
     )
     text = spec_to_yaml(inferred)
-    registered = httpx.post(
+    registered = http.post(
         f"{service.url}/datasets", content=text, headers={"content-type": "application/yaml"}
     )
     assert registered.status_code == 201, registered.text
-    spec = httpx.get(f"{service.url}/datasets/{name}").json()["spec"]
+    spec = http.get(f"{service.url}/datasets/{name}").json()["spec"]
     assert spec["label"]["task"] == "regression"
     assert spec["model"]["primary_metric"] == "rmse"
     assert spec["features"][0]["expected_max"] is not None and spec["features"][0]["max"] is None
@@ -403,13 +406,13 @@ def test_an_inferred_regression_spec_registers_and_unrunnable_specs_are_refused_
         "is not a regressor, and the label's task is regression",
     }
     for case, body in refused.items():
-        answer = httpx.post(f"{service.url}/datasets", json=body)
+        answer = http.post(f"{service.url}/datasets", json=body)
         assert answer.status_code == 422, (case, answer.text)
         refusal = answer.json()
         assert refusal["reason"] == "invalid_spec", case
         assert refusal["detail"].startswith(f"invalid dataset spec: {expected[case]}"), refusal
         assert "\n" not in refusal["detail"]
-        assert httpx.get(f"{service.url}/datasets/{body['name']}").status_code == 404, case
+        assert http.get(f"{service.url}/datasets/{body['name']}").status_code == 404, case
 
 
 def test_with_kafka_unreachable_it_starts_is_not_ready_and_answers_writes_503(
@@ -429,13 +432,13 @@ def test_with_kafka_unreachable_it_starts_is_not_ready_and_answers_writes_503(
             ("/datasets/loans/labels", {"labels": [{"record_id": "r", "label": 1}]}),
         ]
         for path, body in writes:
-            answer = httpx.post(f"{url}{path}", json=body, timeout=60)
+            answer = http.post(f"{url}{path}", json=body, timeout=60)
             assert answer.status_code == 503, answer.text
             assert answer.json()["reason"] == "broker_unavailable"
             assert "ids" not in answer.json() and "accepted" not in answer.json()
         spec = DatasetSpec.from_file(SHIPPED_SPECS / "loans.yaml").model_dump(mode="json")
-        assert httpx.post(f"{url}/datasets", json=spec, timeout=60).status_code == 503
-        upload = httpx.post(
+        assert http.post(f"{url}/datasets", json=spec, timeout=60).status_code == 503
+        upload = http.post(
             f"{url}/datasets/loans/files",
             content=b"applicant_id\na\n",
             headers={"content-type": "text/csv"},

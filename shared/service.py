@@ -30,7 +30,7 @@ from shared.http_limits import BodyLimit, install_http_limits
 from shared.kafka.config import client_config
 from shared.kafka.producer import EventProducer
 from shared.settings import PlatformSettings
-from shared.telemetry import shutdown_tracing
+from shared.telemetry import flush_spans, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ def exit_after_crash(runtime: ServiceRuntime, grace_s: float = 10.0) -> None:
         "exiting with status %d: consumer loop %s stopped", CRASH_EXIT_CODE, runtime.crashed
     )
     logging.shutdown()
+    flush_spans(timeout_s=5)  # os._exit skips the exporter's own shutdown: the crash's spans
     os._exit(CRASH_EXIT_CODE)
 
 

@@ -73,6 +73,13 @@ def configure_tracing(service_name: str, settings: PlatformSettings) -> TracerPr
     return provider
 
 
+def flush_spans(timeout_s: float) -> None:
+    """Exports the spans still buffered, waiting at most `timeout_s`."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush(timeout_millis=int(timeout_s * 1000))
+
+
 def shutdown_tracing() -> None:
     """Flushes spans still buffered; call it on the way out of a process."""
     provider = trace.get_tracer_provider()

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from services.feature_store.domain.aggregates import replay
-from shared.datasets.spec import DatasetSpec, shipped_specs
+from shared.datasets.registry import SpecRegistry
 from tests.faults.harness import SETTLE_S, Row, SteadyLoad, read_topic, row, settle
 from tests.waiting import wait_until
 
@@ -163,9 +164,17 @@ def _differing(expected: dict[str, Any], emitted: list[dict[str, Any]]) -> str:
     return "; ".join(f"{k}={expected.get(k)!r} got {[v.get(k) for v in emitted]}" for k in keys[:4])
 
 
+@functools.cache
+def _specs(bootstrap: str, namespace: str) -> SpecRegistry:
+    """One reader of a namespace's data.specs for the session (it refreshes on a new version)."""
+    return SpecRegistry({"bootstrap.servers": bootstrap}, f"{namespace}.data.specs", "faults")
+
+
 def _uninterrupted_vectors(bootstrap: str, namespace: str) -> dict[str, dict[str, Any]]:
-    """Record id -> the vector a feature store that never failed computes for it."""
-    specs: dict[str, DatasetSpec] = {spec.name: spec for spec in shipped_specs()}
+    """Record id -> the vector a feature store that never failed computes for it, with the
+    aggregations of the spec each record was validated against (read from data.specs, so any
+    dataset the scenario sends counts, not only the shipped ones)."""
+    specs = _specs(bootstrap, namespace)
     messages = read_topic(bootstrap, f"{namespace}.data.validated")
     messages.sort(key=lambda m: (m.partition(), m.offset()))
     by_entity: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -173,12 +182,15 @@ def _uninterrupted_vectors(bootstrap: str, namespace: str) -> dict[str, dict[str
         data = json.loads(message.value())["data"]
         by_entity[(data["dataset"], data["entity"])].append(data)
     vectors = {}
-    for (dataset, _), records in by_entity.items():
+    for records in by_entity.values():
         inputs = [
             (datetime.fromisoformat(r["event_time"]), r["values"], 0, n)
             for n, r in enumerate(records)
         ]
-        aggregated = replay(inputs, specs[dataset].aggregations, WINDOW_GRACE_S)
+        # An entity's records share a spec version unless the dataset's spec changed midway,
+        # which no fault scenario does: its first record's version stands for all.
+        spec = specs.get(records[0]["dataset"], records[0]["spec_version"]).spec
+        aggregated = replay(inputs, spec.aggregations, WINDOW_GRACE_S)
         for record, aggregates in zip(records, aggregated, strict=True):
             vectors[record["record_id"]] = {**record["values"], **aggregates}
     return vectors

@@ -1,10 +1,14 @@
 import httpx
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.kafka.consumer import RetryPolicy
 from shared.telemetry import (
     extract_trace_context,
+    flush_spans,
     inject_http_trace_headers,
     inject_trace_headers,
 )
@@ -45,3 +49,19 @@ def test_an_http_request_carries_the_current_span_so_the_service_called_continue
 
     assert seen[0].headers["traceparent"].split("-")[1] == trace_id
     assert "traceparent" not in seen[1].headers, "no span, nothing to continue"
+
+
+def test_flushing_exports_the_buffered_spans_a_crash_would_otherwise_lose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exported, schedule_delay_millis=60_000))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    with provider.get_tracer("test").start_as_current_span("last words"):
+        pass
+    assert exported.get_finished_spans() == ()
+
+    flush_spans(timeout_s=5)
+
+    assert [span.name for span in exported.get_finished_spans()] == ["last words"]

@@ -148,19 +148,12 @@ class ModelSlot:
         """The champion version refused here; its requests are answered 503 without a retry."""
         self._lock = threading.Lock()
         self._handled: OrderedDict[str, None] = OrderedDict()
-        self._not_loaded: str | None = None
+        self.not_loaded: str | None = None
+        """Why the champion the registry names does not answer here (None: none is known)."""
         self.loading: int | None = None
         """The champion version a promotion is loading into this empty slot; its requests wait
-        for it (bounded) rather than being answered 503 at once."""
-
-    @property
-    def not_loaded(self) -> str | None:
-        """Why the champion the registry names does not answer here (None: none is known)."""
-        return self._not_loaded
-
-    @not_loaded.setter
-    def not_loaded(self, reason: str | None) -> None:
-        self._not_loaded, self.loading = reason, None
+        for it (bounded) rather than being answered 503 at once. ModelLoader._apply ends every
+        such load with `done_loading`."""
 
     def start_loading(self, version: int) -> None:
         """A promotion loads the first champion this slot will hold."""

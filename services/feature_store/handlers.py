@@ -21,7 +21,9 @@ from services.feature_store.domain.aggregates import (
     AggregationError,
     EntityState,
     already_applied,
+    already_counted,
     apply_record,
+    source_key,
 )
 from services.feature_store.domain.offline import OfflineRow, feature_row, label_row
 from services.feature_store.domain.vectors import (
@@ -113,7 +115,9 @@ def compute_features(
         record: RecordValidated = item.event.data
         key = state_key(record.dataset, record.entity)
         state = outcome.states.get(key) or load_state(key)
-        if already_applied(state, partition=item.info.partition, offset=item.info.offset):
+        if already_applied(
+            state, partition=item.info.partition, offset=item.info.offset
+        ) or already_counted(state, raw_source(record)):
             outcome.replayed += 1
             continue
         try:
@@ -150,6 +154,7 @@ def compute_record(
         info.partition,
         info.offset,
         grace_s,
+        raw_source(record),
     )
     payload = FeaturesComputed(
         dataset=record.dataset,
@@ -183,3 +188,8 @@ def offline_label_rows(event: Event[Any], info: MessageInfo) -> list[OfflineRow]
     payload: LabelRecorded = event.data
     position = SourcePosition(topic=info.topic, partition=info.partition, offset=info.offset)
     return [label_row(payload, position)]
+
+
+def raw_source(record: RecordValidated) -> tuple[str, int]:
+    """The raw message a validated record came from, as `already_counted` compares it."""
+    return source_key(record.source.topic, record.source.partition), record.source.offset

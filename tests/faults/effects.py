@@ -55,11 +55,7 @@ class Effects:
 
     @property
     def asserted_off(self) -> int:
-        """What the scenarios fail on. Vectors are reported, not asserted yet: a validated
-        event that validation published twice after a crash (same event id, at-least-once)
-        is counted twice by the feature store, which skips replays by data.validated's offset
-        only (found by this check; to be fixed by skipping by the record's raw position)."""
-        return self.labels_off + self.predictions_off
+        return self.off
 
     def cell(self) -> str:
         killed = (

@@ -7,6 +7,7 @@ its windowed aggregates from the changelog."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import uuid
@@ -120,6 +121,11 @@ def _clean_up(settings: PlatformSettings, admin: AdminClient, name: str) -> None
     assert not list(errors)
 
 
+RAW_OFFSETS = itertools.count()
+"""Each record its own raw message, in the order the records are made (an entity's records
+come from its raw partition in order: a repeated position is a copy the store skips)."""
+
+
 def record(
     ns: Namespace, record_id: str, entity: str, minutes: float, loan: float
 ) -> Event[RecordValidated]:
@@ -134,7 +140,7 @@ def record(
         entity=entity,
         event_time=T0 + timedelta(minutes=minutes),
         values=values,
-        source=SourcePosition(topic=ns.topic("data.raw"), partition=0, offset=0),
+        source=SourcePosition(topic=ns.topic("data.raw"), partition=0, offset=next(RAW_OFFSETS)),
     )
     return Event.create(payload, source="test", subject=entity)
 
@@ -444,7 +450,7 @@ def test_labels_that_arrive_with_their_records_make_a_training_set_too(
     spec = registry.register(CANCER, ns.producer)
     exams = list(breast_cancer_records(12, seed=5, start=T0))
     events = []
-    for row, diagnosis in exams:
+    for offset, (row, diagnosis) in enumerate(exams):
         payload = RecordValidated(
             dataset="breast_cancer",
             spec_version=spec.version,
@@ -453,7 +459,7 @@ def test_labels_that_arrive_with_their_records_make_a_training_set_too(
             event_time=datetime.fromisoformat(row["examined_at"]),
             values={f.name: row[f.name] for f in CANCER.features},
             label=diagnosis,
-            source=SourcePosition(topic=ns.topic("data.raw"), partition=0, offset=0),
+            source=SourcePosition(topic=ns.topic("data.raw"), partition=0, offset=offset),
         )
         events.append(Event.create(payload, source="test", subject=row["patient_id"]))
     service = ns.start()

@@ -34,7 +34,14 @@ VALUES = {
 
 
 def incoming(
-    offset: int, entity: str, minutes: float, loan: Any, *, version: int = 1, partition: int = 0
+    offset: int,
+    entity: str,
+    minutes: float,
+    loan: Any,
+    *,
+    version: int = 1,
+    partition: int = 0,
+    raw_partition: int = 0,
 ) -> Incoming:
     payload = RecordValidated(
         dataset="loans",
@@ -44,7 +51,7 @@ def incoming(
         event_time=T0 + timedelta(minutes=minutes),
         values={**VALUES, "loan": loan},
         label=offset % 2,
-        source=SourcePosition(topic="ns.data.raw", partition=0, offset=offset),
+        source=SourcePosition(topic="ns.data.raw", partition=raw_partition, offset=offset),
     )
     event = Event.create(payload, source="validation", subject=entity)
     info = MessageInfo(TOPIC, partition, offset, entity.encode(), None)
@@ -110,6 +117,40 @@ def test_records_the_saved_state_already_counts_are_replays_and_cause_nothing() 
     [traced] = outcome.emits
     assert traced.emit.event.data.record_id == "r1"
     assert traced.emit.event.data.features["applications_1h"] == 2, "built on the saved state"
+
+
+def published_again(item: Incoming, offset: int) -> Incoming:
+    """The same validated event at a later offset, as validation publishes it again when it
+    crashed between publishing and committing (at-least-once, same event id)."""
+    info = MessageInfo(TOPIC, item.info.partition, offset, item.info.key, None)
+    return Incoming(info, item.value, item.headers, event=item.event)
+
+
+def test_a_validated_event_published_again_is_counted_once_in_a_batch_and_across_batches() -> None:
+    first, second = incoming(0, "alice", 0, 100.0), incoming(1, "alice", 1, 10.0)
+    outcome = compute_features([first, second, published_again(first, 2)], SPECS, no_state, 3600)
+    assert outcome.replayed == 1
+    assert [t.emit.event.data.record_id for t in outcome.emits] == ["r0", "r1"]
+    saved = outcome.states
+
+    later = compute_features(
+        [published_again(second, 3), incoming(4, "alice", 2, 1.0)], SPECS, saved.get, 3600
+    )
+
+    assert later.replayed == 1
+    [traced] = later.emits
+    assert traced.emit.event.data.features["applications_1h"] == 3, "each record counted once"
+
+
+def test_a_record_from_another_raw_partition_is_new_whatever_its_offset() -> None:
+    seen = compute_features([incoming(5, "alice", 0, 100.0)], SPECS, no_state, 3600).states
+    other = incoming(2, "alice", 1, 10.0, raw_partition=1)
+    other = Incoming(MessageInfo(TOPIC, 0, 6, b"alice", None), other.value, [], event=other.event)
+
+    outcome = compute_features([other], SPECS, seen.get, 3600)
+
+    assert outcome.replayed == 0
+    assert outcome.emits[0].emit.event.data.features["applications_1h"] == 2
 
 
 def test_undecodable_messages_and_unknown_specs_are_dead_lettered_and_the_rest_goes_on() -> None:

@@ -65,6 +65,11 @@ class EntityState(BaseModel):
     windows: dict[str, dict[int, Totals]] = Field(
         default_factory=dict, description="Aggregation signature -> window start (s) -> totals."
     )
+    sources: dict[str, int] = Field(
+        default_factory=dict,
+        description="Raw message each source partition last gave a record of this entity: "
+        "'<topic>:<partition>' -> offset.",
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -99,6 +104,21 @@ def already_applied(state: EntityState | None, *, partition: int, offset: int) -
     return state is not None and state.partition == partition and offset <= state.offset
 
 
+def source_key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def already_counted(state: EntityState | None, source: tuple[str, int] | None) -> bool:
+    """True when the raw message (`source_key`, offset) a record came from, or a later one of
+    its partition, was counted for this entity before: the record is a copy validation
+    published again after a crash (same event, at-least-once), not a new one. An entity's raw
+    messages share a partition (keyed by entity) and are validated in their order."""
+    if state is None or source is None:
+        return False
+    key, offset = source
+    return offset <= state.sources.get(key, -1)
+
+
 def apply_record(
     state: EntityState,
     aggregations: Sequence[Aggregation],
@@ -107,9 +127,11 @@ def apply_record(
     partition: int,
     offset: int,
     grace_s: int,
+    source: tuple[str, int] | None = None,
 ) -> Applied:
     """Counts one record into every window it falls in; returns the new state and the
-    aggregates as of the record's event time (the record included)."""
+    aggregates as of the record's event time (the record included). `source`: the raw
+    message it came from (`source_key`, offset), remembered for `already_counted`."""
     moment_us = epoch_micros(event_time)
     watermark_us = moment_us if state.watermark_us is None else max(state.watermark_us, moment_us)
     horizon_us = watermark_us - grace_s * MICROS
@@ -130,8 +152,13 @@ def apply_record(
         }
     # Built from values made here, not read: validating the windows again costs more than
     # everything else a record does.
+    sources = state.sources if source is None else {**state.sources, source[0]: source[1]}
     new_state = EntityState.model_construct(
-        partition=partition, offset=offset, watermark_us=watermark_us, windows=windows
+        partition=partition,
+        offset=offset,
+        watermark_us=watermark_us,
+        windows=windows,
+        sources=sources,
     )
     return Applied(new_state, aggregates, late)
 

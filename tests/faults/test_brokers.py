@@ -4,7 +4,9 @@ calls running throughout:
 
 - data.raw's partition leader SIGKILLed five times, each started again and back in sync before
   the next: every acknowledged record ends exactly once in validated or rejected, /predict
-  never fails, and a training asked afterwards registers a new version;
+  never fails, and a training asked afterwards registers a new version; meanwhile a replay of
+  production runs into a replica namespace on the same cluster (scenario 9), which validates
+  each replayed record once and trains its own model while production does not notice;
 - two brokers of three down at once: ingestion answers 503 naming why (the first batch after
   its delivery timeout, the next ones at once), a direct acks=all publish is not confirmed
   either, nothing answered 202 is lost, and once both are back ingestion answers 202 again."""
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +31,7 @@ from shared.kafka.config import producer_config
 from shared.kafka.producer import DeliveryError, EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
 from tests.faults.brokers import (
+    BROKERS,
     KafkaCluster,
     cluster_settings,
     kafka_cluster,
@@ -41,9 +45,12 @@ from tests.faults.harness import (
     SteadyLoad,
     ask_training,
     loans_feed,
+    partition_ends,
+    read_topic,
     steady_load,
     time_to_settle,
 )
+from tests.faults.replica import ReplayBeside, Replica, check_the_replica, replica_beside
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(1200)  # the module's platform starts in the first test's setup
@@ -71,6 +78,16 @@ def platform(
     cluster: KafkaCluster, settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FaultPlatform]:
     with platform_on(cluster, settings, tmp_path_factory.mktemp("faults-brokers")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def replica(
+    cluster: KafkaCluster, settings: PlatformSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replica]:
+    logs = tmp_path_factory.mktemp("faults-brokers-replica")
+    brokers = {"MLOPS_KAFKA_BROKERS": str(BROKERS)}
+    with replica_beside(cluster.admin(), settings, cluster.bootstrap, logs, brokers) as running:
         yield running
 
 
@@ -107,16 +124,22 @@ def refused_over_http_only_with_503(load: SteadyLoad) -> list[str]:
 def test_data_raw_leader_sigkilled_five_times_loses_nothing_applies_nothing_twice(
     cluster: KafkaCluster,
     platform: FaultPlatform,
+    replica: Replica,
     on_cluster: PlatformSettings,
     matrix: list[Row],
+    tmp_path: Path,
 ) -> None:
     raw = raw_topic(platform)
     assert replication(cluster, raw) == (3, "2")
+    specs_before = partition_ends(platform.bootstrap, f"{platform.namespace}.data.specs")
     load = steady_load(on_cluster, platform.namespace, platform.urls, MODEL, 611)
     killed: list[int] = []
+    replaying: ReplayBeside | None = None
     try:
         time.sleep(3)
         for kill in range(KILLS):
+            if kill == 1:
+                replaying = ReplayBeside(platform, replica, tmp_path).start()
             started = time.monotonic()
             leader = cluster.leader(raw, partition=kill % 3)
             cluster.kill(leader)
@@ -138,6 +161,14 @@ def test_data_raw_leader_sigkilled_five_times_loses_nothing_applies_nothing_twic
     assert load.predict_failures == [], f"/predict failed: {load.predict_failures[:3]}"
     assert refused_over_http_only_with_503(load) == []
     assert [n for n, s in platform.services.items() if s.process.poll() is not None] == []
+    assert replaying is not None
+    replaying.join()
+    trained = [
+        message
+        for message in read_topic(platform.bootstrap, f"{platform.namespace}.models.trained")
+        if (message.key() or b"") == MODEL.encode()
+    ]
+    check_the_replica(platform, replica, specs_before, trained, "leader kills", matrix)
 
 
 def test_after_the_leader_kills_a_training_asked_registers_a_new_version(

@@ -65,6 +65,10 @@ DEFAULT_CHECKPOINT_DIR = Path(".local/replay")
 CONSUME_BATCH = 10_000
 CHECKPOINT_EVERY = 100_000
 TIMEOUT_S = 10.0
+LEADER_WAIT_S = 60.0
+"""How long planning waits for partitions without a leader: after a broker dies, the controller
+elects another once the broker's session has expired (9 s by default, longer on a loaded
+machine); a replay started meanwhile waits for it rather than failing."""
 
 Engine = Literal["auto", "native", "python"]
 ENGINE_LABELS = {"native": "native copier (C, librdkafka)", "python": "Python (confluent-kafka)"}
@@ -144,8 +148,8 @@ def list_offsets(
     admin: AdminClient, topic: str, partitions: list[int], spec: OffsetSpec
 ) -> dict[int, int]:
     """One ListOffsets request for every partition (earliest, latest or for a timestamp);
-    waits out a new topic's leader election."""
-    deadline = time.monotonic() + TIMEOUT_S
+    waits out a leader election (a new topic's, or one after a broker died)."""
+    deadline = time.monotonic() + LEADER_WAIT_S
     while True:
         asked = {TopicPartition(topic, p): spec for p in partitions}
         try:

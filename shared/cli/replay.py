@@ -33,7 +33,15 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from shared.cli.native_copy import (
@@ -154,11 +162,16 @@ def list_offsets(
         asked = {TopicPartition(topic, p): spec for p in partitions}
         try:
             futures = admin.list_offsets(asked, request_timeout=TIMEOUT_S)
-            return {tp.partition: future.result().offset for tp, future in futures.items()}
+            found = {tp.partition: future.result().offset for tp, future in futures.items()}
+            unanswered = sorted(p for p, offset in found.items() if offset == OFFSET_INVALID)
+            if not unanswered:
+                return found
+            why = f"partitions {unanswered} answered no offset (no leader yet)"
         except KafkaException as error:
-            if time.monotonic() > deadline:
-                raise ReplayError(f"offsets of {topic}: {error.args[0].str()}") from None
-            time.sleep(0.2)
+            why = error.args[0].str()
+        if time.monotonic() > deadline:
+            raise ReplayError(f"offsets of {topic} after {LEADER_WAIT_S:.0f} s: {why}")
+        time.sleep(0.2)
 
 
 def end_offsets(admin: AdminClient, topic: str, partitions: list[int]) -> dict[int, int]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from services.feature_store.adapters.streaming import FeaturePipeline, FeatureStream
 from services.feature_store.domain.stall import StreamState
 from shared.kafka.committed import CommittedOffsets
+from shared.kafka.watermarks import HighWatermarks
 
 
 class StreamProbe:
@@ -25,11 +24,8 @@ class StreamProbe:
         self._stream = stream
         self._pipeline = pipeline
         self._group = group
-        self._timeout_s = timeout_s
         self._committed = CommittedOffsets(config, timeout_s)
-        self._watermarks = Consumer(
-            {**config, "group.id": f"{group}-stall-watch", "enable.auto.commit": False}
-        )
+        self._ends = HighWatermarks(config, f"{group}-stall-watch", timeout_s)
 
     def state(self) -> StreamState | None:
         """The stream's state now; None while it recovers or rebalances."""
@@ -38,15 +34,13 @@ class StreamProbe:
             return None
         batches = self._pipeline.batches
         committed = self._committed.of(self._group, held)
-        waiting = 0
-        for topic, partition in held:
-            low, high = self._watermarks.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=self._timeout_s
-            )
-            waiting += max(high - committed.get((topic, partition), low), 0)
+        waiting = sum(
+            max(high - committed.get(position, low), 0)
+            for position, (low, high) in self._ends.bounds(held).items()
+        )
         progress = (batches, tuple(sorted(held)), tuple(sorted(committed.items())))
         return StreamState(waiting, self._pipeline.busy, progress)
 
     def close(self) -> None:
         self._committed.close()
-        self._watermarks.close()
+        self._ends.close()

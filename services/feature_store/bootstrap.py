@@ -30,6 +30,7 @@ from services.feature_store.adapters.offline_sink import OfflineSink, SinkConfig
 from services.feature_store.adapters.online import OnlineStore
 from services.feature_store.adapters.rebuilt_sets import RebuiltSets
 from services.feature_store.adapters.stall_probe import StreamProbe
+from services.feature_store.adapters.stream_progress import StreamProgress
 from services.feature_store.adapters.streaming import (
     FeaturePipeline,
     FeatureStream,
@@ -83,6 +84,7 @@ class FeatureStoreProcess:
     stop: threading.Event
     runtime: ServiceRuntime
     probe: StreamProbe
+    progress: StreamProgress
 
     def run(self) -> None:
         server = uvicorn.Server(server_config(self.http, self.settings.host, self.settings.port))
@@ -113,6 +115,7 @@ class FeatureStoreProcess:
             http.join(30)
             self.pipeline.close()
             self.probe.close()
+            self.progress.close()
             self.producer.close()  # tracing was flushed by the HTTP app's shutdown
 
     async def _on_worker_stopping(self, app: faust.App, **_: object) -> None:
@@ -198,9 +201,15 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         },
         stop=stop,
     )
+    progress = StreamProgress(
+        client_config(platform, f"{NAME}-progress"),
+        app_id(namespace),
+        source_topic,
+        topics[FEATURES],
+    )
     deps = HttpDeps(
         online=online,
-        training_sets=TrainingSets(store, namespace),
+        training_sets=TrainingSets(store, namespace, progress.read),
         known_dataset=lambda name: _require_spec(specs, name),
         max_lookup_entities=settings.max_lookup_entities,
         rebuilt_sets=RebuiltSets(
@@ -224,7 +233,7 @@ def build(platform: PlatformSettings, settings: FeatureStoreSettings) -> Feature
         stream, pipeline, client_config(platform, f"{NAME}-stall-watch"), app_id(namespace)
     )
     return FeatureStoreProcess(
-        settings, stream, pipeline, sinks, http, producer, stop, runtime, probe
+        settings, stream, pipeline, sinks, http, producer, stop, runtime, probe, progress
     )
 
 

@@ -37,6 +37,7 @@ from shared.datasets.spec import VersionedSpec, shipped_specs
 from shared.events import Event, LabelRecorded, RecordValidated, SourcePosition
 from shared.kafka.config import client_config, producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.kafka.watermarks import HighWatermarks
 from shared.service import CRASH_EXIT_CODE
 from shared.settings import PlatformSettings
 from shared.storage import minio_client
@@ -358,6 +359,40 @@ def test_the_offline_store_holds_features_and_labels_as_parquet_named_by_their_o
     ]  # fmt: skip
     assert labels.set_index("record_id")["label"].to_dict() == {f"r{n}": n % 2 for n in range(12)}
     assert set(labels["source_topic"]) == {ns.topic("data.labels")}
+
+
+def test_copies_at_the_end_of_a_partition_leave_the_offline_coverage_at_its_end(
+    namespace: Namespace, bootstrap: str
+) -> None:
+    """Validation may publish a record again after a crash: the store skips the copy (no
+    vector), and a training waiting for data.validated's end must not wait for a vector that
+    never comes."""
+    ns = namespace
+    service = ns.start()
+    events = [record(ns, f"r{n}", f"e{n % 3}", minutes=n, loan=100.0 + n) for n in range(12)]
+    publish(ns, ns.topic("data.validated"), events)
+    publish(ns, ns.topic("data.validated"), events[-3:])  # the same events, each a copy
+    validated = HighWatermarks({"bootstrap.servers": bootstrap}, unique_name("fs-ends"))
+    try:
+        ends = validated.of_topic(ns.topic("data.validated"))
+    finally:
+        validated.close()
+    assert sum(ends.values()) == 15
+
+    def coverage() -> dict[tuple[str, int], int]:
+        answer = get(f"{service.url}/training-sets/coverage").json()["coverage"]
+        return {(c["topic"], c["partition"]): c["offset"] for c in answer}
+
+    wait_until(
+        lambda: all(coverage().get(position, 0) >= end for position, end in ends.items()),
+        what=f"the offline coverage at data.validated's ends {ends}",
+        timeout_s=90,
+    )
+    assert len(features_of_topic(bootstrap, ns.topic("data.features"))) == 12, "copies skipped"
+
+
+def features_of_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    return read_features_until(bootstrap, topic, {f"r{n}" for n in range(12)}, timeout_s=30)
 
 
 def test_a_training_set_over_real_data_is_point_in_time_correct_and_reports_its_offsets(

@@ -15,6 +15,7 @@ from services.feature_store.domain.training_sets import (
     coverage_json,
     merge_coverage,
     point_in_time_join,
+    with_stream_progress,
 )
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -237,3 +238,42 @@ def test_the_store_s_coverage_merges_every_partition_s_file_of_its_namespace() -
         ("ns.data.features", 0): 12,
         ("ns.data.labels", 1): 5,
     }
+
+
+def test_records_that_gave_no_vector_count_as_written_once_every_vector_is() -> None:
+    validated, features = ("ns.data.validated", 0), ("ns.data.features", 0)
+    written = {validated: 465, features: 445}
+    # The stream processed validated[0] to its end (its last records were copies of earlier
+    # ones, skipped) and the writer has written every vector on data.features.
+    assert with_stream_progress(written, {validated: 648}, {features: 445}) == {
+        validated: 648,
+        features: 445,
+    }
+    # A vector published but not written yet: only the files count.
+    assert with_stream_progress(written, {validated: 648}, {features: 446}) == written
+    # The stream's progress unread (Kafka did not answer): only the files count.
+    assert with_stream_progress(written, {}, {}) == written
+    # Files ahead of what the stream committed (it commits every few seconds) stay as they are.
+    assert with_stream_progress(written, {validated: 400}, {features: 445}) == written
+
+
+def test_the_coverage_counts_the_stream_s_progress_read_before_the_files() -> None:
+    order: list[str] = []
+
+    class Store(CoverageFiles):
+        def keys(self, prefix: str) -> list[str]:
+            order.append("files")
+            return super().keys(prefix)
+
+    store = Store({"ns/_offline/features/coverage-0.json": [
+        {"topic": "ns.data.validated", "partition": 0, "offset": 12},
+        {"topic": "ns.data.features", "partition": 0, "offset": 12},
+    ]})  # fmt: skip
+
+    def progress() -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        order.append("stream")
+        return {("ns.data.validated", 0): 20}, {("ns.data.features", 0): 12}
+
+    sets = TrainingSets(store, "ns", progress)  # type: ignore[arg-type]
+    assert sets.coverage()[("ns.data.validated", 0)] == 20
+    assert order == ["stream", "files"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from services.feature_store.domain.training_sets import (
     coverage_json,
     merge_coverage,
     point_in_time_join,
+    with_stream_progress,
 )
 
 _DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
@@ -95,20 +97,30 @@ def _counted(span: OffsetSpan) -> dict[str, Any]:
 
 
 class TrainingSets:
-    def __init__(self, store: ObjectStore, namespace: str) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        namespace: str,
+        progress: Callable[[], tuple[Coverage, Coverage]] | None = None,
+    ) -> None:
+        """`progress`: the stream's processed offsets and data.features' ends
+        (StreamProgress.read), so that records which gave no vector count as written."""
         self._store = store
         self._namespace = namespace
+        self._progress = progress
 
     def coverage(self) -> Coverage:
         """How far the offline store is written, per topic partition (next offsets): of its
         own topics (data.features, data.labels) and of data.validated, which feature rows
         come from."""
+        processed, published = self._progress() if self._progress else ({}, {})
         keys = [
             key
             for key in self._store.keys(coverage_prefix(self._namespace))
             if key.rsplit("/", 1)[-1].startswith("coverage-")
         ]
-        return merge_coverage(*(coverage_from_json(self._store.get_json(key)) for key in keys))
+        written = merge_coverage(*(coverage_from_json(self._store.get_json(key)) for key in keys))
+        return with_stream_progress(written, processed, published)
 
     def create(self, dataset: str, until: datetime | None) -> WrittenTrainingSet:
         coverage = self.coverage()  # read first: the files read next hold at least this much

@@ -193,6 +193,21 @@ def merge_coverage(*parts: Coverage) -> Coverage:
     return merged
 
 
+def with_stream_progress(written: Coverage, processed: Coverage, published: Coverage) -> Coverage:
+    """The offline store's coverage, counting every data.validated message the feature stream
+    processed as written once the features writer has written all it published.
+
+    `processed`: the stream's committed offsets on data.validated, read first (a batch's
+    vectors are on data.features before its offsets are committed); `published`: data.features'
+    end offsets, read next; `written`: the files' coverage, read last. Rows alone leave a
+    partition short of its end when its last records gave no vector: a copy validation
+    published again after a crash (skipped, its vector was published the first time) or a
+    dead letter."""
+    if not published or any(written.get(position, 0) < end for position, end in published.items()):
+        return written
+    return merge_coverage(written, processed)
+
+
 def coverage_json(coverage: Coverage) -> list[dict[str, Any]]:
     return [
         {"topic": topic, "partition": partition, "offset": offset}

@@ -174,8 +174,13 @@ def _uninterrupted_vectors(bootstrap: str, namespace: str) -> dict[str, dict[str
     messages = read_topic(bootstrap, f"{namespace}.data.validated")
     messages.sort(key=lambda m: (m.partition(), m.offset()))
     by_entity: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    seen: set[tuple[str, int, int]] = set()
     for message in messages:
         data = json.loads(message.value())["data"]
+        raw = (data["source"]["topic"], data["source"]["partition"], data["source"]["offset"])
+        if raw in seen:  # a copy validation published again (at-least-once): counted once
+            continue
+        seen.add(raw)
         by_entity[(data["dataset"], data["entity"])].append(data)
     vectors = {}
     for records in by_entity.values():

@@ -27,6 +27,7 @@ import pytest
 
 from infra.demo.loop import DATASET
 from shared.events import Event, RecordIngested
+from shared.kafka.committed import CommittedOffsets
 from shared.kafka.config import producer_config
 from shared.kafka.producer import DeliveryError, EventProducer, OutgoingMessage
 from shared.settings import PlatformSettings
@@ -112,8 +113,32 @@ def assert_the_loop_closes(platform: FaultPlatform) -> None:
         return answer.json() if answer.status_code == 200 else None
 
     run = wait_until(finished, what="the training asked after the faults", timeout_s=300)
-    assert run["type"] == "mlops.ModelTrained", run["data"].get("reason")
+    assert run["type"] == "mlops.ModelTrained", (
+        f"{run['data'].get('reason')}; {feature_store_positions(platform)}"
+    )
     wait_until(lambda: versions(platform) > before, what="a new registered version", timeout_s=120)
+
+
+def feature_store_positions(platform: FaultPlatform) -> str:
+    """Where the feature store's stream and offline writers stand (committed / end per
+    partition): which of them stopped, when the loop does not close."""
+    namespace, bootstrap = platform.namespace, platform.bootstrap
+    groups = {
+        f"{namespace}-feature-store": f"{namespace}.data.validated",
+        f"{namespace}-feature-store-offline-features": f"{namespace}.data.features",
+        f"{namespace}-feature-store-offline-labels": f"{namespace}.data.labels",
+    }
+    committed = CommittedOffsets({"bootstrap.servers": bootstrap})
+    try:
+        parts = []
+        for group, topic in groups.items():
+            ends = partition_ends(bootstrap, topic)
+            done = committed.of(group, ends)
+            where = ", ".join(f"{p}: {done.get((t, p), '-')}/{end}" for (t, p), end in ends.items())
+            parts.append(f"{group} on {topic}: {where}")
+        return "; ".join(parts)
+    finally:
+        committed.close()
 
 
 def refused_over_http_only_with_503(load: SteadyLoad) -> list[str]:

@@ -29,6 +29,7 @@ from shared.datasets.sources import Record, agrawal_records, friedman_records
 from shared.events import Event, RecordIngested
 from shared.kafka.config import producer_config
 from shared.kafka.producer import EventProducer, OutgoingMessage
+from shared.kafka.watermarks import HighWatermarks
 from shared.settings import PlatformSettings
 from tests.integration.kafka_helpers import unique_name
 from tests.waiting import wait_until
@@ -267,15 +268,11 @@ class SteadyLoad:
 
 
 def partition_ends(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("fault-ends")})
+    ends = HighWatermarks({"bootstrap.servers": bootstrap}, unique_name("fault-ends"))
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
+        return ends.of_topic(topic)
     finally:
-        consumer.close()
+        ends.close()
 
 
 SETTLE_S = 240.0

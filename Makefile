@@ -34,14 +34,15 @@ down: ## stop what `make up` started
 status: ## health of every component; the services' supervisor state, uptime and restarts
 	@$(STACK) status
 
-test: install ## everything: lint, unit, integration, e2e and browser tests against the real stack; the fault matrix on a stack of its own, beside them
+test: install ## everything: lint, unit, integration, e2e and browser tests against the real stack; the fault matrix on a stack of its own
 	@$(MAKE) --no-print-directory lint
 	@$(STACK) install-browser
 	@was_up=0; $(STACK) status >/dev/null 2>&1 && was_up=1; \
 	if $(STACK) up; then \
 	  mkdir -p .local; $(MAKE) --no-print-directory beside >.local/test-beside.log 2>&1 & beside=$$!; \
-	  $(WITH_STACK_ENV) $(PY) -m pytest tests --ignore=tests/faults --ignore=tests/unit -p no:cacheprovider; rc=$$?; \
-	  wait $$beside || rc=1; echo "--- the fault matrix, then the unit tests (run beside the tests above) ---"; \
+	  $(WITH_STACK_ENV) $(PY) -m pytest tests/integration -p no:cacheprovider; rc=$$?; \
+	  wait $$beside || rc=1; \
+	  echo "--- beside the integration tests: the e2e and browser tests, the fault matrix, the unit tests ---"; \
 	  cat .local/test-beside.log; \
 	else rc=1; echo "make test: the stack did not start, no test was run" >&2; fi; \
 	if [ $$was_up = 0 ]; then $(STACK) down; fi; \
@@ -57,8 +58,10 @@ test-browser: venv ## the console in Debian's headless Chromium, after a closed-
 test-faults: install ## the fault matrix under load, on a stack of its own (.local/faults, infra/stack/faults.env)
 	@$(MAKE) --no-print-directory fault-matrix
 
-beside: # what make test runs beside the integration and e2e tests: the fault matrix on its own stack, then the unit tests
-	@$(MAKE) --no-print-directory fault-matrix; rc=$$?; $(PY) -m pytest tests/unit -p no:cacheprovider || rc=1; exit $$rc
+beside: # what make test runs beside the integration tests: e2e and browser tests (each starts its platform on the main stack), the fault matrix on its own stack, the unit tests
+	@rc=0; ( $(WITH_STACK_ENV) $(PY) -m pytest tests/e2e -p no:cacheprovider ) || rc=1; \
+	$(MAKE) --no-print-directory fault-matrix || rc=1; \
+	$(PY) -m pytest tests/unit -p no:cacheprovider || rc=1; exit $$rc
 
 fault-matrix: # test-faults without the install
 	@$(WITH_FAULT_STACK) \
